@@ -1,0 +1,406 @@
+"""Turn files, bytes, URLs, PIL images and arrays into RGB uint8 arrays.
+
+This module owns everything between "something that holds a picture" and the
+``H×W×3`` (or batched ``N×H×W×3``) uint8 array that every model in imagerec
+consumes: format sniffing, size limits, EXIF orientation, colour-mode
+conversion, JPEG draft-mode downscaling and the resize policies.
+
+>>> import numpy as np
+>>> from imagerec.images import Preprocessing, load_image
+>>> pixels = np.zeros((300, 400, 3), np.uint8)
+>>> load_image(pixels, Preprocessing(size=(224, 224))).shape
+(224, 224, 3)
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import ImageDecodeError, ImageTooLargeError, UsageError
+
+__all__ = [
+    "ImageSource",
+    "Limits",
+    "Preprocessing",
+    "SUPPORTED_FORMATS",
+    "IMAGE_SUFFIXES",
+    "load_image",
+    "load_pil",
+    "to_rgb",
+    "resize",
+    "stack",
+    "describe_source",
+]
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes], Image.Image, np.ndarray]
+
+# Formats Pillow may open for us. Camera JPEGs carrying extra pictures (MPO)
+# are opened by the JPEG plugin; DIB is BMP without its file header.
+SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "DIB", "GIF", "WEBP", "TIFF")
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff"}
+)
+_FORMAT_NAMES = "JPEG, PNG, BMP, GIF, WebP or TIFF"
+
+ResizePolicy = Literal["crop", "squash"]
+
+# Our own pixel limit is checked before any decoding; Pillow's generic warning
+# for large images would only repeat it, so it is silenced for its message.
+warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
+# Image.open(formats=...) only knows plugins that are already registered.
+Image.init()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upper bounds that protect a process from hostile or accidental input.
+
+    ``max_pixels`` is checked against the size the file declares, before any
+    pixel is decoded, so a decompression bomb costs nothing.
+
+    >>> Limits(max_pixels=1_000_000).max_pixels
+    1000000
+    """
+
+    max_pixels: int = 100_000_000
+    max_bytes: int = 200 * 1024 * 1024
+
+    def check_bytes(self, size: int, where: str) -> None:
+        if size > self.max_bytes:
+            raise ImageTooLargeError(
+                f"file is {size:,} bytes, over the limit of {self.max_bytes:,} bytes "
+                "(raise max_bytes to accept it)",
+                path=where,
+            )
+
+    def check_pixels(self, width: int, height: int, where: str) -> None:
+        if width <= 0 or height <= 0:
+            raise ImageDecodeError(f"image declares an empty size {width}×{height}", path=where)
+        if width * height > self.max_pixels:
+            raise ImageTooLargeError(
+                f"image is {width}×{height} = {width * height:,} pixels, over the limit of "
+                f"{self.max_pixels:,} (a decompression bomb, or raise max_pixels to accept it)",
+                path=where,
+            )
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a model wants its pictures: size, resize policy and normalisation.
+
+    ``resize="crop"`` scales the shorter side to the target and cuts the
+    centre; ``"squash"`` scales both sides independently (aspect ratio is
+    not kept). ``normalization`` names what the backend does with the uint8
+    pixels (``"uint8"`` = raw 0–255, the quantised models' convention;
+    ``"tf"`` = scale to [-1, 1]; ``"torch"`` = ImageNet mean/std; ``"caffe"``
+    = BGR minus ImageNet mean) — it is applied inside a backend, never here.
+
+    >>> Preprocessing(size=(224, 224)).resize
+    'crop'
+    """
+
+    size: tuple[int, int] = (224, 224)  # (height, width)
+    resize: ResizePolicy = "crop"
+    normalization: str = "uint8"
+
+    def __post_init__(self) -> None:
+        if self.resize not in ("crop", "squash"):
+            raise UsageError(f"resize policy must be 'crop' or 'squash', got {self.resize!r}")
+        height, width = self.size
+        if height <= 0 or width <= 0:
+            raise UsageError(f"preprocessing size must be positive, got {self.size}")
+
+    def to_dict(self) -> dict:
+        return {"size": list(self.size), "resize": self.resize, "normalization": self.normalization}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Preprocessing":
+        return cls(
+            size=(int(data["size"][0]), int(data["size"][1])),
+            resize=data.get("resize", "crop"),
+            normalization=data.get("normalization", "uint8"),
+        )
+
+
+def describe_source(source: object) -> str:
+    """A short name for error messages: the path, or the kind of object.
+
+    >>> describe_source(b"abc")
+    '<bytes>'
+    """
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    if isinstance(source, np.ndarray):
+        return "<array>"
+    if isinstance(source, Image.Image):
+        return "<PIL image>"
+    name = getattr(source, "name", None)
+    return str(name) if isinstance(name, str) else "<file object>"
+
+
+def load_image(
+    source: ImageSource,
+    preprocessing: Preprocessing | None = None,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+) -> np.ndarray:
+    """Decode ``source`` into an ``H×W×3`` uint8 RGB array.
+
+    With ``preprocessing`` the result is already resized for the model, and
+    large JPEGs are decoded in draft mode (DCT-domain downscaling) at no more
+    than twice the size the model needs. Without it the full image is kept.
+
+    >>> from imagerec.images import load_image
+    >>> load_image(b"not an image")
+    Traceback (most recent call last):
+    ...
+    imagerec.errors.ImageDecodeError: <bytes>: not a recognised image (expected JPEG, PNG, BMP, GIF, WebP or TIFF)
+    """
+    if isinstance(source, np.ndarray):
+        return _array_to_rgb(source, preprocessing)
+    image = load_pil(source, preprocessing, limits=limits)
+    if preprocessing is not None:
+        image = resize(image, preprocessing)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def load_pil(
+    source: ImageSource,
+    preprocessing: Preprocessing | None = None,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Image.Image:
+    """Decode ``source`` into an upright RGB PIL image (not yet resized).
+
+    >>> from PIL import Image
+    >>> load_pil(Image.new("LA", (4, 4))).mode
+    'RGB'
+    """
+    where = describe_source(source)
+    if isinstance(source, Image.Image):
+        limits.check_pixels(source.width, source.height, where)
+        return to_rgb(ImageOps.exif_transpose(source), where)
+    if isinstance(source, np.ndarray):
+        return Image.fromarray(_array_to_rgb(source, None))
+    data = _read_bytes(source, where, limits)
+    return _decode(data, where, preprocessing, limits)
+
+
+def _read_bytes(source: ImageSource, where: str, limits: Limits) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        limits.check_bytes(len(data), where)
+    elif isinstance(source, (str, os.PathLike)):
+        text = os.fspath(source)
+        if isinstance(text, str) and text.startswith(("http://", "https://")):
+            return _fetch_url(text, limits)
+        path = Path(text)
+        try:
+            size = path.stat().st_size
+            limits.check_bytes(size, where)
+            data = path.read_bytes()
+        except IsADirectoryError as exc:
+            raise ImageDecodeError("is a folder, not an image file", path=where) from exc
+        except FileNotFoundError as exc:
+            raise ImageDecodeError("no such file", path=where) from exc
+        except PermissionError as exc:
+            raise ImageDecodeError("permission denied", path=where) from exc
+        except OSError as exc:
+            raise ImageDecodeError(f"cannot read file ({exc.strerror or exc})", path=where) from exc
+    elif hasattr(source, "read"):
+        # Read one byte past the limit so an oversized stream is detected
+        # without ever holding more than the limit in memory.
+        data = source.read(limits.max_bytes + 1)
+        if not isinstance(data, (bytes, bytearray)):
+            raise ImageDecodeError("file object must be opened in binary mode", path=where)
+        limits.check_bytes(len(data), where)
+    else:
+        raise ImageDecodeError(
+            f"cannot read an image from a {type(source).__name__} "
+            "(expected a path, bytes, a binary file object, a PIL image or a numpy array)",
+            path=where,
+        )
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes)", path=where)
+    return bytes(data)
+
+
+def _fetch_url(url: str, limits: Limits) -> bytes:
+    import httpx
+
+    chunks: list[bytes] = []
+    received = 0
+    try:
+        with httpx.stream("GET", url, follow_redirects=True, timeout=30.0) as response:
+            if response.status_code != 200:
+                raise ImageDecodeError(f"HTTP {response.status_code} while fetching the image", path=url)
+            for chunk in response.iter_bytes():
+                received += len(chunk)
+                limits.check_bytes(received, url)
+                chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        raise ImageDecodeError(f"cannot fetch the image ({exc})", path=url) from exc
+    if not received:
+        raise ImageDecodeError("empty response (0 bytes)", path=url)
+    return b"".join(chunks)
+
+
+def _decode(data: bytes, where: str, preprocessing: Preprocessing | None, limits: Limits) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image is too large to decode safely ({exc})", path=where) from exc
+    except Exception as exc:  # Pillow signals bad data with many exception types
+        raise ImageDecodeError(f"not a recognised image (expected {_FORMAT_NAMES})", path=where) from exc
+    limits.check_pixels(image.width, image.height, where)
+    try:
+        if preprocessing is not None and image.format in ("JPEG", "MPO"):
+            _apply_draft(image, preprocessing)
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image is too large to decode safely ({exc})", path=where) from exc
+    except Exception as exc:  # truncated and corrupt data surface as OSError, SyntaxError, ValueError...
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "truncated" in reason.lower():
+            raise ImageDecodeError(f"truncated image data ({reason})", path=where) from exc
+        raise ImageDecodeError(f"corrupt {image.format or 'image'} data ({reason})", path=where) from exc
+    return to_rgb(image, where)
+
+
+def _apply_draft(image: Image.Image, preprocessing: Preprocessing) -> None:
+    """Ask the JPEG decoder to scale by 1/2, 1/4 or 1/8 while decoding.
+
+    The requested size keeps the result at least as large as the resize
+    policy needs, so quality is kept and at most 2× the needed pixels are
+    decoded along each side.
+    """
+    target_h, target_w = preprocessing.size
+    width, height = image.size
+    orientation = image.getexif().get(0x0112, 1)
+    if orientation in (5, 6, 7, 8):  # the picture will be turned by 90°
+        target_h, target_w = target_w, target_h
+    if preprocessing.resize == "crop":
+        scale = max(target_w / width, target_h / height)
+        request = (math.ceil(width * scale), math.ceil(height * scale))
+    else:
+        request = (target_w, target_h)
+    image.draft(None, request)
+
+
+def to_rgb(image: Image.Image, where: str = "<image>") -> Image.Image:
+    """Convert any Pillow mode to RGB; transparency is composited on white.
+
+    16-bit and 32-bit integer images are scaled from the 0–65535 range;
+    float images in [0, 1] are scaled to 0–255, others are clipped.
+
+    >>> from PIL import Image
+    >>> to_rgb(Image.new("RGBA", (1, 1), (0, 0, 0, 0))).getpixel((0, 0))
+    (255, 255, 255)
+    """
+    mode = image.mode
+    try:
+        if mode == "RGB":
+            return image
+        if mode in ("1", "L", "YCbCr", "CMYK", "RGBX"):
+            return image.convert("RGB")
+        if mode == "P":
+            if "transparency" in image.info or image.palette is not None and image.palette.mode == "RGBA":
+                return _composite_on_white(image.convert("RGBA"))
+            return image.convert("RGB")
+        if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+            return _composite_on_white(image.convert("RGBA"))
+        if mode.startswith("I") or mode == "F":
+            return Image.fromarray(_scale_to_uint8(np.asarray(image)), "L").convert("RGB")
+        return image.convert("RGB")
+    except Exception as exc:
+        raise ImageDecodeError(f"cannot convert colour mode {mode} to RGB ({exc})", path=where) from exc
+
+
+def _composite_on_white(rgba: Image.Image) -> Image.Image:
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Map integer (16/32-bit) or float pixel values onto 0–255."""
+    if values.dtype == np.uint8:
+        return values
+    if values.dtype == np.bool_:
+        return values.astype(np.uint8) * 255
+    if np.issubdtype(values.dtype, np.floating):
+        finite = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if finite.size and finite.min() >= 0.0 and finite.max() <= 1.0:
+            finite = finite * 255.0
+        return np.clip(np.rint(finite), 0, 255).astype(np.uint8)
+    wide = values.astype(np.int64)
+    # 16-bit sources (PNG, TIFF) are the only integer images Pillow produces
+    # beyond 8 bits in practice, so 0–65535 is the range to map.
+    return (np.clip(wide, 0, 65535) * 255 // 65535).astype(np.uint8)
+
+
+def _array_to_rgb(array: np.ndarray, preprocessing: Preprocessing | None) -> np.ndarray:
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 2:
+        array = np.repeat(_scale_to_uint8(array)[:, :, None], 3, axis=2)
+    elif array.ndim == 3 and array.shape[2] in (3, 4):
+        array = _scale_to_uint8(array)
+        if array.shape[2] == 4:
+            array = np.asarray(_composite_on_white(Image.fromarray(np.ascontiguousarray(array), "RGBA")))
+    else:
+        raise ImageDecodeError(
+            f"expected an H×W, H×W×1, H×W×3 or H×W×4 array, got shape {array.shape}", path="<array>"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageDecodeError(f"array has an empty side: shape {array.shape}", path="<array>")
+    if preprocessing is None:
+        return np.ascontiguousarray(array)
+    return np.asarray(resize(Image.fromarray(np.ascontiguousarray(array)), preprocessing))
+
+
+def resize(image: Image.Image, preprocessing: Preprocessing) -> Image.Image:
+    """Resize by the policy in ``preprocessing`` (bilinear, antialiased).
+
+    >>> from PIL import Image
+    >>> resize(Image.new("RGB", (640, 480)), Preprocessing(size=(224, 224))).size
+    (224, 224)
+    """
+    target_h, target_w = preprocessing.size
+    width, height = image.size
+    if (width, height) == (target_w, target_h):
+        return image
+    if preprocessing.resize == "squash":
+        return image.resize((target_w, target_h), Image.Resampling.BILINEAR)
+    scale = max(target_w / width, target_h / height)
+    # Crop in source coordinates first so only the kept pixels are resampled.
+    crop_w, crop_h = target_w / scale, target_h / scale
+    left, top = (width - crop_w) / 2, (height - crop_h) / 2
+    box = (left, top, left + crop_w, top + crop_h)
+    return image.resize((target_w, target_h), Image.Resampling.BILINEAR, box=box)
+
+
+def stack(arrays: list[np.ndarray]) -> np.ndarray:
+    """Stack equally sized H×W×3 arrays into an N×H×W×3 batch.
+
+    >>> stack([np.zeros((2, 2, 3), np.uint8)] * 3).shape
+    (3, 2, 2, 3)
+    """
+    if not arrays:
+        raise UsageError("cannot make a batch of zero images")
+    return np.ascontiguousarray(np.stack(arrays).astype(np.uint8, copy=False))
+

@@ -1,0 +1,305 @@
+"""``Recognizer``: preprocessing + backend + labels, and ``load`` to get one.
+
+>>> import imagerec
+>>> recognizer = imagerec.load("mobilenet_v2")
+>>> [p.label for p in recognizer.predict("../shared/photos/parrot.jpg", top_k=1)[0]]
+['macaw']
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .backends import Backend
+from .errors import ModelFileError, UsageError
+from .images import DEFAULT_LIMITS, ImageSource, Limits, Preprocessing, load_image, stack
+from .pipeline import batches, decode_ordered
+
+__all__ = ["Prediction", "FileResult", "Recognizer", "load", "register_loader", "softmax"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One label for one image: its name, probability and class index.
+
+    >>> Prediction("macaw", 0.91, 89).to_dict()
+    {'label': 'macaw', 'score': 0.91, 'index': 89}
+    """
+
+    label: str
+    score: float
+    index: int
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "score": round(float(self.score), 6), "index": int(self.index)}
+
+
+@dataclass
+class FileResult:
+    """What became of one input in a batch run: predictions or an error."""
+
+    path: str
+    predictions: list[Prediction] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        return {"path": self.path, "predictions": [p.to_dict() for p in self.predictions]}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, computed in float64 for stability.
+
+    >>> softmax(np.array([[0.0, 0.0]])).tolist()
+    [[0.5, 0.5]]
+    """
+    shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class Recognizer:
+    """Recognise what is in images with one model.
+
+    ``predict`` returns probabilities (top-k per image); ``embed`` returns
+    the model's image embedding. Images may be paths, bytes, file objects,
+    PIL images, ``H×W×3`` arrays or an ``N×H×W×3`` batch array.
+    Labels listed in ``ignore`` (e.g. ImageNet's ``background``) are never
+    returned.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        labels: Sequence[str],
+        preprocessing: Preprocessing,
+        *,
+        name: str = "model",
+        sha256: str | None = None,
+        ignore: Iterable[str] = (),
+        limits: Limits = DEFAULT_LIMITS,
+        workers: int | None = None,
+        batch_size: int = 16,
+    ) -> None:
+        self.backend = backend
+        self.labels = list(labels)
+        self.preprocessing = preprocessing
+        self.name = name
+        self.sha256 = sha256
+        self.limits = limits
+        self.workers = workers
+        self.batch_size = batch_size
+        ignored = set(ignore)
+        self._keep = np.array([label not in ignored for label in self.labels], dtype=bool)
+
+    def __repr__(self) -> str:
+        return f"Recognizer(name={self.name!r}, labels={len(self.labels)}, input={self.preprocessing.size})"
+
+    @property
+    def num_classes(self) -> int:
+        return int(self._keep.sum())
+
+    @property
+    def can_embed(self) -> bool:
+        return "embedding" in self.backend.outputs
+
+    # -- arrays -----------------------------------------------------------
+
+    def preprocess(self, images: ImageSource | Sequence[ImageSource]) -> np.ndarray:
+        """Decode and resize ``images`` into the ``N×H×W×3`` uint8 batch the model takes.
+
+        Raises ``ImageDecodeError`` on the first image that cannot be read.
+        """
+        sources = _as_list(images)
+        if isinstance(sources, np.ndarray):
+            if tuple(sources.shape[1:3]) == self.preprocessing.size and sources.dtype == np.uint8:
+                return np.ascontiguousarray(sources)
+            return stack([load_image(image, self.preprocessing, limits=self.limits) for image in sources])
+        if len(sources) == 1:
+            return stack([load_image(sources[0], self.preprocessing, limits=self.limits)])
+        arrays = []
+        for item in decode_ordered(sources, self.preprocessing, workers=self.workers, limits=self.limits):
+            if item.error is not None:
+                raise item.error
+            arrays.append(item.array)
+        return stack(arrays)
+
+    def predict_proba(self, images: ImageSource | Sequence[ImageSource]) -> np.ndarray:
+        """Class probabilities, ``N×len(labels)`` float32 (rows sum to about 1)."""
+        return self._probabilities(self.preprocess(images))
+
+    def predict(
+        self, images: ImageSource | Sequence[ImageSource], top_k: int = 5, *, min_score: float = 0.0
+    ) -> list[list[Prediction]]:
+        """The ``top_k`` most probable labels for each image, best first."""
+        if top_k < 1:
+            raise UsageError(f"top_k must be at least 1, got {top_k}")
+        return self._top_k(self.predict_proba(images), top_k, min_score)
+
+    def embed(self, images: ImageSource | Sequence[ImageSource]) -> np.ndarray:
+        """The model's embedding of each image, ``N×D`` float32."""
+        if not self.can_embed:
+            raise UsageError(f"model {self.name!r} has no embedding output")
+        return self.backend.run(self.preprocess(images), ("embedding",))["embedding"]
+
+    # -- files ------------------------------------------------------------
+
+    def predict_files(
+        self,
+        sources: Iterable[ImageSource],
+        top_k: int = 5,
+        *,
+        min_score: float = 0.0,
+        on_result: Callable[[FileResult], None] | None = None,
+    ) -> Iterator[FileResult]:
+        """Predict for many inputs, decoding in parallel with inference.
+
+        Yields one :class:`FileResult` per source, in order; a source that
+        cannot be decoded yields a result with ``error`` set instead of
+        raising, so one bad file never stops the others.
+        """
+        if top_k < 1:
+            raise UsageError(f"top_k must be at least 1, got {top_k}")
+        decoded = decode_ordered(sources, self.preprocessing, workers=self.workers, limits=self.limits)
+        for chunk in batches(decoded, self.batch_size):
+            good = [item for item in chunk if item.array is not None]
+            ranked = iter(self._top_k(self._probabilities(stack([i.array for i in good])), top_k, min_score)) if good else iter(())
+            for item in chunk:
+                if item.error is not None:
+                    result = FileResult(item.name, error=str(item.error))
+                else:
+                    result = FileResult(item.name, predictions=next(ranked))
+                if on_result is not None:
+                    on_result(result)
+                yield result
+
+    # -- internals --------------------------------------------------------
+
+    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
+        if "logits" in self.backend.outputs:
+            return softmax(self.backend.run(batch, ("logits",))["logits"]).astype(np.float32)
+        scores = self.backend.run(batch, ("scores",))["scores"]
+        # A model whose output is not already a distribution gets a softmax.
+        if scores.min() < 0 or np.any(np.abs(scores.sum(axis=1) - 1.0) > 0.1):
+            return softmax(scores).astype(np.float32)
+        return scores
+
+    def _top_k(self, probabilities: np.ndarray, top_k: int, min_score: float) -> list[list[Prediction]]:
+        masked = np.where(self._keep[None, :], probabilities, -np.inf)
+        k = min(top_k, self.num_classes)
+        # Stable sort keeps the lower class index first among equal scores.
+        order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+        results = []
+        for row, indices in zip(probabilities, order):
+            results.append(
+                [Prediction(self.labels[i], float(row[i]), int(i)) for i in indices if row[i] >= min_score]
+            )
+        return results
+
+
+def _as_list(images: ImageSource | Sequence[ImageSource]) -> list[ImageSource] | np.ndarray:
+    if isinstance(images, np.ndarray):
+        return images if images.ndim == 4 else [images]
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise UsageError("no images given")
+        return list(images)
+    return [images]
+
+
+Loader = Callable[..., Recognizer]
+_LOADERS: dict[str, Loader] = {}
+
+
+def register_loader(suffix: str, loader: Loader) -> None:
+    """Teach :func:`load` to open files ending in ``suffix`` (e.g. ``".keras"``)."""
+    _LOADERS[suffix.lower()] = loader
+
+
+def load(
+    model: str | os.PathLike[str] = "mobilenet_v2",
+    *,
+    labels: str | os.PathLike[str] | Sequence[str] | None = None,
+    num_threads: int | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    **options,
+) -> Recognizer:
+    """A :class:`Recognizer` for a zoo model name or a model file.
+
+    Files are opened by suffix: ``.tflite`` directly (``labels`` names the
+    label file or gives the list), and whatever other formats are registered
+    with :func:`register_loader`.
+
+    >>> load("mobilenet_v1_embedder").can_embed
+    True
+    """
+    from . import zoo
+
+    text = os.fspath(model)
+    suffix = Path(text).suffix.lower()
+    if suffix in _LOADERS:
+        return _LOADERS[suffix](text, num_threads=num_threads, limits=limits, **options)
+    if suffix == ".tflite":
+        return _load_tflite_file(Path(text), labels, num_threads, limits)
+    if os.sep in text or "/" in text or Path(text).exists():
+        known = ", ".join(sorted({".tflite", *_LOADERS}))
+        raise UsageError(f"{text}: not a model imagerec can load (expected a zoo name or a file ending in {known})")
+    spec = zoo.get(text)
+    return _load_spec(spec, num_threads, limits)
+
+
+def _load_spec(spec, num_threads: int | None, limits: Limits) -> Recognizer:
+    from . import zoo
+    from .backends.litert import LiteRTBackend
+
+    path = zoo.fetch(spec.model)
+    extra = {}
+    if spec.embedding_tensor:
+        extra["embedding"] = spec.embedding_tensor
+    if spec.logits_tensor:
+        extra["logits"] = spec.logits_tensor
+    backend = LiteRTBackend(path, num_threads=num_threads, extra_outputs=extra)
+    if spec.labels is not None:
+        names = zoo.read_labels(zoo.fetch(spec.labels))
+    else:
+        names = [f"feature_{i}" for i in range(backend.output_dim("scores"))]
+    if len(names) != backend.output_dim("scores"):
+        raise ModelFileError(
+            f"{spec.name}: {len(names)} labels for {backend.output_dim('scores')} model outputs", path=str(path)
+        )
+    ignore = [spec.background_label] if spec.background_label else []
+    return Recognizer(
+        backend, names, spec.preprocessing, name=spec.name, sha256=spec.model.sha256, ignore=ignore, limits=limits
+    )
+
+
+def _load_tflite_file(path: Path, labels, num_threads: int | None, limits: Limits) -> Recognizer:
+    from . import zoo
+    from .backends.litert import LiteRTBackend
+
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file", path=str(path))
+    backend = LiteRTBackend(path, num_threads=num_threads)
+    size = backend.output_dim("scores")
+    if labels is None:
+        names = [f"class_{i}" for i in range(size)]
+    elif isinstance(labels, (str, os.PathLike)):
+        names = zoo.read_labels(labels)
+    else:
+        names = list(labels)
+    if len(names) != size:
+        raise UsageError(f"{path}: the model has {size} outputs but {len(names)} labels were given")
+    preprocessing = Preprocessing(size=backend.input_size, resize="crop", normalization="uint8")
+    return Recognizer(
+        backend, names, preprocessing, name=path.stem, sha256=zoo.sha256_file(path), ignore=["background"], limits=limits
+    )
