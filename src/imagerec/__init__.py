@@ -4,7 +4,7 @@
 >>> recognizer = imagerec.load("mobilenet_v2")
 >>> best = recognizer.predict("../shared/photos/hot_dog.jpg", top_k=1)[0][0]
 >>> best.label
-'hotdog, hot dog, red hot'
+'hotdog'
 """
 
 from __future__ import annotations

@@ -75,7 +75,8 @@ class Recognizer:
     the model's image embedding. Images may be paths, bytes, file objects,
     PIL images, ``H×W×3`` arrays or an ``N×H×W×3`` batch array.
     Labels listed in ``ignore`` (e.g. ImageNet's ``background``) are never
-    returned.
+    returned. ``synonyms`` optionally gives, per class, every name the class
+    goes by (the label itself first).
     """
 
     def __init__(
@@ -90,9 +91,11 @@ class Recognizer:
         limits: Limits = DEFAULT_LIMITS,
         workers: int | None = None,
         batch_size: int = 16,
+        synonyms: Sequence[Sequence[str]] | None = None,
     ) -> None:
         self.backend = backend
         self.labels = list(labels)
+        self.synonyms = [tuple(names) for names in synonyms] if synonyms else [(label,) for label in self.labels]
         self.preprocessing = preprocessing
         self.name = name
         self.sha256 = sha256
@@ -270,16 +273,28 @@ def _load_spec(spec, num_threads: int | None, limits: Limits) -> Recognizer:
         extra["logits"] = spec.logits_tensor
     backend = LiteRTBackend(path, num_threads=num_threads, extra_outputs=extra)
     if spec.labels is not None:
-        names = zoo.read_labels(zoo.fetch(spec.labels))
+        lines = zoo.read_labels(zoo.fetch(spec.labels))
     else:
-        names = [f"feature_{i}" for i in range(backend.output_dim("scores"))]
+        lines = [f"feature_{i}" for i in range(backend.output_dim("scores"))]
+    if spec.label_synonyms:
+        synonyms = [tuple(name.strip() for name in line.split(",") if name.strip()) or (line,) for line in lines]
+    else:
+        synonyms = [(line,) for line in lines]
+    names = [names_[0] for names_ in synonyms]
     if len(names) != backend.output_dim("scores"):
         raise ModelFileError(
             f"{spec.name}: {len(names)} labels for {backend.output_dim('scores')} model outputs", path=str(path)
         )
     ignore = [spec.background_label] if spec.background_label else []
     return Recognizer(
-        backend, names, spec.preprocessing, name=spec.name, sha256=spec.model.sha256, ignore=ignore, limits=limits
+        backend,
+        names,
+        spec.preprocessing,
+        name=spec.name,
+        sha256=spec.model.sha256,
+        ignore=ignore,
+        limits=limits,
+        synonyms=synonyms,
     )
 
 

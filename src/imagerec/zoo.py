@@ -85,6 +85,7 @@ class ModelSpec:
     embedding_dim: int | None = None
     logits_tensor: str | None = None
     background_label: str | None = "background"
+    label_synonyms: bool = False  # label lines read "name, synonym, ..." (ImageNet)
     backend: str = "litert"
     aliases: tuple[str, ...] = field(default=())
 
@@ -342,6 +343,7 @@ register(
         license=_CORAL_LICENSE,
         preprocessing=_UINT8_224,
         labels=_IMAGENET_LABELS,
+        label_synonyms=True,
         embedding_tensor="MobilenetV2/Logits/AvgPool",
         embedding_dim=1280,
         logits_tensor="MobilenetV2/Logits/Squeeze1",
@@ -358,6 +360,7 @@ register(
         license=_CORAL_LICENSE,
         preprocessing=_UINT8_224,
         labels=_IMAGENET_LABELS,
+        label_synonyms=True,
         embedding_tensor=(
             "MobileNetV2/top/Reshape/Reshape;StatefulPartitionedCall/MobileNetV2/top/Reshape/Reshape;"
             "MobileNetV2/top/GlobalPool/Mean/reduction_indices;"

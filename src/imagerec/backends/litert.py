@@ -20,10 +20,13 @@ for MobileNet V2 on two threads).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
 import threading
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -82,8 +85,9 @@ class LiteRTBackend:
             content = add_outputs(content, list(extra.values()))
         self.num_threads = num_threads or _available_cores()
         try:
-            self._interpreter = Interpreter(model_content=content, num_threads=self.num_threads)
-            self._interpreter.allocate_tensors()
+            with _quiet_native_info():
+                self._interpreter = Interpreter(model_content=content, num_threads=self.num_threads)
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             where = model if not isinstance(model, bytes) else "<bytes>"
             raise ModelFileError(f"{where}: not a loadable TensorFlow Lite model ({exc})", path=str(where)) from exc
@@ -158,3 +162,29 @@ def _available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _quiet_native_info() -> Iterator[None]:
+    """Hide the runtime's "INFO: Created ... delegate" line on file descriptor 2.
+
+    The native runtime writes it with no way to turn it off; it would appear
+    on every command. Anything else written meanwhile is passed on.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable stderr: nothing to protect
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if not line.startswith("INFO: "):
+                    sys.stderr.write(line)

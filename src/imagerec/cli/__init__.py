@@ -1,0 +1,28 @@
+"""The ``imagerec`` command: one sub-command per verb, each a thin shell over the API.
+
+Each verb lives in its own module here and registers itself on :data:`app`.
+Errors that are the user's to fix print one line on stderr, no traceback:
+exit status 2 for usage errors, 1 for everything else.
+
+>>> from typer.testing import CliRunner
+>>> from imagerec.cli import app
+>>> CliRunner().invoke(app, ["models", "list", "--json"]).exit_code
+0
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ._app import app, run_app
+
+# Importing a verb module registers its command on the app.
+from . import models as _models  # noqa: F401,E402
+from . import predict as _predict  # noqa: F401,E402
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    sys.exit(run_app(argv))

@@ -1,0 +1,58 @@
+"""The Typer app object and the error handling every verb shares."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from ..errors import ImagerecError, UnknownModelError, UsageError
+
+app = typer.Typer(
+    name="imagerec",
+    help="Recognise what is in photos: predict, train, learn, serve, search, compare.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+USAGE_EXIT = 2
+
+
+def fail(message: str, code: int = 1) -> "typer.Exit":
+    """Print ``error: message`` on stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    return typer.Exit(code)
+
+
+def run_app(argv: list[str] | None = None) -> int:
+    """Run the app, turning imagerec errors into one line and an exit status."""
+    try:
+        # Standalone mode lets click print its own usage errors (exit 2);
+        # imagerec's errors pass through to the handlers below.
+        app(args=argv, prog_name="imagerec")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except (UsageError, UnknownModelError) as exc:
+        _print_error(str(exc))
+        return USAGE_EXIT
+    except ImagerecError as exc:
+        _print_error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        return 130
+    return 0
+
+
+def _print_error(message: str) -> None:
+    # rich markup must not interpret brackets in file names
+    err_console.print("[bold red]error:[/] ", end="", markup=True)
+    err_console.print(message, markup=False)
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,102 @@
+"""Shared fixtures: the ../shared folder, an isolated cache, a local HTTP server."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("IMAGEREC_SHARED", ROOT.parent / "shared"))
+MODELS = SHARED / "models"
+PHOTOS = SHARED / "photos"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test may download from the internet or touch the user's cache."""
+    saved = {key: os.environ.get(key) for key in ("IMAGEREC_OFFLINE", "IMAGEREC_CACHE_DIR", "IMAGEREC_MODEL_DIR")}
+    os.environ["IMAGEREC_OFFLINE"] = "1"
+    os.environ["IMAGEREC_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    if MODELS.is_dir():
+        os.environ["IMAGEREC_MODEL_DIR"] = str(MODELS)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is not here (the ../shared folder is needed)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    return _require(MODELS)
+
+
+@pytest.fixture(scope="session")
+def photos_dir() -> Path:
+    return _require(PHOTOS)
+
+
+@pytest.fixture(scope="session")
+def recognizer(models_dir: Path):
+    import imagerec
+
+    return imagerec.load("mobilenet_v2")
+
+
+class LocalServer:
+    """A tiny HTTP server on 127.0.0.1 whose routes tests define.
+
+    A route maps a path to ``(status, headers, body)``; ``body`` may be a
+    callable that writes to the socket itself (to cut a transfer short).
+    """
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[int, dict[str, str], bytes | Callable]] = {}
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                server.requests.append(self.path)
+                status, headers, body = server.routes.get(self.path, (404, {}, b"not found"))
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                if callable(body):
+                    self.end_headers()
+                    body(self.wfile)
+                    return
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def http_server() -> Iterator[LocalServer]:
+    server = LocalServer()
+    yield server
+    server.close()
