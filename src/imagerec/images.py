@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,9 +262,7 @@ def _fetch_url(url: str, limits: Limits) -> bytes:
 
 def _decode(data: bytes, where: str, preprocessing: Preprocessing | None, limits: Limits) -> Image.Image:
     try:
-        image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"image is too large to decode safely ({exc})", path=where) from exc
+        image = _open_unchecked(data)
     except Exception as exc:  # Pillow signals bad data with many exception types
         raise ImageDecodeError(f"not a recognised image (expected {_FORMAT_NAMES})", path=where) from exc
     limits.check_pixels(image.width, image.height, where)
@@ -280,6 +279,27 @@ def _decode(data: bytes, where: str, preprocessing: Preprocessing | None, limits
             raise ImageDecodeError(f"truncated image data ({reason})", path=where) from exc
         raise ImageDecodeError(f"corrupt {image.format or 'image'} data ({reason})", path=where) from exc
     return to_rgb(image, where)
+
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+def _open_unchecked(data: bytes) -> Image.Image:
+    """Open (read the header of) an image with Pillow's own pixel cap lifted.
+
+    imagerec enforces :class:`Limits` itself, right after this and before
+    any pixel is decoded, so the caller's limit is the one that applies (and
+    its message names the declared size). Opening only parses the header.
+    """
+    try:
+        return Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+    except Image.DecompressionBombError:
+        with _PILLOW_LIMIT_LOCK:
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                return Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
 
 
 def _apply_draft(image: Image.Image, preprocessing: Preprocessing) -> None:

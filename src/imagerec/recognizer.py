@@ -192,10 +192,12 @@ class Recognizer:
         if "logits" in self.backend.outputs:
             return softmax(self.backend.run(batch, ("logits",))["logits"]).astype(np.float32)
         scores = self.backend.run(batch, ("scores",))["scores"]
-        # A model whose output is not already a distribution gets a softmax.
-        if scores.min() < 0 or np.any(np.abs(scores.sum(axis=1) - 1.0) > 0.1):
-            return softmax(scores).astype(np.float32)
-        return scores
+        totals = scores.sum(axis=1, keepdims=True)
+        if scores.min() < 0 or scores.max() > 1 or np.any(totals > 1.1):
+            return softmax(scores).astype(np.float32)  # raw scores (logits) from a bare model
+        # A quantised softmax rounds thin mass away, so rows sum to less than
+        # one; renormalising keeps scores comparable across images.
+        return (scores / np.maximum(totals, 1e-12)).astype(np.float32)
 
     def _top_k(self, probabilities: np.ndarray, top_k: int, min_score: float) -> list[list[Prediction]]:
         masked = np.where(self._keep[None, :], probabilities, -np.inf)

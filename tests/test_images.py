@@ -1,0 +1,275 @@
+"""imagerec.images: every input kind and colour mode decodes to the right RGB."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imagerec.errors import ImageDecodeError, ImageTooLargeError, UsageError
+from imagerec.images import Limits, Preprocessing, load_image, load_pil, resize, stack
+
+P224 = Preprocessing(size=(224, 224))
+
+
+def _encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _quadrants(width: int = 64, height: int = 48) -> Image.Image:
+    """Red top-left, green top-right, blue bottom-left, white bottom-right."""
+    array = np.zeros((height, width, 3), np.uint8)
+    array[: height // 2, : width // 2] = (255, 0, 0)
+    array[: height // 2, width // 2 :] = (0, 255, 0)
+    array[height // 2 :, : width // 2] = (0, 0, 255)
+    array[height // 2 :, width // 2 :] = (255, 255, 255)
+    return Image.fromarray(array)
+
+
+# -- sources -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF"])
+def test_every_supported_format_decodes_to_rgb(fmt: str) -> None:
+    data = _encode(_quadrants(), fmt)
+    pixels = load_image(data)
+    assert pixels.shape == (48, 64, 3) and pixels.dtype == np.uint8
+    # top-left quadrant is red in every format (lossy ones approximately)
+    assert np.allclose(pixels[5, 5], (255, 0, 0), atol=40)
+    assert np.allclose(pixels[40, 60], (255, 255, 255), atol=40)
+
+
+def test_path_bytes_fileobj_pil_and_array_agree(tmp_path: Path) -> None:
+    image = _quadrants()
+    path = tmp_path / "q.png"
+    image.save(path)
+    data = path.read_bytes()
+    expected = np.asarray(image)
+    for source in (path, str(path), data, bytearray(data), io.BytesIO(data), image, expected):
+        assert np.array_equal(load_image(source), expected), type(source)
+
+
+def test_gif_gives_its_first_frame() -> None:
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    assert tuple(load_image(buffer.getvalue())[0, 0]) == (255, 0, 0)
+
+
+def test_url_is_fetched(http_server) -> None:
+    http_server.routes["/q.png"] = (200, {"Content-Type": "image/png"}, _encode(_quadrants(), "PNG"))
+    pixels = load_image(http_server.url + "/q.png")
+    assert tuple(pixels[0, 0]) == (255, 0, 0)
+    http_server.routes["/missing.png"] = (404, {}, b"nope")
+    with pytest.raises(ImageDecodeError, match="HTTP 404"):
+        load_image(http_server.url + "/missing.png")
+
+
+# -- colour modes --------------------------------------------------------------
+
+
+def test_mode_1_and_l() -> None:
+    bilevel = Image.new("1", (4, 4), 1)
+    assert tuple(load_image(bilevel)[0, 0]) == (255, 255, 255)
+    grey = Image.new("L", (4, 4), 77)
+    assert tuple(load_image(_encode(grey, "PNG"))[0, 0]) == (77, 77, 77)
+
+
+def test_transparency_is_composited_on_white() -> None:
+    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    rgba.putpixel((1, 1), (255, 0, 0, 255))
+    rgba.putpixel((2, 2), (0, 0, 0, 128))
+    pixels = load_image(_encode(rgba, "PNG"))
+    assert tuple(pixels[0, 0]) == (255, 255, 255)  # fully transparent -> white
+    assert tuple(pixels[1, 1]) == (255, 0, 0)  # opaque keeps its colour
+    assert np.allclose(pixels[2, 2], (127, 127, 127), atol=2)  # half black over white
+
+
+def test_la_mode_and_palette_with_transparency() -> None:
+    la = Image.new("LA", (2, 2), (0, 0))
+    assert tuple(load_image(_encode(la, "PNG"))[0, 0]) == (255, 255, 255)
+    palette = Image.new("P", (2, 2), 1)
+    palette.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
+    palette.putpixel((0, 0), 0)
+    data = _encode(palette, "PNG", transparency=0)
+    pixels = load_image(data)
+    assert tuple(pixels[0, 0]) == (255, 255, 255)  # the transparent palette entry
+    assert tuple(pixels[1, 1]) == (10, 20, 30)
+
+
+def test_cmyk_jpeg_and_tiff() -> None:
+    cmyk = Image.new("CMYK", (8, 8), (0, 255, 255, 0))  # pure red in CMYK
+    for fmt in ("JPEG", "TIFF"):
+        assert np.allclose(load_image(_encode(cmyk, fmt))[0, 0], (255, 0, 0), atol=12), fmt
+
+
+def test_16_bit_and_float_images() -> None:
+    sixteen = Image.fromarray(np.full((4, 4), 65535, np.uint16))
+    assert sixteen.mode.startswith("I;16")
+    assert tuple(load_image(_encode(sixteen, "PNG"))[0, 0]) == (255, 255, 255)
+    half = Image.fromarray(np.full((4, 4), 32768, np.uint16))
+    assert load_image(half)[0, 0, 0] in (127, 128)
+    floats = Image.fromarray(np.full((4, 4), 0.5, np.float32), "F")
+    assert floats.mode == "F"
+    assert load_image(_encode(floats, "TIFF"))[0, 0, 0] in (127, 128)
+
+
+def test_arrays_of_other_shapes_and_types() -> None:
+    assert load_image(np.full((3, 3), 9, np.uint8)).shape == (3, 3, 3)
+    assert tuple(load_image(np.ones((3, 3, 3), np.float32))[0, 0]) == (255, 255, 255)
+    with pytest.raises(ImageDecodeError, match="shape"):
+        load_image(np.zeros((3, 3, 5), np.uint8))
+
+
+# -- orientation, draft mode, resizing -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "orientation, corner",
+    [(1, (255, 0, 0)), (3, (255, 255, 255)), (6, (0, 0, 255)), (8, (0, 255, 0))],
+)
+def test_exif_orientation_is_applied(orientation: int, corner: tuple) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = _encode(_quadrants(), "JPEG", exif=exif, quality=95)
+    pixels = load_image(data)
+    expected_shape = (64, 48, 3) if orientation in (6, 8) else (48, 64, 3)
+    assert pixels.shape == expected_shape
+    assert np.allclose(pixels[3, 3], corner, atol=40)
+
+
+def test_large_jpeg_is_decoded_in_draft_mode() -> None:
+    big = _quadrants(4000, 3000)
+    data = _encode(big, "JPEG", quality=85)
+    decoded = load_pil(data, P224)
+    # at most about twice what a 224 centre crop needs along the shorter side
+    assert 224 <= min(decoded.size) <= 2 * 224
+    assert decoded.size == (500, 375)
+    assert load_image(data, P224).shape == (224, 224, 3)
+    assert load_pil(data).size == (4000, 3000)  # no preprocessing: full size
+
+
+def test_draft_accounts_for_rotation_with_a_non_square_target() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _encode(_quadrants(4000, 1000), "JPEG", exif=exif)
+    tall = Preprocessing(size=(400, 100), resize="squash")
+    decoded = load_pil(data, tall)
+    assert decoded.size[0] >= 100 and decoded.size[1] >= 400  # width, height after turning
+
+
+def test_resize_policies() -> None:
+    wide = Image.new("RGB", (400, 200))
+    wide.paste((255, 0, 0), (0, 0, 80, 200))  # red band on the far left
+    crop = np.asarray(resize(wide, Preprocessing(size=(100, 100), resize="crop")))
+    squash = np.asarray(resize(wide, Preprocessing(size=(100, 100), resize="squash")))
+    assert crop.shape == squash.shape == (100, 100, 3)
+    assert tuple(crop[50, 0]) == (0, 0, 0)  # the band is cut away by the centre crop
+    assert tuple(squash[50, 0]) == (255, 0, 0)  # and kept by squashing
+    with pytest.raises(UsageError):
+        Preprocessing(resize="stretch")  # type: ignore[arg-type]
+
+
+def test_stack_makes_a_batch() -> None:
+    assert stack([np.zeros((4, 4, 3), np.uint8)] * 2).shape == (2, 4, 4, 3)
+    with pytest.raises(UsageError):
+        stack([])
+
+
+# -- bad input -----------------------------------------------------------------
+
+
+def _png_bomb(path: Path, side: int = 30000) -> Path:
+    """A real 30000×30000 greyscale PNG of zeros: tiny on disk, 900 MB decoded."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (side + 1)  # filter byte + pixels
+    rows_per_block = 64
+    idat = b"".join(compressor.compress(row * rows_per_block) for _ in range(side // rows_per_block))
+    idat += compressor.compress(row * (side % rows_per_block)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bad")
+    good = _encode(_quadrants(640, 480), "JPEG", quality=90)
+    files = {
+        "truncated": folder / "truncated.jpg",
+        "empty": folder / "empty.jpg",
+        "text": folder / "notes.jpg",
+        "bomb": folder / "bomb.png",
+    }
+    files["truncated"].write_bytes(good[: len(good) // 2])
+    files["empty"].write_bytes(b"")
+    files["text"].write_text("this is not a photo\n")
+    _png_bomb(files["bomb"])
+    return files
+
+
+@pytest.mark.parametrize(
+    "kind, reason",
+    [("truncated", "truncated"), ("empty", "empty file"), ("text", "not a recognised image"), ("bomb", "decompression bomb")],
+)
+def test_bad_files_raise_one_line_errors_naming_the_file(bad_files: dict[str, Path], kind: str, reason: str) -> None:
+    with pytest.raises(ImageDecodeError) as caught:
+        load_image(bad_files[kind], P224)
+    message = str(caught.value)
+    assert reason in message
+    assert str(bad_files[kind]) in message
+    assert "\n" not in message
+    assert caught.value.path == str(bad_files[kind])
+
+
+def test_bomb_is_refused_before_decoding(bad_files: dict[str, Path]) -> None:
+    assert bad_files["bomb"].stat().st_size < 2_000_000
+    with pytest.raises(ImageTooLargeError, match="30000×30000"):
+        load_image(bad_files["bomb"])
+
+
+def test_byte_limit_applies_to_paths_bytes_and_streams(tmp_path: Path) -> None:
+    data = _encode(_quadrants(), "PNG")
+    path = tmp_path / "q.png"
+    path.write_bytes(data)
+    tight = Limits(max_bytes=len(data) - 1)
+    for source in (path, data, io.BytesIO(data)):
+        with pytest.raises(ImageTooLargeError, match="over the limit"):
+            load_image(source, limits=tight)
+
+
+def test_pixel_limit_is_configurable() -> None:
+    data = _encode(_quadrants(64, 48), "PNG")
+    with pytest.raises(ImageTooLargeError):
+        load_image(data, limits=Limits(max_pixels=64 * 48 - 1))
+    assert load_image(data, limits=Limits(max_pixels=64 * 48)).shape == (48, 64, 3)
+
+
+def test_unsupported_format_and_missing_file(tmp_path: Path) -> None:
+    icon = _encode(Image.new("RGB", (16, 16)), "ICO")
+    with pytest.raises(ImageDecodeError, match="expected JPEG, PNG"):
+        load_image(icon)
+    with pytest.raises(ImageDecodeError, match="no such file"):
+        load_image(tmp_path / "missing.jpg")
+    with pytest.raises(ImageDecodeError, match="folder"):
+        load_image(tmp_path)
+    with pytest.raises(ImageDecodeError, match="cannot read an image from a int"):
+        load_image(42)  # type: ignore[arg-type]
+
+
+def test_corrupt_data_after_a_valid_header() -> None:
+    data = bytearray(_encode(_quadrants(256, 256), "PNG"))
+    middle = len(data) // 2
+    data[middle : middle + 64] = b"\xff" * 64  # breaks the zlib stream / CRC
+    with pytest.raises(ImageDecodeError):
+        load_image(bytes(data))

@@ -1,0 +1,144 @@
+"""imagerec.Recognizer and imagerec.load: what a user gets back from predict and embed."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import imagerec
+from imagerec import Prediction
+from imagerec.errors import ImageDecodeError, ModelFileError, UnknownModelError, UsageError
+
+# From ../shared/README.md: MobileNet V2 (uint8) top-1 for these photos.
+EXPECTED_TOP1 = {
+    "cat_720p.jpg": "Egyptian cat",
+    "parrot.jpg": "macaw",
+    "grace_hopper.bmp": "military uniform",
+    "hot_dog.jpg": "hotdog",
+}
+
+
+def test_shared_photos_get_the_published_top1(recognizer, photos_dir: Path) -> None:
+    paths = [photos_dir / name for name in EXPECTED_TOP1]
+    results = recognizer.predict(paths, top_k=5)
+    for name, predictions in zip(EXPECTED_TOP1, results):
+        assert predictions[0].label == EXPECTED_TOP1[name], (name, predictions)
+        assert len(predictions) == 5
+        scores = [p.score for p in predictions]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_scores_are_probabilities(recognizer, photos_dir: Path) -> None:
+    probabilities = recognizer.predict_proba([photos_dir / "parrot.jpg", photos_dir / "owl.jpg"])
+    assert probabilities.shape == (2, 1001)
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+    assert probabilities.min() >= 0
+    best = recognizer.predict(photos_dir / "parrot.jpg", top_k=1)[0][0]
+    assert isinstance(best, Prediction) and best.score > 0.9 and best.index == 89
+    assert recognizer.labels[best.index] == "macaw"
+    assert recognizer.synonyms[best.index][0] == "macaw"
+
+
+def test_exif_rotated_copy_gives_the_same_top1(recognizer, photos_dir: Path) -> None:
+    upright = Image.open(photos_dir / "cat_720p.jpg")
+    # store the pixels turned a quarter, with a tag saying how to turn them back
+    turned = upright.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    buffer = io.BytesIO()
+    turned.save(buffer, "JPEG", quality=95, exif=exif)
+    original = recognizer.predict(photos_dir / "cat_720p.jpg", top_k=1)[0][0]
+    rotated = recognizer.predict(buffer.getvalue(), top_k=1)[0][0]
+    assert rotated.label == original.label == "Egyptian cat"
+
+
+def test_background_is_never_a_label(recognizer) -> None:
+    blank = np.full((224, 224, 3), 255, np.uint8)
+    labels = [p.label for p in recognizer.predict(blank, top_k=1000)[0]]
+    assert "background" not in labels
+    assert len(labels) == 1000
+
+
+def test_batch_array_and_list_inputs_agree(recognizer, photos_dir: Path) -> None:
+    batch = recognizer.preprocess([photos_dir / "parrot.jpg", photos_dir / "hot_dog.jpg"])
+    assert batch.shape == (2, 224, 224, 3) and batch.dtype == np.uint8
+    from_array = recognizer.predict(batch, top_k=1)
+    from_paths = recognizer.predict([photos_dir / "parrot.jpg", photos_dir / "hot_dog.jpg"], top_k=1)
+    assert from_array == from_paths
+
+
+def test_min_score_and_top_k_validation(recognizer, photos_dir: Path) -> None:
+    confident = recognizer.predict(photos_dir / "parrot.jpg", top_k=5, min_score=0.5)[0]
+    assert [p.label for p in confident] == ["macaw"]
+    with pytest.raises(UsageError):
+        recognizer.predict(photos_dir / "parrot.jpg", top_k=0)
+    with pytest.raises(UsageError):
+        recognizer.predict([])
+
+
+def test_embeddings_are_deterministic_and_similar_for_a_reencoded_copy(recognizer, photos_dir: Path) -> None:
+    path = photos_dir / "parrot.jpg"
+    first = recognizer.embed(path)
+    assert first.shape == (1, 1280) and first.dtype == np.float32
+    assert np.array_equal(first, recognizer.embed(path))
+    buffer = io.BytesIO()
+    Image.open(path).save(buffer, "JPEG", quality=80)
+    again = recognizer.embed(buffer.getvalue())[0]
+    cosine = float(first[0] @ again / np.linalg.norm(first[0]) / np.linalg.norm(again))
+    assert cosine > 0.95
+    other = recognizer.embed(photos_dir / "hot_dog.jpg")[0]
+    assert float(first[0] @ other / np.linalg.norm(first[0]) / np.linalg.norm(other)) < cosine
+
+
+def test_predict_files_reports_errors_in_place_and_keeps_order(recognizer, photos_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really")
+    sources = [photos_dir / "parrot.jpg", bad, photos_dir / "hot_dog.jpg", tmp_path / "missing.png"]
+    results = list(recognizer.predict_files(sources, top_k=2))
+    assert [r.path for r in results] == [str(s) for s in sources]
+    assert [r.ok for r in results] == [True, False, True, False]
+    assert results[0].predictions[0].label == "macaw"
+    assert results[2].predictions[0].label == "hotdog"
+    assert str(bad) in results[1].error and "missing.png" in results[3].error
+    assert results[1].to_dict() == {"path": str(bad), "error": results[1].error}
+
+
+def test_predict_raises_on_a_bad_image(recognizer) -> None:
+    with pytest.raises(ImageDecodeError, match="empty file"):
+        recognizer.predict(b"")
+
+
+def test_other_zoo_models_load_and_run(photos_dir: Path, models_dir: Path) -> None:
+    embedder = imagerec.load("mobilenet_v1_embedder")
+    assert embedder.embed(photos_dir / "owl.jpg").shape == (1, 1024)
+    tf2 = imagerec.load("mobilenet_v2_tf2")
+    assert tf2.predict(photos_dir / "parrot.jpg", top_k=1)[0][0].label == "macaw"
+    assert tf2.embed(photos_dir / "parrot.jpg").shape == (1, 1280)
+    birds = imagerec.load("inat_birds")
+    assert "background" not in [p.label for p in birds.predict(photos_dir / "bird.bmp", top_k=10)[0]]
+    assert birds.num_classes == 964
+
+
+def test_a_bare_tflite_file_with_labels(models_dir: Path, photos_dir: Path) -> None:
+    recognizer = imagerec.load(models_dir / "mobilenet_v2_1.0_224_quant.tflite", labels=models_dir / "imagenet_labels.txt")
+    best = recognizer.predict(photos_dir / "parrot.jpg", top_k=1)[0][0]
+    assert best.label == "macaw" and best.score > 0.9
+    unlabelled = imagerec.load(models_dir / "mobilenet_v2_1.0_224_quant.tflite")
+    assert unlabelled.predict(photos_dir / "parrot.jpg", top_k=1)[0][0].label == "class_89"
+    with pytest.raises(UsageError, match="1001 outputs but 2 labels"):
+        imagerec.load(models_dir / "mobilenet_v2_1.0_224_quant.tflite", labels=["a", "b"])
+
+
+def test_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(UnknownModelError):
+        imagerec.load("no_such_model")
+    with pytest.raises(ModelFileError, match="no such model file"):
+        imagerec.load(tmp_path / "absent.tflite")
+    weird = tmp_path / "model.xyz"
+    weird.write_text("?")
+    with pytest.raises(UsageError, match="not a model imagerec can load"):
+        imagerec.load(weird)
