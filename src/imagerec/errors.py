@@ -12,7 +12,8 @@ ValueError`` keeps working for callers who do not know imagerec)::
     │   └── ChecksumError(ModelFileError) sha256 differs from the pinned one
     ├── DownloadError(OSError)            a download failed or was refused
     │   └── OfflineError(DownloadError)   IMAGEREC_OFFLINE=1 forbids the download
-    └── UsageError(ValueError)            bad arguments from the caller
+    ├── UsageError(ValueError)            bad arguments from the caller
+    └── DatasetError(ValueError)          a training/evaluation dataset cannot be used
 
 Messages are one line: what was expected, what was received, where, and what
 to do about it. Context travels as attributes (``path``, ``url``) so programs
@@ -41,6 +42,7 @@ __all__ = [
     "DownloadError",
     "OfflineError",
     "UsageError",
+    "DatasetError",
 ]
 
 
@@ -103,3 +105,26 @@ class OfflineError(DownloadError):
 
 class UsageError(ImagerecError, ValueError):
     """The caller passed arguments that cannot work together."""
+
+
+class DatasetError(ImagerecError, ValueError):
+    """A labelled dataset cannot be used (empty class, one class, bad CSV...).
+
+    ``path`` names the folder, CSV or archive when there is one.
+    """
+
+
+class CloudError(ImagerecError, OSError):
+    """A cloud vision service (Google, AWS, Azure) refused or failed a request.
+
+    ``provider`` names the service; ``kind`` says what went wrong, one of
+    ``"auth"`` (missing, wrong or unauthorised credentials), ``"quota"``
+    (rate or quota exceeded after the bounded retries), ``"invalid_image"``
+    (the service would not take this image), ``"network"`` (no answer),
+    ``"server"`` (5xx after retries) or ``"config"`` (nothing configured);
+    ``status`` is the HTTP status when there was one. The message starts
+    with the provider's name and never contains a credential.
+    """
+
+    def __init__(self, provider: str, message: str, *, kind: str = "server", status: int | None = None) -> None:
+        super().__init__(f"{provider}: {message}", provider=provider, kind=kind, status=status)
