@@ -1,0 +1,1 @@
+"""One ``APIRouter`` per concern; only these turn domain errors into HTTP errors."""

@@ -1,0 +1,77 @@
+"""``POST /v1/predict``: one or many images in, top labels per image out.
+
+Request (any of):
+
+- ``multipart/form-data`` with one or more file fields (any field name),
+  optional form fields ``model`` and ``top_k``;
+- ``application/json``: ``{"images": [{"content": "<base64>"}], "model": ..., "top_k": ...}``;
+- the raw bytes of one image with an ``image/*`` or
+  ``application/octet-stream`` content type.
+
+``model`` and ``top_k`` may also be query parameters. Response::
+
+    {"model": "mobilenet_v2",
+     "results": [{"name": "cat.jpg", "predictions": [{"label": ..., "score": ..., "index": ...}]},
+                 {"name": "notes.txt", "error": {"code": 400, "status": "INVALID_ARGUMENT", "message": ...}}]}
+
+The status is 200 when at least one image was recognised; when every image
+failed it is that of the first failure (400 not an image, 413 too many
+bytes) and the body also carries a top-level ``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Optional
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from ...errors import ImagerecError
+from .. import payloads
+from ._http import api_error, config, error_body, http_status, image_error, metrics, registry, require_api_key
+
+router = APIRouter(prefix="/v1", tags=["predict"], dependencies=[Depends(require_api_key)])
+
+DEFAULT_TOP_K = 5
+
+
+@router.post("/predict", summary="Recognise what is in one or many images")
+async def predict(
+    request: Request,
+    model: Optional[str] = Query(None, description="Model name (default: the first one served)."),
+    top_k: Optional[int] = Query(None, description="Labels per image (default 5)."),
+) -> JSONResponse:
+    settings = config(request)
+    try:
+        async with asyncio.timeout(settings.request_timeout):
+            body = await payloads.read_body(
+                request.stream(), request.headers.get("content-length"), settings.max_request_bytes
+            )
+            parsed = await payloads.parse_predict(request.headers, body, settings.max_images)
+            host = registry(request).get(model or parsed.model)
+            wanted = top_k if top_k is not None else parsed.top_k if parsed.top_k is not None else DEFAULT_TOP_K
+            outcomes = await host.predict(parsed.images, wanted)
+    except (ImagerecError, TimeoutError) as exc:
+        raise api_error(exc, settings) from exc
+    results = []
+    for outcome in outcomes:
+        if outcome.ok:
+            results.append({"name": outcome.name, "predictions": [p.to_dict() for p in outcome.predictions]})
+        else:
+            metrics(request).errors.inc(route="/v1/predict", kind="image")
+            results.append({"name": outcome.name, "error": image_error(outcome.error)})
+    document: dict = {"model": host.name, "results": results}
+    status = 200
+    if not any(outcome.ok for outcome in outcomes):
+        first = outcomes[0].error
+        status = http_status(first)
+        document = {**error_body(status, _all_failed(outcomes)), **document}
+    return JSONResponse(document, status_code=status)
+
+
+def _all_failed(outcomes) -> str:
+    if len(outcomes) == 1:
+        return str(outcomes[0].error)
+    return f"none of the {len(outcomes)} images could be recognised; first: {outcomes[0].error}"
+

@@ -1,0 +1,65 @@
+"""``POST /v1/images:annotate``: Google Cloud Vision's REST method, LABEL_DETECTION only.
+
+Existing Cloud Vision clients work unchanged when pointed at this server
+(``client_options={"api_endpoint": "http://host:8000"}``). Request::
+
+    {"requests": [{"image": {"content": "<base64>"},
+                   "features": [{"type": "LABEL_DETECTION", "maxResults": 5}]}]}
+
+Response, one entry per request entry, in order::
+
+    {"responses": [{"labelAnnotations": [{"description": "macaw", "score": 0.97, "topicality": 0.97}]},
+                   {"error": {"code": 3, "message": "requests[1]: not a recognised image ..."}}]}
+
+As in Cloud Vision, an unusable image gives that entry an ``error``
+(google.rpc.Status: ``code`` 3 = INVALID_ARGUMENT) and the call still
+answers 200; a malformed call (not JSON, no ``requests``, more than 16
+images) is refused with 400 and ``{"error": {"code", "message", "status"}}``.
+``mid`` is left out: imagerec's labels have no Knowledge Graph ids. The
+optional ``model`` query parameter picks a served model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Optional
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from ...errors import ImagerecError
+from .. import payloads
+from ._http import api_error, config, metrics, registry, require_api_key, rpc_status
+
+router = APIRouter(prefix="/v1", tags=["cloud vision"], dependencies=[Depends(require_api_key)])
+
+
+@router.post("/images:annotate", summary="Cloud Vision images:annotate (LABEL_DETECTION)")
+async def annotate(
+    request: Request,
+    model: Optional[str] = Query(None, description="Model name (default: the first one served)."),
+) -> JSONResponse:
+    settings = config(request)
+    try:
+        async with asyncio.timeout(settings.request_timeout):
+            body = await payloads.read_body(
+                request.stream(), request.headers.get("content-length"), settings.max_request_bytes
+            )
+            items = payloads.parse_annotate(body, settings.max_images)
+            host = registry(request).get(model)
+            deepest = min(settings.max_top_k, max(item.max_results for item in items))
+            outcomes = await host.predict([item.image for item in items], deepest)
+    except (ImagerecError, TimeoutError) as exc:
+        raise api_error(exc, settings) from exc
+    responses = []
+    for item, outcome in zip(items, outcomes):
+        if not outcome.ok:
+            metrics(request).errors.inc(route="/v1/images:annotate", kind="image")
+            responses.append({"error": rpc_status(outcome.error)})
+            continue
+        labels = [
+            {"description": p.label, "score": round(p.score, 6), "topicality": round(p.score, 6)}
+            for p in outcome.predictions[: item.max_results]
+        ]
+        responses.append({"labelAnnotations": labels})
+    return JSONResponse({"responses": responses})

@@ -1,0 +1,256 @@
+"""The service behind the routes: loaded models, admission, decoding, batching.
+
+Nothing here knows about HTTP. A :class:`ModelHost` wraps one
+:class:`~imagerec.recognizer.Recognizer` with a :class:`MicroBatcher`;
+``await host.predict(images, top_k)`` admits the images (or raises
+:class:`QueueFullError` at once), decodes them on a thread pool so the event
+loop never decodes, queues the pixel arrays for the batcher and returns one
+:class:`ImageOutcome` per image: predictions, or the error for that image.
+A :class:`ModelRegistry` holds the hosts by name.
+
+>>> import asyncio, imagerec
+>>> registry = ModelRegistry(ServeConfig())
+>>> host = registry.add("mobilenet_v2", imagerec.load("mobilenet_v2"))
+>>> photo = open("../shared/photos/parrot.jpg", "rb").read()
+>>> outcome = asyncio.run(host.predict([NamedImage("parrot.jpg", photo)], top_k=1))[0]
+>>> outcome.predictions[0].label
+'macaw'
+>>> registry.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ImageDecodeError, ImagerecError, ImageTooLargeError, UnknownModelError, UsageError
+from ..images import load_image, stack
+from ..pipeline import default_workers
+from ..recognizer import Prediction, Recognizer
+from .batching import BatcherClosedError, BatchStats, MicroBatcher, QueueFullError
+from .config import ServeConfig
+from .metrics import Metrics
+
+__all__ = [
+    "NamedImage",
+    "ImageOutcome",
+    "ModelHost",
+    "ModelRegistry",
+    "UploadTooLargeError",
+    "QueueFullError",
+    "BatcherClosedError",
+]
+
+
+class UploadTooLargeError(ImageTooLargeError):
+    """One image's bytes are over ``max_image_bytes`` (not its pixel count)."""
+
+
+@dataclass(frozen=True)
+class NamedImage:
+    """The bytes of one uploaded image and the name to report it by.
+
+    ``error`` is set instead when the request already showed the image is
+    unusable (bad base64, unsupported source) so it is reported in place.
+    """
+
+    name: str
+    content: bytes = b""
+    error: ImagerecError | None = None
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    """Predictions for one image, or why there are none."""
+
+    name: str
+    predictions: list[Prediction] | None = None
+    error: ImagerecError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class ModelHost:
+    """One recognizer served through a micro-batcher with bounded admission."""
+
+    def __init__(
+        self,
+        name: str,
+        recognizer: Recognizer,
+        config: ServeConfig,
+        metrics: Metrics,
+        decode_pool: ThreadPoolExecutor,
+    ) -> None:
+        self.name = name
+        self.recognizer = recognizer
+        self.config = config
+        self.metrics = metrics
+        self._pool = decode_pool
+        self._lock = threading.Lock()
+        self._admitted = 0
+        self.batcher: MicroBatcher[tuple[np.ndarray, int], list[Prediction]] = MicroBatcher(
+            self._run_batch,
+            max_batch=config.max_batch,
+            max_wait=config.max_wait_ms / 1000.0,
+            # Admission below never lets more than max_queue images in, so
+            # the batcher's own bound is only a second line of defence.
+            max_queue=config.max_queue,
+            on_batch=self._record_batch,
+            name=f"batcher-{name}",
+        )
+
+    def describe(self) -> dict:
+        """Name, label count, input size and checksum, for ``GET /v1/models``."""
+        recognizer = self.recognizer
+        return {
+            "name": self.name,
+            "labels": recognizer.num_classes,
+            "input_size": list(recognizer.preprocessing.size),
+            "sha256": recognizer.sha256,
+            "can_embed": recognizer.can_embed,
+        }
+
+    @property
+    def in_flight(self) -> int:
+        return self._admitted
+
+    async def predict(self, images: Sequence[NamedImage], top_k: int) -> list[ImageOutcome]:
+        """Predictions (or an error) for each image, in order.
+
+        Raises :class:`QueueFullError` before doing any work when admitting
+        the images would take the host over ``max_queue``.
+        """
+        if not 1 <= top_k <= self.config.max_top_k:
+            raise UsageError(f"top_k must be between 1 and {self.config.max_top_k}, got {top_k}")
+        self._admit(len(images))
+        try:
+            loop = asyncio.get_running_loop()
+            outcomes = await asyncio.gather(*(self._predict_one(loop, image, top_k) for image in images))
+        finally:
+            self._release(len(images))
+        for outcome in outcomes:
+            self.metrics.images.inc(model=self.name, outcome="ok" if outcome.ok else "error")
+        return list(outcomes)
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    # -- internals --------------------------------------------------------
+
+    def _admit(self, count: int) -> None:
+        with self._lock:
+            if self._admitted + count > self.config.max_queue:
+                self.metrics.rejected.inc(model=self.name)
+                raise QueueFullError(
+                    f"model {self.name!r} is busy ({self._admitted} images in flight, limit "
+                    f"{self.config.max_queue}); retry in a moment"
+                )
+            self._admitted += count
+            self.metrics.queue_depth.set(self._admitted, model=self.name)
+
+    def _release(self, count: int) -> None:
+        with self._lock:
+            self._admitted -= count
+            self.metrics.queue_depth.set(self._admitted, model=self.name)
+
+    async def _predict_one(self, loop: asyncio.AbstractEventLoop, image: NamedImage, top_k: int) -> ImageOutcome:
+        if image.error is not None:
+            return ImageOutcome(image.name, error=image.error)
+        try:
+            array = await loop.run_in_executor(self._pool, self._decode, image)
+        except ImagerecError as exc:
+            return ImageOutcome(image.name, error=exc)
+        future = self.batcher.submit((array, top_k))
+        # Cancelling the awaiting task (timeout, client gone) cancels the
+        # queued item too, so the batcher skips it.
+        predictions = await asyncio.wrap_future(future)
+        return ImageOutcome(image.name, predictions=predictions)
+
+    def _decode(self, image: NamedImage) -> np.ndarray:
+        size = len(image.content)
+        if size > self.config.max_image_bytes:
+            raise UploadTooLargeError(
+                f"image is {size:,} bytes, over the limit of {self.config.max_image_bytes:,} bytes", path=image.name
+            )
+        stream = io.BytesIO(image.content)
+        stream.name = image.name  # error messages name the upload, not "<bytes>"
+        try:
+            return load_image(stream, self.recognizer.preprocessing, limits=self.config.limits)
+        except MemoryError as exc:
+            raise ImageDecodeError("out of memory while decoding", path=image.name) from exc
+
+    def _run_batch(self, items: list[tuple[np.ndarray, int]]) -> list[list[Prediction]]:
+        # One backend call for the whole batch at the largest top_k asked
+        # for; a smaller top_k is a prefix of the same ranking.
+        deepest = max(top_k for _, top_k in items)
+        ranked = self.recognizer.predict(stack([array for array, _ in items]), top_k=deepest)
+        return [predictions[:top_k] for predictions, (_, top_k) in zip(ranked, items)]
+
+    def _record_batch(self, stats: BatchStats) -> None:
+        self.metrics.batch_size.observe(stats.size, model=self.name)
+        self.metrics.inference.observe(stats.seconds, model=self.name)
+
+
+class ModelRegistry:
+    """The models a service answers with, by name; the first is the default."""
+
+    def __init__(self, config: ServeConfig, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self._hosts: dict[str, ModelHost] = {}
+        self._lock = threading.Lock()
+        self.decode_pool = ThreadPoolExecutor(
+            max_workers=config.decode_workers or default_workers(), thread_name_prefix="imagerec-serve-decode"
+        )
+
+    def add(self, name: str, recognizer: Recognizer, *, replace: bool = False) -> ModelHost:
+        """Serve ``recognizer`` as ``name``; ``replace`` swaps out an existing one."""
+        host = ModelHost(name, recognizer, self.config, self.metrics, self.decode_pool)
+        with self._lock:
+            old = self._hosts.get(name)
+            if old is not None and not replace:
+                host.close()
+                raise UsageError(f"a model named {name!r} is already being served")
+            self._hosts[name] = host
+        if old is not None:
+            old.close()
+        return host
+
+    def get(self, name: str | None = None) -> ModelHost:
+        """The host named ``name``, or the default one when ``name`` is empty."""
+        with self._lock:
+            if not self._hosts:
+                raise UnknownModelError("no model is loaded", name=name)
+            if not name:
+                return next(iter(self._hosts.values()))
+            try:
+                return self._hosts[name]
+            except KeyError:
+                known = ", ".join(self._hosts)
+                raise UnknownModelError(f"no model named {name!r} is served here; served: {known}", name=name) from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._hosts
+
+    @property
+    def hosts(self) -> list[ModelHost]:
+        with self._lock:
+            return list(self._hosts.values())
+
+    @property
+    def ready(self) -> bool:
+        hosts = self.hosts
+        return bool(hosts) and all(host.batcher.alive for host in hosts)
+
+    def close(self) -> None:
+        for host in self.hosts:
+            host.close()
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
