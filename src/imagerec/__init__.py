@@ -18,6 +18,7 @@ _os.environ.setdefault("KERAS_BACKEND", "torch")
 from .errors import ImageDecodeError, ImagerecError  # noqa: E402
 from .images import Limits, Preprocessing, load_image  # noqa: E402
 from .recognizer import FileResult, Prediction, Recognizer, load  # noqa: E402
+from .transfer import learn  # noqa: E402  (also registers the .imagerec loader)
 
 __version__ = "0.1.0"
 
@@ -31,5 +32,6 @@ __all__ = [
     "Prediction",
     "Recognizer",
     "load",
+    "learn",
     "__version__",
 ]

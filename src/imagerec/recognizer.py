@@ -20,7 +20,10 @@ from .errors import ModelFileError, UsageError
 from .images import DEFAULT_LIMITS, ImageSource, Limits, Preprocessing, load_image, stack
 from .pipeline import batches, decode_ordered
 
-__all__ = ["Prediction", "FileResult", "Recognizer", "load", "register_loader", "softmax"]
+__all__ = ["Prediction", "FileResult", "Recognizer", "load", "register_loader", "softmax", "UNKNOWN"]
+
+# The label predicted when a recognizer with a threshold is not sure enough.
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,15 @@ class Recognizer:
     Labels listed in ``ignore`` (e.g. ImageNet's ``background``) are never
     returned. ``synonyms`` optionally gives, per class, every name the class
     goes by (the label itself first).
+
+    A learned recognizer (see :mod:`imagerec.transfer`) also has a ``head``:
+    any object with ``predict_proba(embeddings)`` (and optionally
+    ``confidence(embeddings)``) whose classes are ``labels``; it classifies
+    the backend's embedding instead of using the backend's own scores. With
+    a ``threshold``, an image whose confidence (the head's ``confidence``,
+    else the best probability) is below it is predicted as ``"unknown"``
+    (index -1, score 1 − the best class's probability), followed by the
+    best ``top_k - 1`` classes. ``metadata`` travels with :meth:`save`.
     """
 
     def __init__(
@@ -92,7 +104,19 @@ class Recognizer:
         workers: int | None = None,
         batch_size: int = 16,
         synonyms: Sequence[Sequence[str]] | None = None,
+        head=None,
+        threshold: float | None = None,
+        metadata: dict | None = None,
     ) -> None:
+        if head is not None:
+            if "embedding" not in backend.outputs:
+                raise UsageError(f"a head needs a backend with an embedding output; {name!r} has {backend.outputs}")
+            head_labels = list(getattr(head, "labels_", labels))
+            if head_labels != list(labels):
+                raise UsageError(f"the head's classes {head_labels} differ from the labels {list(labels)}")
+        self.head = head
+        self.threshold = None if threshold is None else float(threshold)
+        self.metadata = dict(metadata or {})
         self.backend = backend
         self.labels = list(labels)
         self.synonyms = [tuple(names) for names in synonyms] if synonyms else [(label,) for label in self.labels]
@@ -139,7 +163,7 @@ class Recognizer:
 
     def predict_proba(self, images: ImageSource | Sequence[ImageSource]) -> np.ndarray:
         """Class probabilities, ``N×len(labels)`` float32 (rows sum to about 1)."""
-        return self._probabilities(self.preprocess(images))
+        return self._scored(self.preprocess(images))[0]
 
     def predict(
         self, images: ImageSource | Sequence[ImageSource], top_k: int = 5, *, min_score: float = 0.0
@@ -147,7 +171,7 @@ class Recognizer:
         """The ``top_k`` most probable labels for each image, best first."""
         if top_k < 1:
             raise UsageError(f"top_k must be at least 1, got {top_k}")
-        return self._top_k(self.predict_proba(images), top_k, min_score)
+        return self._top_k(*self._scored(self.preprocess(images)), top_k, min_score)
 
     def embed(self, images: ImageSource | Sequence[ImageSource]) -> np.ndarray:
         """The model's embedding of each image, ``N×D`` float32."""
@@ -176,7 +200,7 @@ class Recognizer:
         decoded = decode_ordered(sources, self.preprocessing, workers=self.workers, limits=self.limits)
         for chunk in batches(decoded, self.batch_size):
             good = [item for item in chunk if item.array is not None]
-            ranked = iter(self._top_k(self._probabilities(stack([i.array for i in good])), top_k, min_score)) if good else iter(())
+            ranked = iter(self._top_k(*self._scored(stack([i.array for i in good])), top_k, min_score)) if good else iter(())
             for item in chunk:
                 if item.error is not None:
                     result = FileResult(item.name, error=str(item.error))
@@ -186,7 +210,36 @@ class Recognizer:
                     on_result(result)
                 yield result
 
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a learned recognizer (one with a head) to a ``.imagerec`` file.
+
+        See :mod:`imagerec.transfer.learned` for the format; ``imagerec.load``
+        reads it back.
+        """
+        if self.head is None:
+            raise UsageError(
+                f"{self.name!r} is a pretrained model, not a learned one: only recognizers made by "
+                "imagerec.learn can be saved (the model file itself is already on disk)"
+            )
+        from .transfer.learned import save_recognizer
+
+        return save_recognizer(self, path)
+
     # -- internals --------------------------------------------------------
+
+    def _scored(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and, with a threshold, the confidence to compare with it."""
+        if self.head is None:
+            probabilities = self._probabilities(batch)
+            confidence = None if self.threshold is None else np.where(self._keep[None, :], probabilities, 0).max(axis=1)
+            return probabilities, confidence
+        embeddings = self.backend.run(batch, ("embedding",))["embedding"]
+        probabilities = np.asarray(self.head.predict_proba(embeddings), dtype=np.float32)
+        if self.threshold is None:
+            return probabilities, None
+        if hasattr(self.head, "confidence"):
+            return probabilities, np.asarray(self.head.confidence(embeddings))
+        return probabilities, probabilities.max(axis=1)
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
         if "logits" in self.backend.outputs:
@@ -199,16 +252,21 @@ class Recognizer:
         # one; renormalising keeps scores comparable across images.
         return (scores / np.maximum(totals, 1e-12)).astype(np.float32)
 
-    def _top_k(self, probabilities: np.ndarray, top_k: int, min_score: float) -> list[list[Prediction]]:
+    def _top_k(
+        self, probabilities: np.ndarray, confidence: np.ndarray | None, top_k: int, min_score: float
+    ) -> list[list[Prediction]]:
         masked = np.where(self._keep[None, :], probabilities, -np.inf)
         k = min(top_k, self.num_classes)
         # Stable sort keeps the lower class index first among equal scores.
         order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
         results = []
-        for row, indices in zip(probabilities, order):
-            results.append(
-                [Prediction(self.labels[i], float(row[i]), int(i)) for i in indices if row[i] >= min_score]
-            )
+        for position, (row, indices) in enumerate(zip(probabilities, order)):
+            ranked = [Prediction(self.labels[i], float(row[i]), int(i)) for i in indices if row[i] >= min_score]
+            if confidence is not None and self.threshold is not None and confidence[position] < self.threshold:
+                # Not sure enough: "unknown" first, then the runners-up for context.
+                best = float(row[indices[0]]) if len(indices) else 0.0
+                ranked = [Prediction(UNKNOWN, max(0.0, 1.0 - best), -1)] + ranked[: top_k - 1]
+            results.append(ranked)
         return results
 
 

@@ -19,6 +19,7 @@ from ._app import app, run_app
 # Importing a verb module registers its command on the app.
 from . import models as _models  # noqa: F401,E402
 from . import predict as _predict  # noqa: F401,E402
+from . import learn as _learn  # noqa: F401,E402
 from . import serve as _serve  # noqa: F401,E402
 
 __all__ = ["app", "main"]

@@ -1,0 +1,106 @@
+"""``imagerec learn DATA --head imprint -o NAME.imagerec`` and ``imagerec learn --add DATA --to NAME.imagerec``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import UsageError
+from ._app import app
+
+
+def _threshold(text: str) -> float | str | None:
+    if text.lower() == "auto":
+        return "auto"
+    if text.lower() in ("none", "off"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"--threshold must be 'auto', 'none' or a number, got {text!r}") from None
+
+
+@app.command()
+def learn(
+    data: Optional[str] = typer.Argument(
+        None, help="A folder with one sub-folder of images per class (or a .csv / .tar.gz dataset)."
+    ),
+    backbone: str = typer.Option("mobilenet_v2", "--backbone", "-b", help="Frozen feature extractor: a zoo model with an embedding."),
+    head: str = typer.Option("logistic", "--head", help="logistic | dense | imprint."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Where to save the learned recognizer (NAME.imagerec)."),
+    add: Optional[str] = typer.Option(None, "--add", help="Add the classes / examples in this folder ..."),
+    to: Optional[str] = typer.Option(None, "--to", help="... to this learned recognizer (saved in place unless --output)."),
+    augment: Optional[int] = typer.Option(None, "--augment", min=0, max=7, help="Extra flipped / cropped copies per photo."),
+    threshold: str = typer.Option("auto", "--threshold", help="'auto' (calibrated), 'none', or a number: below it, 'unknown'."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads (default: all cores)."),
+    json_output: bool = typer.Option(False, "--json", help="Print a JSON summary instead of a table."),
+) -> None:
+    """Teach new classes from photos on a frozen pretrained network (no retraining)."""
+    from ..recognizer import load
+    from ..transfer import add_examples
+    from ..transfer import learn as learn_api
+
+    progress = False if json_output else None
+    if add is not None or to is not None:
+        if add is None or to is None:
+            raise UsageError("--add DATA and --to NAME.imagerec go together")
+        if data is not None:
+            raise UsageError("give either DATA (to learn a new recognizer) or --add DATA --to FILE, not both")
+        base = load(to, num_threads=threads)
+        model = add_examples(base, add, augment=augment, progress=progress)
+        target = Path(output or to)
+    else:
+        if data is None:
+            raise UsageError("give a DATA folder to learn from (or --add DATA --to NAME.imagerec)")
+        target = Path(output) if output else Path(f"{Path(data).name.split('.')[0] or 'learned'}.imagerec")
+        model = learn_api(
+            data, backbone=backbone, head=head, augment=augment or 0, threshold=_threshold(threshold),
+            num_threads=threads, progress=progress, name=target.stem,
+        )
+    saved = model.save(target)
+    summary = _summary(model, saved)
+    if json_output:
+        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+    else:
+        _print(summary)
+
+
+def _summary(model, path: Path) -> dict:
+    training = model.metadata.get("training") or {}
+    return {
+        "path": str(path),
+        "backbone": (model.metadata.get("backbone") or {}).get("name"),
+        "head": model.head.kind,
+        "classes": training.get("examples", {}),
+        "threshold": model.threshold,
+        "calibration": model.metadata.get("calibration"),
+        "metrics": model.metadata.get("metrics", {}),
+        "skipped": training.get("skipped", {}),
+    }
+
+
+def _print(summary: dict) -> None:
+    from rich.markup import escape
+
+    console = Console()
+    errors = Console(stderr=True, highlight=False)
+    table = Table(title=f"{summary['head']} head on {summary['backbone']}")
+    table.add_column("class", overflow="fold")
+    table.add_column("photos", justify="right")
+    for label, count in summary["classes"].items():
+        table.add_row(escape(label), str(count))
+    console.print(table)
+    metrics = summary["metrics"]
+    if metrics.get("held_out_accuracy") is not None:
+        console.print(f"held-out accuracy: {metrics['held_out_accuracy']:.1%} on {metrics.get('held_out_examples')} photos")
+    if summary["threshold"] is not None:
+        console.print(f"'unknown' below: {summary['threshold']:.3f} ({escape((summary['calibration'] or {}).get('method', ''))})")
+    for source, reason in summary["skipped"].items():
+        errors.print(f"[yellow]skipped:[/] {escape(reason)}")
+    console.print(f"saved {escape(summary['path'])}")

@@ -1,0 +1,297 @@
+"""Teach imagerec new objects without retraining the network.
+
+A pretrained network is used as a frozen feature extractor (the *backbone*);
+only a small *head* is trained on its embeddings — or not trained at all:
+the ``imprint`` head makes a class from the mean of its examples, so one
+photo teaches a new class.
+
+>>> import imagerec
+>>> shots = "../shared/photos/few-shot"
+>>> model = imagerec.learn({"cat": [f"{shots}/cat_train_0.bmp"], "dog": [f"{shots}/dog_train_0.bmp"],
+...                         "hot dog": [f"{shots}/hotdog_train_0.bmp", f"{shots}/hotdog_train_1.bmp"]},
+...                        head="imprint")
+>>> model.predict("../shared/photos/hot_dog.jpg", top_k=1)[0][0].label
+'hot dog'
+
+Modules: :mod:`~imagerec.transfer.features` (backbones, cached extraction),
+:mod:`~imagerec.transfer.heads` (logistic / dense / imprint heads, the
+"unknown" threshold), :mod:`~imagerec.transfer.learned` (the ``.imagerec``
+file).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import UsageError
+from ..images import IMAGE_SUFFIXES
+from ..pipeline import expand_paths
+from ..recognizer import UNKNOWN, Recognizer, register_loader
+from .features import Backbone, extract, get_backbone, variants_for
+from .heads import Head, calibrate, held_out_scores, make_head
+from .learned import SUFFIX, load_learned
+
+__all__ = ["learn", "add_examples", "gather", "load_learned"]
+
+register_loader(SUFFIX, load_learned)
+
+
+# -- what to learn from ---------------------------------------------------------------
+
+
+def gather(data: Any) -> tuple[list, list[str], list[str]]:
+    """``(sources, label of each source, class names)`` from what ``learn`` accepts.
+
+    ``data`` is a folder whose sub-folders are classes (their images, at any
+    depth), a dict ``{label: [image sources]}`` (paths, bytes, arrays, PIL
+    images; a folder path as a value stands for its images), or a dataset
+    object with ``paths``, ``targets`` and ``classes`` (``imagerec.data``).
+
+    >>> sources, labels, classes = gather({"a": [b"1", b"2"], "b": [b"3"]})
+    >>> labels, classes
+    (['a', 'a', 'b'], ['a', 'b'])
+    """
+    if all(hasattr(data, name) for name in ("paths", "targets", "classes")):
+        classes = [str(c) for c in data.classes]
+        sources = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in data.paths]
+        labels = [classes[int(t)] for t in data.targets]
+        return _checked(sources, labels, [c for c in classes if c in set(labels)])
+    if isinstance(data, Mapping):
+        sources, labels = [], []
+        for label, items in data.items():
+            if isinstance(items, (str, os.PathLike, bytes, bytearray)) or hasattr(items, "shape"):
+                items = [items]
+            items = list(items)
+            expanded = []
+            for item in items:
+                if isinstance(item, (str, os.PathLike)) and os.path.isdir(item):
+                    expanded.extend(expand_paths([item], recursive=True))
+                else:
+                    expanded.append(item)
+            if not expanded:
+                raise UsageError(f"class {label!r} has no images")
+            sources.extend(expanded)
+            labels.extend([str(label)] * len(expanded))
+        return _checked(sources, labels, [str(label) for label in data])
+    if isinstance(data, (str, os.PathLike)):
+        folder = Path(data)
+        if not folder.is_dir():
+            if folder.suffix.lower() in (".csv", ".gz", ".tgz", ".tar", ".zip"):
+                return gather(_load_dataset(folder))
+            raise UsageError(f"{folder}: expected a folder with one sub-folder of images per class")
+        sources, labels, classes = [], [], []
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            files = expand_paths([str(sub)], recursive=True)
+            if files:
+                classes.append(sub.name)
+                sources.extend(files)
+                labels.extend([sub.name] * len(files))
+        if not classes:
+            loose = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+            hint = f" (it holds {len(loose)} loose images: put each class in its own sub-folder)" if loose else ""
+            raise UsageError(f"{folder}: no class sub-folders with images found{hint}")
+        return _checked(sources, labels, classes)
+    raise UsageError(
+        f"cannot learn from a {type(data).__name__}: expected a folder of class sub-folders, "
+        "a dict {label: [images]} or a dataset"
+    )
+
+
+def _load_dataset(path: Path):
+    try:
+        from ..data import load_dataset
+    except ImportError as exc:
+        raise UsageError(f"{path}: CSV and archive datasets need imagerec.data, which is not available") from exc
+    return load_dataset(path)
+
+
+def _checked(sources: list, labels: list[str], classes: list[str]) -> tuple[list, list[str], list[str]]:
+    for name in classes:
+        if not name.strip():
+            raise UsageError("a class name is empty")
+        if name == UNKNOWN:
+            raise UsageError(f"{UNKNOWN!r} is reserved for photos of none of the taught classes; rename that class")
+    if not sources:
+        raise UsageError("no images to learn from")
+    return sources, labels, classes
+
+
+# -- learning ---------------------------------------------------------------------------
+
+
+def _embed(sources, labels, backbone: Backbone, augment: int, cache, progress, on_error):
+    result = extract(sources, backbone, variants=variants_for(augment), cache=cache, progress=progress,
+                     on_error=on_error)
+    keep = np.flatnonzero(result.ok)
+    skipped = {str(_describe(sources[i])): message for i, message in result.errors.items()}
+    return result.embeddings[keep], [labels[i] for i in keep], skipped, result
+
+
+def _describe(source) -> str:
+    from ..images import describe_source
+
+    return describe_source(source)
+
+
+def _calibrate(head: Head, X: np.ndarray, y: np.ndarray, classes: list[str], threshold, seed: int):
+    """``(threshold, calibration dict, metrics dict)``."""
+    if threshold is None:
+        return None, None, {}
+    if threshold != "auto":
+        value = float(threshold)
+        return value, {"threshold": value, "method": "given"}, {}
+    known, correct, untaught = held_out_scores(head.spawn, X, y, classes, seed=seed)
+    metrics = {}
+    if len(correct):
+        metrics = {"held_out_accuracy": round(float(correct.mean()), 4), "held_out_examples": int(len(correct))}
+    calibration = calibrate(known, untaught)
+    if calibration is None:
+        return None, None, metrics
+    calibration.held_out_accuracy = metrics.get("held_out_accuracy")
+    calibration.counts = {"known_examples": int(len(known)), "untaught_examples": int(len(untaught))}
+    return calibration.threshold, calibration.to_dict(), metrics
+
+
+def learn(
+    data: Any,
+    *,
+    backbone: str | Backbone = "mobilenet_v2",
+    head: str | Head = "logistic",
+    head_options: dict | None = None,
+    augment: int = 0,
+    threshold: float | str | None = "auto",
+    cache: bool | Any = True,
+    on_error: str = "skip",
+    num_threads: int | None = None,
+    progress: bool | None = None,
+    seed: int = 0,
+    name: str = "learned",
+) -> Recognizer:
+    """Learn a recognizer for new classes on a frozen backbone.
+
+    ``data``: a folder of class sub-folders, a dict ``{label: [images]}``
+    (paths, bytes, arrays…) or a dataset (see :func:`gather`). ``head``:
+    ``"logistic"`` (C by cross-validation), ``"dense"`` (the course's Keras
+    head) or ``"imprint"`` (class means; one photo per class is enough).
+    ``augment``: extra flipped / cropped copies of each photo (0–7).
+    ``threshold``: ``"auto"`` calibrates the "unknown" threshold on held-out
+    examples and left-out classes; a number fixes it; None never answers
+    "unknown". Undecodable images are skipped and listed in
+    ``recognizer.metadata["training"]["skipped"]`` (``on_error="raise"``
+    stops instead).
+
+    >>> import imagerec
+    >>> model = imagerec.learn({"cat": ["../shared/photos/cat_720p.jpg"],
+    ...                         "parrot": ["../shared/photos/parrot.jpg"]}, head="imprint")
+    >>> model.labels
+    ['cat', 'parrot']
+    """
+    sources, labels, classes = gather(data)
+    backbone = get_backbone(backbone, num_threads=num_threads)
+    embeddings, labels, skipped, result = _embed(sources, labels, backbone, augment, cache, progress, on_error)
+    empty = [c for c in classes if c not in set(labels)]
+    if empty:
+        raise UsageError(f"no readable image left for class(es) {', '.join(map(repr, empty))}; see the skipped files")
+    y = np.array([classes.index(label) for label in labels], np.int64)
+    model = make_head(head, **(head_options or {}))
+    variants = embeddings.shape[1]
+    model.fit(embeddings.reshape(-1, embeddings.shape[2]), np.repeat(y, variants), classes)
+    # Held-out scores use the original photos only: augmented copies of a
+    # held-out photo must not sit in the training folds.
+    value, calibration, metrics = _calibrate(model, embeddings[:, 0], y, classes, threshold, seed)
+    metadata = {
+        "backbone": backbone.describe(),
+        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "calibration": calibration,
+        "metrics": {**metrics, "extraction_images_per_second": _rate(result)},
+        "training": {
+            "examples": {c: int((y == i).sum()) for i, c in enumerate(classes)},
+            "augment": int(augment),
+            "threshold_mode": "auto" if threshold == "auto" else ("none" if threshold is None else "given"),
+            "skipped": skipped,
+        },
+    }
+    return Recognizer(
+        backbone.backend, classes, backbone.preprocessing, name=name, sha256=None,
+        head=model, threshold=value, metadata=metadata,
+    )
+
+
+def _rate(result) -> float | None:
+    rate = result.images_per_second
+    return None if np.isnan(rate) else round(float(rate), 1)
+
+
+def _backbone_of(recognizer: Recognizer) -> Backbone:
+    described = recognizer.metadata.get("backbone") or {}
+    if recognizer.head is None or not described:
+        raise UsageError(f"{recognizer.name!r} was not made by imagerec.learn; examples can only be added to a learned recognizer")
+    backend = recognizer.backend
+    return Backbone(
+        name=described["name"], kind=described.get("kind", "zoo"), sha256=described["sha256"],
+        preprocessing=recognizer.preprocessing, dim=int(described["dim"]),
+        run=lambda batch: backend.run(batch, ("embedding",))["embedding"], backend=backend,
+        options=dict(described.get("options") or {}),
+    )
+
+
+def add_examples(
+    recognizer: Recognizer,
+    data: Any,
+    *,
+    augment: int | None = None,
+    cache: bool | Any = True,
+    on_error: str = "skip",
+    progress: bool | None = None,
+    seed: int = 0,
+) -> Recognizer:
+    """A new recognizer that also knows ``data``'s classes and examples; the old ones stay.
+
+    The imprint head adds them exactly, without training; the logistic and
+    dense heads refit on their stored training embeddings plus the new ones
+    (only the new photos are embedded). An "auto" threshold is recalibrated
+    when the head keeps its examples (logistic, dense) and kept otherwise.
+    ``recognizer`` itself is not changed.
+
+    >>> import imagerec
+    >>> from imagerec.transfer import add_examples
+    >>> model = imagerec.learn({"cat": ["../shared/photos/cat_720p.jpg"],
+    ...                         "parrot": ["../shared/photos/parrot.jpg"]}, head="imprint")
+    >>> add_examples(model, {"owl": ["../shared/photos/owl.jpg"]}).labels
+    ['cat', 'parrot', 'owl']
+    """
+    backbone = _backbone_of(recognizer)
+    training = dict(recognizer.metadata.get("training") or {})
+    augment = int(training.get("augment", 0)) if augment is None else augment
+    sources, labels, classes = gather(data)
+    embeddings, labels, skipped, _ = _embed(sources, labels, backbone, augment, cache, progress, on_error)
+    if not labels:
+        raise UsageError("none of the new images could be read; see the skipped files")
+    head = copy.deepcopy(recognizer.head)
+    variants = embeddings.shape[1]
+    head.add(embeddings.reshape(-1, embeddings.shape[2]), [label for label in labels for _ in range(variants)])
+    threshold, calibration = recognizer.threshold, recognizer.metadata.get("calibration")
+    metrics = dict(recognizer.metadata.get("metrics") or {})
+    if training.get("threshold_mode") == "auto" and getattr(head, "keeps_examples", False):
+        X, y = head.X_.astype(np.float32), head.y_
+        threshold, calibration, found = _calibrate(head, X, y, head.labels_, "auto", seed)
+        metrics.update(found)
+    examples = dict(training.get("examples") or {})
+    for label in labels:
+        examples[label] = examples.get(label, 0) + 1
+    training.update(
+        examples=examples, augment=augment,
+        skipped={**(training.get("skipped") or {}), **skipped},
+        additions=int(training.get("additions", 0)) + 1,
+    )
+    metadata = {**recognizer.metadata, "calibration": calibration, "metrics": metrics, "training": training}
+    return Recognizer(
+        recognizer.backend, head.labels_, recognizer.preprocessing, name=recognizer.name, sha256=None,
+        limits=recognizer.limits, head=head, threshold=threshold, metadata=metadata,
+    )

@@ -1,0 +1,583 @@
+"""Small classifiers on frozen embeddings, and the "unknown" threshold.
+
+Three heads, all following scikit-learn's habits (``fit`` / ``predict_proba``,
+learned state ending in ``_``), all working on L2-normalised embeddings and
+all saved as plain arrays (no pickled code):
+
+- :class:`LogisticHead` — multinomial logistic regression; the regularisation
+  strength ``C`` is chosen by stratified cross-validation.
+- :class:`DenseHead` — the course's Keras head, ``Dense(256, relu)`` +
+  ``Dropout(0.5)`` + ``Dense(classes, softmax)``; trained with Keras, run
+  in NumPy (inference never goes through Keras eagerly).
+- :class:`ImprintHead` — weight imprinting / nearest class mean: a class is
+  the normalised mean of its examples' normalised embeddings, so one photo
+  is enough and adding a class needs no training at all.
+
+Every head has ``confidence(embeddings)``: the number the "unknown" threshold
+is compared with (the best probability, or for imprinting the cosine
+similarity to the nearest class mean). :func:`calibrate` picks that threshold
+from held-out scores.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> X = np.concatenate([rng.normal(1, 0.1, (5, 8)), rng.normal(-1, 0.1, (5, 8))])
+>>> head = ImprintHead().fit(X, np.repeat([0, 1], 5), ["cat", "dog"])
+>>> head.predict_proba(X[:1]).argmax(), head.labels_
+(0, ['cat', 'dog'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import ModelFileError, UsageError
+
+__all__ = [
+    "Head",
+    "LogisticHead",
+    "DenseHead",
+    "ImprintHead",
+    "HEADS",
+    "make_head",
+    "head_from_state",
+    "l2_normalize",
+    "Calibration",
+    "calibrate",
+    "held_out_scores",
+]
+
+
+def l2_normalize(embeddings: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (all-zero rows stay zero).
+
+    >>> l2_normalize(np.array([[3.0, 4.0]])).tolist()
+    [[0.6, 0.8]]
+    """
+    X = np.asarray(embeddings, dtype=np.float32)
+    if X.ndim != 2:
+        raise UsageError(f"expected embeddings as an N×D array, got shape {X.shape}")
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.maximum(norms, 1e-12)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _check_targets(X: np.ndarray, y: np.ndarray, labels: Sequence[str], minimum: int) -> None:
+    if len(X) != len(y):
+        raise UsageError(f"{len(X)} embeddings but {len(y)} targets")
+    present = np.unique(y)
+    if len(present) < minimum:
+        raise UsageError(f"this head needs examples of at least {minimum} classes, got {len(present)}")
+    if len(labels) != len(set(labels)):
+        raise UsageError(f"class labels must be unique, got {list(labels)}")
+    if y.min() < 0 or y.max() >= len(labels):
+        raise UsageError(f"targets must be class indices in 0..{len(labels) - 1}")
+
+
+class Head:
+    """What every head offers. Subclasses set ``kind`` and learn ``labels_``."""
+
+    kind = "head"
+    labels_: list[str]
+    keeps_examples = False  # True when add() refits on stored training embeddings
+
+    def fit(self, X: np.ndarray, y: np.ndarray, labels: Sequence[str]) -> "Head":
+        raise NotImplementedError
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """``N×classes`` float32 probabilities for raw embeddings ``X``."""
+        raise NotImplementedError
+
+    def confidence(self, X: np.ndarray) -> np.ndarray:
+        """What the "unknown" threshold is compared with: the best probability."""
+        return self.predict_proba(X).max(axis=1)
+
+    def spawn(self) -> "Head":
+        """A new, unfitted head with this one's settings (chosen ``C`` included)."""
+        raise NotImplementedError
+
+    def add(self, X: np.ndarray, labels: Sequence[str]) -> "Head":
+        """Learn more examples (``labels`` are class names, old or new); keeps the old classes."""
+        raise NotImplementedError
+
+    def params(self) -> dict:
+        """JSON-ready settings, stored in the manifest."""
+        raise NotImplementedError
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Learned state as plain arrays, stored as ``.npy`` files."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_state(cls, params: dict, arrays: dict[str, np.ndarray], labels: Sequence[str]) -> "Head":
+        raise NotImplementedError
+
+    @property
+    def num_features(self) -> int:
+        raise NotImplementedError
+
+    def _merge_targets(self, labels: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        names = list(self.labels_)
+        for label in labels:
+            if label not in names:
+                names.append(label)
+        index = {name: i for i, name in enumerate(names)}
+        return names, np.array([index[label] for label in labels], dtype=np.int64)
+
+
+class _StoredExamplesHead(Head):
+    """A head that keeps its (normalised) training embeddings to refit on ``add``."""
+
+    keeps_examples = True
+    X_: np.ndarray
+    y_: np.ndarray
+
+    def add(self, X: np.ndarray, labels: Sequence[str]) -> "Head":
+        names, y_new = self._merge_targets(labels)
+        X_all = np.concatenate([self.X_.astype(np.float32), l2_normalize(X)])
+        y_all = np.concatenate([self.y_, y_new])
+        refit = self.spawn()
+        refit.fit(X_all, y_all, names)
+        self.__dict__.update(refit.__dict__)
+        return self
+
+    def _store_examples(self, Xn: np.ndarray, y: np.ndarray) -> None:
+        # float16 halves the file; the examples only serve refitting, never prediction.
+        self.X_ = Xn.astype(np.float16)
+        self.y_ = y.astype(np.int64)
+
+
+class LogisticHead(_StoredExamplesHead):
+    """Multinomial logistic regression on standardised, L2-normalised embeddings.
+
+    ``C=None`` chooses the inverse regularisation strength from ``Cs`` by
+    stratified ``cv``-fold cross-validation (on at most ``cv_samples``
+    examples, so large datasets stay fast); a number fixes it.
+
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(40, 6)) + np.repeat(np.eye(2, 6) * 3, 20, axis=0)
+    >>> head = LogisticHead().fit(X, np.repeat([0, 1], 20), ["a", "b"])
+    >>> float((head.predict_proba(X).argmax(1) == np.repeat([0, 1], 20)).mean()) > 0.9
+    True
+    """
+
+    kind = "logistic"
+
+    def __init__(
+        self,
+        C: float | None = None,
+        *,
+        Cs: Sequence[float] = (1e-3, 1e-2, 0.1, 1.0, 10.0),
+        cv: int = 5,
+        cv_samples: int = 5000,
+        max_iter: int = 500,
+        seed: int = 0,
+    ) -> None:
+        self.C = C
+        self.Cs = tuple(Cs)
+        self.cv = cv
+        self.cv_samples = cv_samples
+        self.max_iter = max_iter
+        self.seed = seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray, labels: Sequence[str]) -> "LogisticHead":
+        from sklearn.linear_model import LogisticRegression
+
+        y = np.asarray(y, dtype=np.int64)
+        _check_targets(X, y, labels, minimum=2)
+        Xn = l2_normalize(X)
+        mean = Xn.mean(axis=0)
+        scale = Xn.std(axis=0) + 1e-6
+        Z = (Xn - mean) / scale
+        self.C_ = float(self.C) if self.C is not None else self._choose_C(Z, y)
+        model = LogisticRegression(C=self.C_, max_iter=self.max_iter)
+        model.fit(Z, y)
+        W, b = model.coef_.astype(np.float64), model.intercept_.astype(np.float64)
+        if W.shape[0] == 1:  # binary: sigmoid(w·x+b) is softmax([0, w·x+b])
+            W, b = np.vstack([np.zeros_like(W), W]), np.array([0.0, b[0]])
+        # Fold the standardisation into the weights: one matmul at prediction time.
+        full_W = np.zeros((len(labels), W.shape[1]))
+        full_b = np.full(len(labels), -1e9)  # a class with no example is never predicted
+        full_W[model.classes_], full_b[model.classes_] = W / scale, b - (W / scale) @ mean
+        self.weights_ = full_W.astype(np.float32)
+        self.bias_ = full_b.astype(np.float32)
+        self.labels_ = list(labels)
+        self._store_examples(Xn, y)
+        return self
+
+    def _choose_C(self, Z: np.ndarray, y: np.ndarray) -> float:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+        folds = min(self.cv, int(np.bincount(y)[np.unique(y)].min()))
+        if folds < 2 or len(self.Cs) == 1:
+            return float(self.Cs[len(self.Cs) // 2]) if len(self.Cs) > 1 else float(self.Cs[0])
+        if len(Z) > self.cv_samples:
+            rng = np.random.default_rng(self.seed)
+            keep = np.sort(rng.choice(len(Z), self.cv_samples, replace=False))
+            Z, y = Z[keep], y[keep]
+            folds = min(folds, int(np.bincount(y)[np.unique(y)].min()))
+            if folds < 2:
+                return float(self.Cs[len(self.Cs) // 2])
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=self.seed)
+        scores = [
+            cross_val_score(LogisticRegression(C=C, max_iter=self.max_iter), Z, y, cv=splitter).mean()
+            for C in self.Cs
+        ]
+        self.cv_scores_ = {str(C): float(score) for C, score in zip(self.Cs, scores)}
+        # Among equally good values, the strongest regularisation generalises best.
+        best = max(scores)
+        return float(min(C for C, score in zip(self.Cs, scores) if score >= best - 1e-9))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return _softmax(l2_normalize(X) @ self.weights_.T + self.bias_)
+
+    def spawn(self) -> "LogisticHead":
+        return LogisticHead(
+            getattr(self, "C_", self.C), Cs=self.Cs, cv=self.cv, cv_samples=self.cv_samples,
+            max_iter=self.max_iter, seed=self.seed,
+        )
+
+    def params(self) -> dict:
+        return {"C": self.C_, "Cs": list(self.Cs), "cv": self.cv, "max_iter": self.max_iter, "seed": self.seed}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"weights": self.weights_, "bias": self.bias_, "examples": self.X_, "targets": self.y_}
+
+    @classmethod
+    def from_state(cls, params: dict, arrays: dict[str, np.ndarray], labels: Sequence[str]) -> "LogisticHead":
+        head = cls(params["C"], Cs=params.get("Cs", (params["C"],)), cv=params.get("cv", 5),
+                   max_iter=params.get("max_iter", 500), seed=params.get("seed", 0))
+        head.C_ = float(params["C"])
+        head.weights_, head.bias_ = arrays["weights"], arrays["bias"]
+        head.X_, head.y_ = arrays["examples"], arrays["targets"]
+        head.labels_ = list(labels)
+        _check_shapes(head.weights_, (len(labels), None), "weights")
+        _check_shapes(head.bias_, (len(labels),), "bias")
+        return head
+
+    @property
+    def num_features(self) -> int:
+        return int(self.weights_.shape[1])
+
+
+class DenseHead(_StoredExamplesHead):
+    """The course's head: ``Dense(units, relu)`` → ``Dropout`` → ``Dense(classes, softmax)``.
+
+    Trained with Keras (Adam, sparse categorical cross-entropy) on
+    standardised, L2-normalised embeddings; predictions are computed in
+    NumPy from the saved weights.
+    """
+
+    kind = "dense"
+
+    def __init__(
+        self, *, units: int = 256, dropout: float = 0.5, epochs: int = 40, batch_size: int = 32,
+        learning_rate: float = 1e-3, seed: int = 0,
+    ) -> None:
+        self.units = units
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.seed = seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray, labels: Sequence[str]) -> "DenseHead":
+        import imagerec  # noqa: F401  (selects Keras's torch backend before Keras loads)
+        import keras
+
+        y = np.asarray(y, dtype=np.int64)
+        _check_targets(X, y, labels, minimum=2)
+        Xn = l2_normalize(X)
+        mean = Xn.mean(axis=0)
+        scale = Xn.std(axis=0) + 1e-6
+        keras.utils.set_random_seed(self.seed)
+        model = keras.Sequential(
+            [
+                keras.Input((Xn.shape[1],)),
+                keras.layers.Dense(self.units, activation="relu"),
+                keras.layers.Dropout(self.dropout),
+                keras.layers.Dense(len(labels), activation="softmax"),
+            ]
+        )
+        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="sparse_categorical_crossentropy")
+        model.fit((Xn - mean) / scale, y, epochs=self.epochs, batch_size=self.batch_size, verbose=0, shuffle=True)
+        (W1, b1), (W2, b2) = [layer.get_weights() for layer in model.layers if layer.get_weights()]
+        self.mean_, self.scale_ = mean.astype(np.float32), scale.astype(np.float32)
+        self.W1_, self.b1_, self.W2_, self.b2_ = (np.asarray(a, np.float32) for a in (W1, b1, W2, b2))
+        self.labels_ = list(labels)
+        self._store_examples(Xn, y)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        Z = (l2_normalize(X) - self.mean_) / self.scale_
+        hidden = np.maximum(Z @ self.W1_ + self.b1_, 0.0)  # dropout is off at inference
+        return _softmax(hidden @ self.W2_ + self.b2_)
+
+    def spawn(self) -> "DenseHead":
+        return DenseHead(**self.params())
+
+    def params(self) -> dict:
+        return {
+            "units": self.units, "dropout": self.dropout, "epochs": self.epochs,
+            "batch_size": self.batch_size, "learning_rate": self.learning_rate, "seed": self.seed,
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "mean": self.mean_, "scale": self.scale_, "W1": self.W1_, "b1": self.b1_, "W2": self.W2_,
+            "b2": self.b2_, "examples": self.X_, "targets": self.y_,
+        }
+
+    @classmethod
+    def from_state(cls, params: dict, arrays: dict[str, np.ndarray], labels: Sequence[str]) -> "DenseHead":
+        head = cls(**params)
+        head.mean_, head.scale_ = arrays["mean"], arrays["scale"]
+        head.W1_, head.b1_, head.W2_, head.b2_ = arrays["W1"], arrays["b1"], arrays["W2"], arrays["b2"]
+        head.X_, head.y_ = arrays["examples"], arrays["targets"]
+        head.labels_ = list(labels)
+        _check_shapes(head.W2_, (None, len(labels)), "W2")
+        return head
+
+    @property
+    def num_features(self) -> int:
+        return int(self.W1_.shape[0])
+
+
+class ImprintHead(Head):
+    """Nearest class mean on L2-normalised embeddings (weight imprinting).
+
+    A class's weight vector is the normalised sum of its examples' normalised
+    embeddings; ``predict_proba`` is a softmax over ``scale`` × cosine
+    similarity, and ``confidence`` the cosine similarity to the nearest class.
+    Sums and counts are kept, so :meth:`add` is exact and trains nothing.
+
+    >>> head = ImprintHead().fit(np.eye(3), np.array([0, 1, 2]), ["a", "b", "c"])
+    >>> head.add(np.array([[0.0, 0.0, 0.0, 1.0][:3]]), ["d"]).labels_
+    ['a', 'b', 'c', 'd']
+    """
+
+    kind = "imprint"
+
+    def __init__(self, *, scale: float = 10.0) -> None:
+        self.scale = scale
+
+    def fit(self, X: np.ndarray, y: np.ndarray, labels: Sequence[str]) -> "ImprintHead":
+        y = np.asarray(y, dtype=np.int64)
+        _check_targets(X, y, labels, minimum=1)
+        Xn = l2_normalize(X)
+        self.sums_ = np.zeros((len(labels), Xn.shape[1]), np.float64)
+        np.add.at(self.sums_, y, Xn)
+        self.counts_ = np.bincount(y, minlength=len(labels)).astype(np.int64)
+        self.labels_ = list(labels)
+        return self
+
+    def add(self, X: np.ndarray, labels: Sequence[str]) -> "ImprintHead":
+        names, y = self._merge_targets(labels)
+        grow = len(names) - len(self.labels_)
+        if grow:
+            self.sums_ = np.vstack([self.sums_, np.zeros((grow, self.sums_.shape[1]))])
+            self.counts_ = np.concatenate([self.counts_, np.zeros(grow, np.int64)])
+        np.add.at(self.sums_, y, l2_normalize(X))
+        self.counts_ += np.bincount(y, minlength=len(names))
+        self.labels_ = names
+        return self
+
+    @property
+    def prototypes_(self) -> np.ndarray:
+        """One unit vector per class (zero for a class with no example)."""
+        return l2_normalize(self.sums_.astype(np.float32))
+
+    def cosine(self, X: np.ndarray) -> np.ndarray:
+        """``N×classes`` cosine similarities to the class means."""
+        similarity = l2_normalize(X) @ self.prototypes_.T
+        return np.where(self.counts_[None, :] > 0, similarity, -1.0)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return _softmax(self.scale * self.cosine(X))
+
+    def confidence(self, X: np.ndarray) -> np.ndarray:
+        return self.cosine(X).max(axis=1)
+
+    def spawn(self) -> "ImprintHead":
+        return ImprintHead(scale=self.scale)
+
+    def params(self) -> dict:
+        return {"scale": self.scale}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"sums": self.sums_, "counts": self.counts_}
+
+    @classmethod
+    def from_state(cls, params: dict, arrays: dict[str, np.ndarray], labels: Sequence[str]) -> "ImprintHead":
+        head = cls(**params)
+        head.sums_, head.counts_ = arrays["sums"].astype(np.float64), arrays["counts"].astype(np.int64)
+        head.labels_ = list(labels)
+        _check_shapes(head.sums_, (len(labels), None), "sums")
+        _check_shapes(head.counts_, (len(labels),), "counts")
+        return head
+
+    @property
+    def num_features(self) -> int:
+        return int(self.sums_.shape[1])
+
+
+HEADS: dict[str, type[Head]] = {"logistic": LogisticHead, "dense": DenseHead, "imprint": ImprintHead}
+
+
+def make_head(kind: str | Head, **options) -> Head:
+    """A new head by name (``"logistic"``, ``"dense"``, ``"imprint"``), or ``kind`` itself.
+
+    >>> make_head("imprint").kind
+    'imprint'
+    """
+    if isinstance(kind, Head):
+        return kind
+    if kind not in HEADS:
+        raise UsageError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
+    return HEADS[kind](**options)
+
+
+def head_from_state(kind: str, params: dict, arrays: dict[str, np.ndarray], labels: Sequence[str]) -> Head:
+    """Rebuild a fitted head from what :meth:`Head.params` and :meth:`Head.arrays` gave."""
+    if kind not in HEADS:
+        raise ModelFileError(f"unknown head type {kind!r} (known: {', '.join(HEADS)}); a newer imagerec may read it")
+    try:
+        return HEADS[kind].from_state(params, arrays, labels)
+    except KeyError as exc:
+        raise ModelFileError(f"the {kind} head is missing its {exc.args[0]!r} array or setting") from exc
+    except TypeError as exc:
+        raise ModelFileError(f"the {kind} head's settings are not valid ({exc})") from exc
+
+
+def _check_shapes(array: np.ndarray, expected: tuple, name: str) -> None:
+    ok = array.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, array.shape))
+    if not ok:
+        shown = "×".join("D" if e is None else str(e) for e in expected)
+        raise ModelFileError(f"head array {name!r} has shape {array.shape}, expected {shown}")
+
+
+# -- the "unknown" threshold ---------------------------------------------------
+
+
+@dataclass
+class Calibration:
+    """A threshold and the evidence it was chosen from (stored in the manifest)."""
+
+    threshold: float
+    method: str
+    known_accepted: float | None = None  # share of held-out known-class examples kept
+    untaught_rejected: float | None = None  # share of simulated untaught examples rejected
+    held_out_accuracy: float | None = None
+    counts: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        def r(value):
+            return None if value is None else round(float(value), 4)
+
+        return {
+            "threshold": r(self.threshold), "method": self.method, "known_accepted": r(self.known_accepted),
+            "untaught_rejected": r(self.untaught_rejected), "held_out_accuracy": r(self.held_out_accuracy),
+            **self.counts,
+        }
+
+
+def held_out_scores(
+    spawn: Callable[[], Head],
+    X: np.ndarray,
+    y: np.ndarray,
+    labels: Sequence[str],
+    *,
+    folds: int = 5,
+    max_examples: int = 2000,
+    max_left_out_classes: int = 10,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores of examples the head did not see: ``(known, correct, untaught)``.
+
+    ``known``: the confidence of each example when its fold was held out
+    (classes with a single example cannot be held out and are skipped);
+    ``correct``: whether that held-out example was classified right;
+    ``untaught``: the confidence on the examples of a class the head was
+    fitted *without* — leaving each class out in turn simulates photos of
+    a class nobody taught.
+    """
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y, np.int64)
+    if len(X) > max_examples:  # calibration needs a fair sample, not every example
+        keep = np.sort(rng.choice(len(X), max_examples, replace=False))
+        X, y = X[keep], y[keep]
+    fold_of = np.full(len(y), -1)
+    counts = np.bincount(y, minlength=len(labels))
+    k = int(min(folds, counts.max())) if len(counts) else 0
+    for c in np.flatnonzero(counts >= 2):
+        members = rng.permutation(np.flatnonzero(y == c))
+        fold_of[members] = np.arange(len(members)) % k
+    known, correct = [], []
+    for f in range(k):
+        test = fold_of == f
+        train = ~test
+        if not test.any() or len(np.unique(y[train])) < min(2, len(labels)):
+            continue
+        head = spawn().fit(X[train], y[train], labels)
+        known.append(head.confidence(X[test]))
+        correct.append(head.predict_proba(X[test]).argmax(axis=1) == y[test])
+    untaught = []
+    present = np.flatnonzero(counts > 0)
+    minimum = 1 if isinstance(spawn(), ImprintHead) else 2
+    if len(present) - 1 >= minimum:
+        left_out = rng.permutation(present)[:max_left_out_classes]
+        for c in left_out:
+            rest = y != c
+            remap = {old: new for new, old in enumerate(np.unique(y[rest]))}
+            names = [labels[old] for old in remap]
+            head = spawn().fit(X[rest], np.array([remap[v] for v in y[rest]]), names)
+            untaught.append(head.confidence(X[y == c][:200]))
+    cat = lambda parts, dtype: np.concatenate(parts) if parts else np.zeros(0, dtype)  # noqa: E731
+    return cat(known, np.float32), cat(correct, bool), cat(untaught, np.float32)
+
+
+def calibrate(known: np.ndarray, untaught: np.ndarray, *, keep_known: float = 0.95) -> Calibration | None:
+    """The threshold separating known-class scores from untaught-class scores.
+
+    With untaught scores it maximises balanced accuracy (known kept + untaught
+    rejected) and sits in the middle of the best range, for margin on both
+    sides; without them it keeps ``keep_known`` of the known examples. None
+    when there is nothing to calibrate on.
+
+    >>> calibrate(np.array([0.8, 0.9, 0.7]), np.array([0.2, 0.3])).threshold
+    0.5
+    """
+    known, untaught = np.asarray(known, np.float64), np.asarray(untaught, np.float64)
+    if len(known) == 0 and len(untaught) == 0:
+        return None
+    if len(untaught) == 0:
+        threshold = float(np.quantile(known, 1 - keep_known))
+        return Calibration(threshold, f"keeps {keep_known:.0%} of held-out known examples",
+                           known_accepted=float((known >= threshold).mean()))
+    if len(known) == 0:
+        # Only simulated untaught examples (one photo per class): reject nearly all of them.
+        threshold = float(np.max(untaught)) + 1e-3
+        return Calibration(threshold, "just above every simulated untaught example (no held-out known examples)",
+                           untaught_rejected=1.0)
+    values = np.unique(np.concatenate([known, untaught]))
+    candidates = np.concatenate([[values[0] - 1e-3], (values[:-1] + values[1:]) / 2, [values[-1] + 1e-3]])
+    balanced = np.array([((known >= t).mean() + (untaught < t).mean()) / 2 for t in candidates])
+    best = np.flatnonzero(balanced >= balanced.max() - 1e-12)
+    # The best thresholds form ranges; take the middle of the widest plateau's span.
+    low, high = candidates[best[0]], candidates[best[-1]]
+    contiguous = best[-1] - best[0] + 1 == len(best)
+    threshold = float((low + high) / 2) if contiguous else float(candidates[best[len(best) // 2]])
+    return Calibration(
+        threshold,
+        "balances held-out known examples against left-out classes",
+        known_accepted=float((known >= threshold).mean()),
+        untaught_rejected=float((untaught < threshold).mean()),
+    )

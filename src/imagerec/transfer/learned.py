@@ -1,0 +1,287 @@
+"""The ``.imagerec`` file: a learned recognizer in one zip, no pickled code.
+
+Layout::
+
+    manifest.json      format + version, backbone (name, sha256, preprocessing),
+                       labels, head type and settings, threshold, calibration,
+                       metrics, training summary, creation time, and the
+                       sha256 / shape / dtype of every array
+    manifest.sha256    sha256 of manifest.json's bytes
+    arrays/<name>.npy  the head's learned state as plain NumPy arrays
+
+Loading refuses, with a one-line error: a file that is not such a zip; a
+format version newer than this imagerec reads; a manifest whose bytes do not
+match ``manifest.sha256``; an array whose bytes, shape or dtype differ from
+the manifest; and a backbone whose sha256 is not the one the head was
+learned on. The checksums catch corruption and careless edits; they are not
+a signature (anyone can recompute them), so only load files you trust as
+much as any model file. Arrays are read with ``allow_pickle=False``.
+
+>>> import imagerec, tempfile, os
+>>> photos = "../shared/photos/few-shot"
+>>> model = imagerec.learn({"cat": [f"{photos}/cat_train_0.bmp"], "dog": [f"{photos}/dog_train_0.bmp"]},
+...                        head="imprint", threshold=None)
+>>> path = model.save(os.path.join(tempfile.mkdtemp(), "pets.imagerec"))
+>>> imagerec.load(path).labels
+['cat', 'dog']
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ChecksumError, ModelFileError, UsageError
+from ..images import DEFAULT_LIMITS, Limits, Preprocessing
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "SUFFIX", "save_recognizer", "load_learned", "read_manifest"]
+
+FORMAT = "imagerec-learned"
+FORMAT_VERSION = 1
+SUFFIX = ".imagerec"
+
+# Bounds that keep a hostile file from exhausting memory.
+_MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+_MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
+_ARRAY_DTYPES = {"float16", "float32", "float64", "int64", "int32", "uint8", "bool"}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def save_recognizer(recognizer, path: str | os.PathLike[str]) -> Path:
+    """Write ``recognizer`` (made by :func:`imagerec.learn`) to ``path``, atomically.
+
+    The file is written under a temporary name and renamed when complete,
+    so an interrupted save never leaves a half-written recognizer behind.
+    """
+    from .. import __version__
+
+    head = recognizer.head
+    backbone = recognizer.metadata.get("backbone")
+    if head is None or not backbone:
+        raise UsageError("only a recognizer made by imagerec.learn (with a head and a backbone) can be saved")
+    path = Path(path)
+    if path.suffix.lower() != SUFFIX:
+        raise UsageError(f"{path}: a learned recognizer file must end in {SUFFIX}")
+    arrays = {name: np.asarray(value) for name, value in head.arrays().items()}
+    blobs = {name: _npy_bytes(value) for name, value in arrays.items()}
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "imagerec_version": __version__,
+        "created": recognizer.metadata.get("created") or _now(),
+        "saved": _now(),
+        "name": path.stem,
+        "backbone": backbone,
+        "preprocessing": recognizer.preprocessing.to_dict(),
+        "labels": list(recognizer.labels),
+        "head": {"type": head.kind, "params": head.params()},
+        "threshold": recognizer.threshold,
+        "calibration": recognizer.metadata.get("calibration"),
+        "metrics": recognizer.metadata.get("metrics", {}),
+        "training": recognizer.metadata.get("training", {}),
+        "arrays": {
+            name: {
+                "file": f"arrays/{name}.npy",
+                "sha256": hashlib.sha256(blobs[name]).hexdigest(),
+                "shape": list(arrays[name].shape),
+                "dtype": str(arrays[name].dtype),
+            }
+            for name in arrays
+        },
+    }
+    manifest_bytes = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
+    temp = Path(handle.name)
+    try:
+        with handle, zipfile.ZipFile(handle, "w") as archive:
+            archive.writestr("manifest.json", manifest_bytes, compress_type=zipfile.ZIP_DEFLATED)
+            archive.writestr("manifest.sha256", hashlib.sha256(manifest_bytes).hexdigest() + "\n")
+            for name, blob in blobs.items():
+                archive.writestr(manifest["arrays"][name]["file"], blob, compress_type=zipfile.ZIP_DEFLATED)
+        with open(temp, "rb") as done:
+            os.fsync(done.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict:
+    """The verified manifest of a ``.imagerec`` file (arrays are not read)."""
+    with _open_zip(Path(path)) as archive:
+        return _verified_manifest(archive, Path(path))
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such learned recognizer file", path=str(path))
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelFileError(
+            f"{path}: not a learned recognizer (expected a {SUFFIX} zip written by imagerec learn)", path=str(path)
+        ) from exc
+    total = sum(info.file_size for info in archive.infolist())
+    if total > _MAX_TOTAL_BYTES:
+        archive.close()
+        raise ModelFileError(f"{path}: unpacks to {total:,} bytes, over the {_MAX_TOTAL_BYTES:,} limit", path=str(path))
+    return archive
+
+
+def _read_member(archive: zipfile.ZipFile, name: str, path: Path, limit: int | None = None) -> bytes:
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise ModelFileError(f"{path}: {name} is missing; the file is incomplete or not a learned recognizer",
+                             path=str(path)) from None
+    if limit is not None and info.file_size > limit:
+        raise ModelFileError(f"{path}: {name} is {info.file_size:,} bytes, over the {limit:,} limit", path=str(path))
+    try:
+        return archive.read(name)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:  # CRC mismatch, truncation
+        raise ModelFileError(f"{path}: {name} is damaged ({exc})", path=str(path)) from exc
+
+
+def _verified_manifest(archive: zipfile.ZipFile, path: Path) -> dict:
+    raw = _read_member(archive, "manifest.json", path, _MAX_MANIFEST_BYTES)
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: manifest.json is not valid JSON ({exc})", path=str(path)) from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a learned recognizer (manifest format is not {FORMAT!r})", path=str(path))
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{path}: manifest has no valid format_version (got {version!r})", path=str(path))
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: written by a newer imagerec ({manifest.get('imagerec_version', '?')}, file format {version}); "
+            f"this imagerec reads format {FORMAT_VERSION} at most — upgrade imagerec to load it",
+            path=str(path),
+        )
+    recorded = _read_member(archive, "manifest.sha256", path, 1024).decode("ascii", "replace").strip()
+    actual = hashlib.sha256(raw).hexdigest()
+    if recorded != actual:
+        raise ChecksumError(
+            f"{path}: manifest.json was modified after saving (sha256 {actual[:16]}…, recorded {recorded[:16]}…); "
+            "refusing to load it — learn the recognizer again or restore the original file",
+            path=str(path),
+        )
+    for key in ("backbone", "labels", "head", "arrays"):
+        if key not in manifest:
+            raise ModelFileError(f"{path}: manifest has no {key!r} entry", path=str(path))
+    return manifest
+
+
+def _read_arrays(archive: zipfile.ZipFile, manifest: dict, path: Path) -> dict[str, np.ndarray]:
+    arrays = {}
+    for name, entry in manifest["arrays"].items():
+        if not isinstance(entry, dict) or entry.get("dtype") not in _ARRAY_DTYPES:
+            raise ModelFileError(f"{path}: array {name!r} has an unsupported description {entry!r}", path=str(path))
+        blob = _read_member(archive, entry["file"], path)
+        if hashlib.sha256(blob).hexdigest() != entry.get("sha256"):
+            raise ChecksumError(
+                f"{path}: {entry['file']} does not match the sha256 in the manifest; the file is corrupt or was "
+                "modified — learn the recognizer again or restore the original file",
+                path=str(path),
+            )
+        try:
+            array = np.load(io.BytesIO(blob), allow_pickle=False)
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: {entry['file']} is not a plain .npy array ({exc})", path=str(path)) from exc
+        if list(array.shape) != list(entry.get("shape", [])) or str(array.dtype) != entry["dtype"]:
+            raise ModelFileError(
+                f"{path}: {entry['file']} is {array.dtype} {array.shape}, the manifest says "
+                f"{entry['dtype']} {tuple(entry.get('shape', []))}",
+                path=str(path),
+            )
+        arrays[name] = array
+    return arrays
+
+
+def load_learned(
+    path: str | os.PathLike[str], *, num_threads: int | None = None, limits: Limits = DEFAULT_LIMITS, **options
+):
+    """Open a ``.imagerec`` file as a :class:`~imagerec.Recognizer` (``imagerec.load`` calls this).
+
+    ``options`` may set ``threshold`` (a number, or None to never answer
+    "unknown") to override the calibrated one.
+    """
+    from ..recognizer import Recognizer
+    from ..zoo import sha256_file
+    from .features import get_backbone
+    from .heads import head_from_state
+
+    path = Path(path)
+    unknown_options = set(options) - {"threshold"}
+    if unknown_options:
+        raise UsageError(f"unknown option(s) for a learned recognizer: {', '.join(sorted(unknown_options))}")
+    with _open_zip(path) as archive:
+        manifest = _verified_manifest(archive, path)
+        arrays = _read_arrays(archive, manifest, path)
+    described = manifest["backbone"]
+    try:
+        name, expected_sha = described["name"], described["sha256"]
+        backbone_options = dict(described.get("options") or {})
+    except (KeyError, TypeError) as exc:
+        raise ModelFileError(f"{path}: the manifest's backbone entry is incomplete ({exc})", path=str(path)) from exc
+    if described.get("kind") == "keras":
+        backbone = get_backbone(f"keras:{backbone_options.pop('application')}", num_threads=num_threads,
+                                expected_sha256=expected_sha, **backbone_options)
+    else:
+        backbone = get_backbone(name, num_threads=num_threads)
+    if backbone.sha256 != expected_sha:
+        raise ChecksumError(
+            f"{path}: learned on backbone {name!r} with sha256 {expected_sha[:16]}…, but the {name!r} here has "
+            f"sha256 {backbone.sha256[:16]}…; its embeddings would not match — learn the recognizer again "
+            "with this backbone",
+            path=str(path),
+        )
+    preprocessing = Preprocessing.from_dict(manifest.get("preprocessing") or described["preprocessing"])
+    if preprocessing != backbone.preprocessing:
+        raise ModelFileError(
+            f"{path}: preprocessing {preprocessing.to_dict()} differs from the backbone's "
+            f"{backbone.preprocessing.to_dict()}",
+            path=str(path),
+        )
+    labels = [str(label) for label in manifest["labels"]]
+    head = head_from_state(manifest["head"].get("type"), manifest["head"].get("params") or {}, arrays, labels)
+    if head.num_features != backbone.dim:
+        raise ModelFileError(
+            f"{path}: the head takes {head.num_features}-d embeddings, the backbone gives {backbone.dim}-d",
+            path=str(path),
+        )
+    threshold = options.get("threshold", manifest.get("threshold"))
+    metadata = {
+        key: manifest.get(key) for key in ("backbone", "created", "calibration", "metrics", "training")
+    }
+    metadata["path"] = str(path)
+    return Recognizer(
+        backbone.backend,
+        labels,
+        backbone.preprocessing,
+        name=manifest.get("name") or path.stem,
+        sha256=sha256_file(path),
+        limits=limits,
+        head=head,
+        threshold=threshold,
+        metadata=metadata,
+    )
