@@ -19,6 +19,7 @@ from .errors import ImageDecodeError, ImagerecError  # noqa: E402
 from .images import Limits, Preprocessing, load_image  # noqa: E402
 from .recognizer import FileResult, Prediction, Recognizer, load  # noqa: E402
 from .transfer import learn  # noqa: E402  (also registers the .imagerec loader)
+from . import keras_io as _keras_io  # noqa: F401,E402  (registers the .keras loader)
 
 __version__ = "0.1.0"
 

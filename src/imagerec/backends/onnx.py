@@ -1,0 +1,377 @@
+"""Run ``.onnx`` models with ONNX Runtime, and export Keras models to ONNX once.
+
+Keras is for defining and training networks; predictions never run through
+Keras eagerly (on the torch backend that is about 15× slower than ONNX
+Runtime on the same model here). :func:`export_keras` turns a Keras 3
+model (torch backend) into an ONNX file once, checks that ONNX Runtime's
+scores match Keras's within :data:`EXPORT_TOLERANCE`, and caches the file
+keyed by the model file's sha256 (or, for a model in memory, by a digest of
+its configuration and weights), so the next load starts at once.
+
+:class:`OnnxBackend` takes the usual ``N×H×W×3`` uint8 batch and does the
+float conversion and normalisation named by ``normalization`` itself:
+
+============  ===============================================
+``uint8``     raw 0–255 values (as float32 if the model wants floats)
+``unit``      ``x / 255`` → [0, 1]
+``tf``        ``x / 127.5 - 1`` → [-1, 1]
+``torch``     ``(x / 255 - mean) / std`` with ImageNet mean and std
+``caffe``     RGB → BGR, minus the ImageNet mean in 0–255 units
+============  ===============================================
+
+>>> import numpy as np
+>>> from imagerec.backends.onnx import normalize
+>>> [round(float(v), 2) for v in normalize(np.array([[[[0, 255, 51]]]], np.uint8), "tf").ravel()]
+[-1.0, 1.0, -0.6]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ModelFileError, UsageError
+
+__all__ = [
+    "OnnxBackend",
+    "export_keras",
+    "normalize",
+    "NORMALIZATIONS",
+    "EXPORT_TOLERANCE",
+    "keras_model_digest",
+]
+
+NORMALIZATIONS = ("uint8", "unit", "tf", "torch", "caffe")
+# Largest difference allowed between ONNX Runtime's and Keras's scores on
+# the export check (probabilities; float32 arithmetic in a different order).
+EXPORT_TOLERANCE = 1e-4
+# Bump when the exported graph's layout changes so old caches are not reused.
+_EXPORT_VERSION = 1
+
+_IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
+
+
+def normalize(batch: np.ndarray, normalization: str) -> np.ndarray:
+    """Turn a uint8 ``N×H×W×3`` batch into the float32 input a model expects.
+
+    The training loop uses this same function, so a trained model sees the
+    same numbers at training time and at inference time.
+    """
+    if normalization not in NORMALIZATIONS:
+        raise UsageError(f"unknown normalization {normalization!r}; expected one of {', '.join(NORMALIZATIONS)}")
+    x = batch.astype(np.float32)
+    if normalization == "unit":
+        x *= np.float32(1 / 255)
+    elif normalization == "tf":
+        x *= np.float32(1 / 127.5)
+        x -= np.float32(1.0)
+    elif normalization == "torch":
+        x *= np.float32(1 / 255)
+        x -= _IMAGENET_MEAN
+        x /= _IMAGENET_STD
+    elif normalization == "caffe":
+        x = x[..., ::-1] - _CAFFE_MEAN_BGR
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+class OnnxBackend:
+    """An ``.onnx`` image model behind the :class:`~imagerec.backends.Backend` protocol.
+
+    Graph outputs are found by name: ``"scores"`` (else the first output),
+    ``"embedding"`` and ``"logits"`` when present; ``output_names`` maps
+    other names onto those roles. Inputs may be NHWC or NCHW, uint8 or
+    float; a graph with a fixed batch size is run image by image.
+    ``num_threads`` defaults to the cores this process may use.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | bytes,
+        *,
+        normalization: str = "uint8",
+        num_threads: int | None = None,
+        output_names: Mapping[str, str] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        from ..pipeline import default_workers
+
+        if normalization not in NORMALIZATIONS:
+            raise UsageError(f"unknown normalization {normalization!r}; expected one of {', '.join(NORMALIZATIONS)}")
+        self.normalization = normalization
+        where = "<bytes>" if isinstance(path, (bytes, bytearray)) else os.fspath(path)
+        self.path = where
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads or default_workers()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                path if isinstance(path, (bytes, bytearray)) else where, options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            if not isinstance(path, (bytes, bytearray)) and not os.path.isfile(where):
+                raise ModelFileError(f"{where}: no such model file", path=where) from exc
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelFileError(f"{where}: not a usable ONNX model ({first})", path=where) from exc
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelFileError(f"{where}: expected an image model with one input, found {len(inputs)}", path=where)
+        self._input = inputs[0]
+        shape = list(self._input.shape)
+        if len(shape) != 4:
+            raise ModelFileError(f"{where}: expected a 4-d image input, got shape {shape}", path=where)
+        self._channels_first = shape[1] == 3 and shape[3] != 3
+        height, width = (shape[2], shape[3]) if self._channels_first else (shape[1], shape[2])
+        if not (isinstance(height, int) and isinstance(width, int)):
+            raise ModelFileError(f"{where}: the input size must be fixed, got shape {shape}", path=where)
+        self.input_size = (height, width)
+        self._fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        self._uint8_input = self._input.type == "tensor(uint8)"
+        graph_outputs = [o.name for o in self._session.get_outputs()]
+        roles: dict[str, str] = {}
+        for name in ("scores", "embedding", "logits"):
+            if name in graph_outputs:
+                roles[name] = name
+        for role, name in (output_names or {}).items():
+            if name not in graph_outputs:
+                raise ModelFileError(f"{where}: no output named {name!r} (outputs: {', '.join(graph_outputs)})", path=where)
+            roles[role] = name
+        roles.setdefault("scores", graph_outputs[0])
+        self._roles = roles
+        self.outputs = tuple(roles)
+        self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+
+    def __repr__(self) -> str:
+        return f"OnnxBackend({self.path!r}, input={self.input_size}, outputs={self.outputs})"
+
+    def output_dim(self, name: str = "scores") -> int:
+        """Size of the last axis of output ``name`` (e.g. the number of classes)."""
+        target = self._roles[name]
+        for output in self._session.get_outputs():
+            if output.name == target:
+                size = output.shape[-1]
+                if isinstance(size, int):
+                    return size
+        return int(self.run(np.zeros((1, *self.input_size, 3), np.uint8), (name,))[name].shape[-1])
+
+    def run(self, batch: np.ndarray, outputs: Sequence[str] = ("scores",)) -> dict[str, np.ndarray]:
+        """Run on an ``N×H×W×3`` uint8 batch; one float32 array per requested output."""
+        unknown = [name for name in outputs if name not in self._roles]
+        if unknown:
+            raise UsageError(f"{self.path}: no {', '.join(unknown)} output (available: {', '.join(self.outputs)})")
+        batch = np.asarray(batch)
+        if batch.ndim != 4 or batch.shape[3] != 3 or batch.dtype != np.uint8:
+            raise UsageError(f"expected an N×H×W×3 uint8 batch, got {batch.dtype} {batch.shape}")
+        if tuple(batch.shape[1:3]) != self.input_size:
+            raise UsageError(f"{self.path}: the model takes {self.input_size} images, got {tuple(batch.shape[1:3])}")
+        feed = batch if self._uint8_input and self.normalization == "uint8" else normalize(batch, self.normalization)
+        if self._channels_first:
+            feed = np.ascontiguousarray(feed.transpose(0, 3, 1, 2))
+        names = [self._roles[name] for name in outputs]
+        if self._fixed_batch is None or self._fixed_batch == len(feed):
+            results = self._session.run(names, {self._input.name: feed})
+        elif self._fixed_batch == 1:
+            pieces = [self._session.run(names, {self._input.name: feed[i : i + 1]}) for i in range(len(feed))]
+            results = [np.concatenate([p[j] for p in pieces]) for j in range(len(names))]
+        else:
+            raise ModelFileError(f"{self.path}: the model takes batches of exactly {self._fixed_batch}", path=self.path)
+        return {
+            name: np.asarray(value, dtype=np.float32).reshape(len(batch), -1) for name, value in zip(outputs, results)
+        }
+
+
+# -- Keras → ONNX ---------------------------------------------------------
+
+_EXPORT_LOCK = threading.Lock()
+
+
+def keras_model_digest(model: Any) -> str:
+    """sha256 over a Keras model's architecture and weights (for caching an export)."""
+    digest = hashlib.sha256(str(_EXPORT_VERSION).encode())
+    try:
+        digest.update(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
+    except Exception:  # a subclassed model may not serialise its config; weights still identify it
+        digest.update(type(model).__qualname__.encode())
+    for weight in model.weights:
+        digest.update(weight.path.encode() if hasattr(weight, "path") else b"")
+        value = weight.value
+        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def export_keras(
+    model: Any,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    embedding_layer: str | None = None,
+    output_name: str = "scores",
+    flip_average: bool = False,
+    check: bool = True,
+    opset: int = 18,
+) -> Path:
+    """Export a Keras 3 model (a ``keras.Model`` or a ``.keras`` file) to ONNX, once.
+
+    The graph takes the model's own float32 NHWC input and returns
+    ``output_name`` (the model's output) and, when ``embedding_layer`` names
+    a layer (default: a layer named ``"embedding"`` if there is one), that
+    layer's output as ``"embedding"``. ``flip_average`` averages the scores
+    of each image and its mirror image (test-time augmentation).
+
+    Where it goes: ``path`` if given; else beside a ``.keras`` file as
+    ``<name>.<sha256[:16]>.onnx`` (or in the cache when that folder is
+    read-only); else, for a model in memory, in the cache keyed by
+    :func:`keras_model_digest`. An existing export with the same key is
+    reused without importing Keras's exporter. With ``check`` the export
+    is verified: ONNX Runtime's outputs must match Keras's within
+    :data:`EXPORT_TOLERANCE` on a fixed random batch, or ``ModelFileError``.
+    """
+    from .. import zoo
+
+    source_file = None
+    if isinstance(model, (str, os.PathLike)):
+        source_file = Path(model)
+        if not source_file.is_file():
+            raise ModelFileError(f"{source_file}: no such model file", path=str(source_file))
+        key = zoo.sha256_file(source_file)
+    else:
+        key = keras_model_digest(model)
+    recipe = f"{key}:{embedding_layer}:{output_name}:{int(flip_average)}:{opset}:{_EXPORT_VERSION}"
+    stamp = hashlib.sha256(recipe.encode()).hexdigest()
+    if path is not None:
+        dest = Path(path)
+    elif source_file is not None and os.access(source_file.parent, os.W_OK):
+        dest = source_file.with_name(f"{source_file.stem}.{stamp[:16]}.onnx")
+    else:
+        dest = zoo.cache_dir().parent / "onnx" / f"{stamp[:32]}.onnx"
+    with _EXPORT_LOCK:
+        if dest.is_file() and _export_stamp(dest) == stamp:
+            return dest
+        if source_file is not None:
+            from ..keras_io import load_keras_model
+
+            model = load_keras_model(source_file)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _export(model, dest, stamp, embedding_layer, output_name, flip_average, check, opset)
+    return dest
+
+
+def _export_stamp(path: Path) -> str | None:
+    try:
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+        return {p.key: p.value for p in proto.metadata_props}.get("imagerec_export")
+    except Exception:
+        return None
+
+
+def _export(model, dest: Path, stamp: str, embedding_layer, output_name, flip_average, check, opset) -> None:
+    import onnx
+    import torch
+
+    module, names, height, width = _export_module(model, embedding_layer, output_name, flip_average)
+    sample = torch.from_numpy(np.random.default_rng(0).uniform(0, 1, (2, height, width, 3)).astype(np.float32))
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".onnx", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer chatter about Python ints in Keras's shape code
+            torch.onnx.export(
+                module,
+                (sample,),
+                str(tmp),
+                input_names=["images"],
+                output_names=names,
+                dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}},
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        proto = onnx.load(str(tmp))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "imagerec_export", stamp
+        onnx.save(proto, str(tmp))
+        if check:
+            _check_export(module, tmp, names, sample)
+        os.replace(tmp, dest)
+    except ModelFileError:
+        raise
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelFileError(f"cannot export the Keras model to ONNX ({first})", path=str(dest)) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _export_module(model, embedding_layer, output_name, flip_average):
+    import keras
+    import torch
+
+    if not model.inputs and not getattr(model, "built", False):
+        raise UsageError("the Keras model has no known input shape; build or call it once before exporting")
+    shape = tuple(model.inputs[0].shape) if model.inputs else tuple(model.input_shape)
+    if len(shape) != 4 or shape[3] != 3 or not isinstance(shape[1], int) or not isinstance(shape[2], int):
+        raise UsageError(f"expected a model taking fixed-size N×H×W×3 images, got input shape {shape}")
+    if embedding_layer is None and any(layer.name == "embedding" for layer in model.layers):
+        embedding_layer = "embedding"
+    graph = model
+    names = [output_name]
+    if embedding_layer is not None:
+        try:
+            layer = model.get_layer(embedding_layer)
+        except ValueError as exc:
+            raise UsageError(f"the model has no layer named {embedding_layer!r}") from exc
+        graph = keras.Model(model.inputs, [model.outputs[0], layer.output])
+        names.append("embedding")
+
+    class Exported(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.graph = graph
+
+        def forward(self, images):
+            outputs = self.graph(images, training=False)
+            outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+            if flip_average:
+                mirrored = self.graph(torch.flip(images, dims=[2]), training=False)
+                mirrored = list(mirrored) if isinstance(mirrored, (list, tuple)) else [mirrored]
+                outputs = [(a + b) * 0.5 for a, b in zip(outputs, mirrored)]
+            return tuple(outputs) if len(outputs) > 1 else outputs[0]
+
+    module = Exported()
+    module.eval()
+    return module, names, shape[1], shape[2]
+
+
+def _check_export(module, path: Path, names: list[str], sample) -> None:
+    import onnxruntime as ort
+    import torch
+
+    with torch.no_grad():
+        expected = module(sample)
+    expected = [e.detach().cpu().numpy() for e in (expected if isinstance(expected, tuple) else (expected,))]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(names, {"images": sample.numpy()})
+    for name, want, have in zip(names, expected, got):
+        scale = max(1.0, float(np.abs(want).max()))  # embeddings may be large; compare relatively
+        error = float(np.abs(want - have).max()) / scale
+        if not error <= EXPORT_TOLERANCE:
+            raise ModelFileError(
+                f"the ONNX export's {name!r} differs from Keras by {error:.2e} (tolerance {EXPORT_TOLERANCE:.0e}); "
+                "the model uses an operation the exporter does not translate faithfully",
+                path=str(path),
+            )

@@ -1,0 +1,154 @@
+"""imagerec.backends.onnx: normalisation, running ONNX graphs, exporting Keras models once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imagerec.backends import Backend
+from imagerec.backends.onnx import EXPORT_TOLERANCE, OnnxBackend, export_keras, normalize
+from imagerec.errors import ModelFileError, UsageError
+
+
+def _mean_colour_model(path: Path, *, dtype: str = "uint8", layout: str = "nchw", batch: int | str = "N") -> Path:
+    """A hand-made ONNX graph whose scores are the mean of each colour channel."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    elem = TensorProto.UINT8 if dtype == "uint8" else TensorProto.FLOAT
+    shape = [batch, 3, 4, 4] if layout == "nchw" else [batch, 4, 4, 3]
+    nodes = [helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT)]
+    axes = [2, 3] if layout == "nchw" else [1, 2]
+    nodes.append(helper.make_node("ReduceMean", ["xf", "axes"], ["scores"], keepdims=0))
+    graph = helper.make_graph(
+        nodes,
+        "mean_colour",
+        [helper.make_tensor_value_info("x", elem, shape)],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 3])],
+        initializer=[helper.make_tensor("axes", TensorProto.INT64, [2], axes)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture
+def batch() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (3, 4, 4, 3)).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("mode", "low", "high"), [("uint8", 0, 255), ("unit", 0, 1), ("tf", -1, 1), ("torch", -2.1179, 2.64), ("caffe", -123.68, 151.061)]
+)
+def test_normalize_ranges(mode: str, low: float, high: float) -> None:
+    extremes = np.array([[[[0, 0, 0], [255, 255, 255]]]], np.uint8)
+    out = normalize(extremes, mode)
+    assert out.dtype == np.float32
+    assert out.min() >= low - 1e-3 and out.max() <= high + 1e-3
+    assert out.min() == pytest.approx(low, abs=1e-3) and out.max() == pytest.approx(high, abs=1e-3)
+
+
+def test_normalize_torch_uses_imagenet_statistics() -> None:
+    pixel = np.array([[[[124, 116, 104]]]], np.uint8)  # ≈ the ImageNet mean
+    assert np.abs(normalize(pixel, "torch")).max() < 0.01
+    assert normalize(np.array([[[[255, 0, 0]]]], np.uint8), "caffe")[0, 0, 0].tolist() == pytest.approx(
+        [-103.939, -116.779, 255 - 123.68]
+    )
+
+
+def test_unknown_normalization_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="unknown normalization"):
+        normalize(np.zeros((1, 1, 1, 3), np.uint8), "zscore")
+    with pytest.raises(UsageError):
+        OnnxBackend(_mean_colour_model(tmp_path / "m.onnx"), normalization="zscore")
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_uint8_graph_gets_raw_pixels_in_either_layout(tmp_path: Path, batch: np.ndarray, layout: str) -> None:
+    backend = OnnxBackend(_mean_colour_model(tmp_path / "m.onnx", layout=layout))
+    assert isinstance(backend, Backend)
+    assert backend.input_size == (4, 4) and backend.outputs == ("scores",)
+    out = backend.run(batch)["scores"]
+    np.testing.assert_allclose(out, batch.reshape(3, -1, 3).mean(axis=1), rtol=1e-6)
+
+
+def test_float_graph_is_normalised_inside_the_backend(tmp_path: Path, batch: np.ndarray) -> None:
+    backend = OnnxBackend(_mean_colour_model(tmp_path / "m.onnx", dtype="float"), normalization="tf")
+    out = backend.run(batch)["scores"]
+    np.testing.assert_allclose(out, (batch / 127.5 - 1).reshape(3, -1, 3).mean(axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_fixed_batch_of_one_runs_image_by_image(tmp_path: Path, batch: np.ndarray) -> None:
+    backend = OnnxBackend(_mean_colour_model(tmp_path / "m.onnx", batch=1))
+    assert backend.run(batch)["scores"].shape == (3, 3)
+
+
+def test_bad_inputs_and_files(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="no such model file"):
+        OnnxBackend(tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a protobuf at all")
+    with pytest.raises(ModelFileError, match="not a usable ONNX model"):
+        OnnxBackend(junk)
+    backend = OnnxBackend(_mean_colour_model(tmp_path / "m.onnx"))
+    with pytest.raises(UsageError, match="takes \\(4, 4\\) images"):
+        backend.run(np.zeros((1, 5, 5, 3), np.uint8))
+    with pytest.raises(UsageError, match="uint8 batch"):
+        backend.run(np.zeros((1, 4, 4, 3), np.float32))
+    with pytest.raises(UsageError, match="no embedding output"):
+        backend.run(np.zeros((1, 4, 4, 3), np.uint8), ("embedding",))
+
+
+@pytest.fixture(scope="module")
+def small_keras_model():
+    from imagerec.architectures import fast_resnet
+
+    return fast_resnet(input_shape=(16, 16, 3), num_classes=3, widths=(8, 16), stem=8)
+
+
+def test_export_matches_keras_and_exposes_the_embedding(tmp_path: Path, small_keras_model) -> None:
+    path = export_keras(small_keras_model, tmp_path / "m.onnx")
+    backend = OnnxBackend(path, normalization="unit")
+    assert backend.outputs == ("scores", "embedding")
+    pixels = np.random.default_rng(1).integers(0, 256, (5, 16, 16, 3)).astype(np.uint8)
+    out = backend.run(pixels, ("scores", "embedding"))
+    expected = small_keras_model.predict(normalize(pixels, "unit"), verbose=0)
+    np.testing.assert_allclose(out["scores"], expected, atol=EXPORT_TOLERANCE)
+    assert out["embedding"].shape == (5, 16)
+
+
+def test_export_is_cached_by_content(tmp_path: Path, small_keras_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = export_keras(small_keras_model)
+    import imagerec.backends.onnx as onnx_module
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(onnx_module, "_export", no_export)
+    assert export_keras(small_keras_model) == first
+    flipped = small_keras_model.get_layer("classifier")
+    kernel = flipped.get_weights()
+    flipped.set_weights([-kernel[0]])
+    try:
+        with pytest.raises(AssertionError, match="exported again"):
+            export_keras(small_keras_model)  # changed weights: a new key
+    finally:
+        flipped.set_weights(kernel)
+
+
+def test_flip_average_is_inside_the_graph(tmp_path: Path, small_keras_model) -> None:
+    backend = OnnxBackend(export_keras(small_keras_model, tmp_path / "f.onnx", flip_average=True), normalization="unit")
+    pixels = np.random.default_rng(2).integers(0, 256, (2, 16, 16, 3)).astype(np.uint8)
+    mirrored = np.ascontiguousarray(pixels[:, :, ::-1])
+    np.testing.assert_allclose(backend.run(pixels)["scores"], backend.run(mirrored)["scores"], atol=1e-6)
+
+
+def test_export_refuses_a_model_it_cannot_check(tmp_path: Path) -> None:
+    import keras
+
+    flat = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    with pytest.raises(UsageError, match="N×H×W×3"):
+        export_keras(flat, tmp_path / "x.onnx")
