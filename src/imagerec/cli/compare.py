@@ -1,0 +1,139 @@
+"""``imagerec compare PHOTO... --providers local,google,aws,azure [--model NAME] [--json] [--html FILE]``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import CloudError, UsageError
+from ..pipeline import expand_paths
+from ._app import app, fail
+
+
+@app.command()
+def compare(
+    paths: List[str] = typer.Argument(..., help="Photos or folders."),
+    providers: str = typer.Option(
+        "local", "--providers", "-p", help="Comma-separated: local, google, aws, azure (credentials from the environment)."
+    ),
+    model: str = typer.Option("mobilenet_v2", "--model", "-m", help="The local model: a zoo name or a model file."),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, max=50, help="Labels per photo and provider."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
+    html: Optional[str] = typer.Option(None, "--html", help="Also write a self-contained HTML report here."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Also walk sub-folders."),
+) -> None:
+    """Run the same photos through local models and cloud vision APIs, side by side:
+    labels, agreement, latency and estimated cost."""
+    from ..cloud import PROVIDER_NAMES, make_provider
+    from ..cloud.base import UnavailableProvider
+    from ..cloud.compare import compare as run_compare
+
+    names = [name.strip().lower() for name in providers.split(",") if name.strip()]
+    if not names:
+        raise UsageError("--providers is empty (expected some of " + ", ".join(PROVIDER_NAMES) + ")")
+    unknown = [name for name in names if name not in PROVIDER_NAMES]
+    if unknown:
+        raise UsageError(f"unknown provider {unknown[0]!r} in --providers (expected some of {', '.join(PROVIDER_NAMES)})")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--providers names a provider twice: {providers}")
+    files = expand_paths(paths, recursive=recursive)
+    if not files:
+        raise fail("no image files found in " + ", ".join(paths), code=2)
+
+    built = []
+    for name in names:
+        try:
+            built.append(make_provider(name, model=model))
+        except CloudError as exc:
+            built.append(UnavailableProvider(name, exc))
+
+    console = Console()
+    with _progress(len(files) * len(built), console, quiet=json_output) as advance:
+        comparison = run_compare(files, built, top_k=top_k, on_result=lambda _name, _result: advance())
+
+    if json_output:
+        sys.stdout.write(json.dumps(comparison.to_dict(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        _print_tables(comparison, console)
+    if html:
+        from ..cloud.report import write_html
+
+        written = write_html(comparison, html)
+        if not json_output:
+            Console(stderr=True, highlight=False).print(f"report written to {escape(str(written))}")
+    errors = Console(stderr=True, highlight=False)
+    for name in comparison.providers:
+        summary = comparison.summaries[name]
+        if summary.errors and not json_output:
+            errors.print(f"[red]error:[/] {escape(summary.first_error or '')}" + (f" ({summary.errors} photos)" if summary.errors > 1 else ""))
+    raise typer.Exit(1 if comparison.failed else 0)
+
+
+def _print_tables(comparison, console: Console) -> None:
+    names = comparison.providers
+    for i, photo in enumerate(comparison.photos):
+        table = Table(title=escape(photo), title_justify="left", show_lines=False)
+        table.add_column("#", justify="right", style="dim")
+        for name in names:
+            table.add_column(name, overflow="fold")
+        columns = []
+        for name in names:
+            result = comparison.results[name][i]
+            if result.ok:
+                columns.append([f"{escape(p.label)} [dim]{p.score:.0%}[/]" for p in result.predictions] or ["[dim](no labels)[/]"])
+            else:
+                columns.append([f"[red]{escape(_short(str(result.error)))}[/]"])
+        for rank in range(max(len(c) for c in columns)):
+            table.add_row(str(rank + 1), *[c[rank] if rank < len(c) else "" for c in columns])
+        console.print(table)
+
+    summary = Table(title="latency and cost", title_justify="left")
+    for column in ("provider", "ok", "errors", "requests", "median / image", "total", "US$ / 1,000", "this run"):
+        summary.add_column(column, justify="left" if column == "provider" else "right")
+    for name in names:
+        s = comparison.summaries[name]
+        median = "–" if s.median_seconds_per_image is None else f"{s.median_seconds_per_image * 1000:.0f} ms"
+        summary.add_row(
+            name, str(s.ok), str(s.errors), str(s.requests), median, f"{s.wall_seconds:.2f} s", f"{s.usd_per_1000:.2f}", f"{s.estimated_usd:.4f}"
+        )
+    console.print(summary)
+    if comparison.agreement:
+        agree = Table(title="agreement (top-k label overlap after normalising case and synonyms)", title_justify="left")
+        for column in ("providers", "photos", "mean agreement", "photos with a shared label"):
+            agree.add_column(column, justify="left" if column == "providers" else "right")
+        for pair in comparison.agreement:
+            mean = "–" if pair.mean_agreement is None else f"{pair.mean_agreement:.0%}"
+            agree.add_row(f"{pair.a} ↔ {pair.b}", str(pair.photos), mean, str(pair.photos_with_shared_label))
+        console.print(agree)
+    console.print(f"[dim]prices: list prices taken {comparison.prices_taken} (imagerec.cloud.pricing); latency measured here, network included[/]")
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _progress:
+    """A transient progress bar on a terminal; nothing in JSON mode or when piped."""
+
+    def __init__(self, total: int, console: Console, quiet: bool) -> None:
+        self.total, self.console, self.quiet, self.bar = total, console, quiet, None
+
+    def __enter__(self):
+        if self.quiet or not self.console.is_terminal or self.total <= 1:
+            return lambda: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress
+
+        self.bar = Progress("comparing", BarColumn(), MofNCompleteColumn(), console=self.console, transient=True)
+        self.bar.start()
+        task = self.bar.add_task("", total=self.total)
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,320 @@
+"""Run the same photos through several providers and measure how they differ.
+
+Three numbers per provider — agreement with the others, latency, cost — and
+the labels side by side:
+
+* **agreement** of two providers on a photo: the share of each one's top-k
+  labels that the other also gave, averaged both ways, after normalising
+  (case, spacing, simple plurals, a small synonym table, the provider's
+  own aliases, and a multi-word label's head noun, so ``Egyptian cat``
+  meets ``Cat``);
+* **latency**: wall-clock seconds per image as measured here, upload and
+  network included (a batched request's time is split over its images);
+* **cost**: from :mod:`imagerec.cloud.pricing`, per 1,000 images and for
+  this run.
+
+>>> labels_match("Egyptian cat", "cat"), labels_match("Hot dog", "hotdog"), labels_match("hot dog", "dog")
+(True, True, False)
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Callable, Iterable, Sequence
+
+from ..errors import UsageError
+from ..images import ImageSource, describe_source
+from ..recognizer import Prediction
+from . import pricing
+from .base import LabelResult, Provider
+
+__all__ = [
+    "normalise",
+    "concept_keys",
+    "labels_match",
+    "pair_agreement",
+    "ProviderSummary",
+    "PairAgreement",
+    "Comparison",
+    "compare",
+]
+
+# Names that mean the same thing across the services' vocabularies (Google
+# and Rekognition capitalise generic nouns, ImageNet uses specific ones).
+# Each group's first entry is the canonical key.
+_SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("person", "people", "human", "human being", "man", "woman"),
+    ("car", "automobile", "auto", "motor vehicle"),
+    ("hotdog", "hot dog", "frankfurter", "wiener", "sausage"),
+    ("cat", "felidae", "feline", "kitty", "kitten", "domestic cat"),
+    ("dog", "canine", "canidae", "puppy", "domestic dog"),
+    ("bird", "aves", "fowl"),
+    ("parrot", "psittaciformes", "macaw", "psittacidae"),
+    ("owl", "strigiformes"),
+    ("flower", "blossom", "bloom"),
+    ("sunflower", "helianthus", "common sunflower"),
+    ("insect", "arthropod", "invertebrate", "bug"),
+    ("dragonfly", "damselfly", "odonata", "darner"),
+    ("clothing", "apparel", "clothes", "garment"),
+    ("face", "human face"),
+    ("plant", "flora", "vegetation"),
+    ("food", "dish", "cuisine", "meal", "fast food"),
+)
+_CANONICAL: dict[str, str] = {}
+for _group in _SYNONYM_GROUPS:
+    for _name in _group:
+        _CANONICAL.setdefault(re.sub(r"\s+", "", _name), re.sub(r"\s+", "", _group[0]))
+
+
+def normalise(label: str) -> str:
+    """Lower case, words separated by one space, simple plurals made singular.
+
+    >>> normalise("  Parking_Lots "), normalise("Glasses"), normalise("Bus")
+    ('parking lot', 'glass', 'bus')
+    """
+    words = re.sub(r"[^0-9a-z]+", " ", label.lower()).split()
+    if words:
+        words[-1] = _singular(words[-1])
+    return " ".join(words)
+
+
+def _singular(word: str) -> str:
+    if len(word) <= 3 or word.endswith(("ss", "us", "is")):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "shes", "ches", "xes")):
+        return word[:-2]
+    if word.endswith("s"):
+        return word[:-1]
+    return word
+
+
+def concept_keys(label: str, aliases: Iterable[str] = ()) -> frozenset[str]:
+    """The keys a label matches on: its compact normalised form (or its
+    synonym group), and for multi-word labels not in the table, the head noun.
+
+    >>> sorted(concept_keys("Egyptian cat"))
+    ['cat', 'egyptiancat']
+    """
+    keys: set[str] = set()
+    for name in (label, *aliases):
+        text = normalise(name)
+        if not text:
+            continue
+        compact = text.replace(" ", "")
+        if compact in _CANONICAL:
+            keys.add(_CANONICAL[compact])
+            continue
+        keys.add(compact)
+        words = text.split()
+        if len(words) > 1:
+            keys.add(_CANONICAL.get(words[-1], words[-1]))
+    return frozenset(keys)
+
+
+def labels_match(a: str, b: str, aliases_a: Iterable[str] = (), aliases_b: Iterable[str] = ()) -> bool:
+    """Whether two labels name the same thing after normalisation."""
+    return bool(concept_keys(a, aliases_a) & concept_keys(b, aliases_b))
+
+
+def pair_agreement(a: Sequence[frozenset[str]], b: Sequence[frozenset[str]]) -> tuple[float, int]:
+    """(agreement in [0, 1], number of shared labels) of two label lists given as concept keys.
+
+    >>> pair_agreement([frozenset({"cat"}), frozenset({"pet"})], [frozenset({"cat"})])
+    (0.75, 1)
+    """
+    if not a or not b:
+        return 0.0, 0
+    matched_a = sum(1 for keys in a if any(keys & other for other in b))
+    matched_b = sum(1 for keys in b if any(keys & other for other in a))
+    return (matched_a / len(a) + matched_b / len(b)) / 2, min(matched_a, matched_b)
+
+
+@dataclass
+class ProviderSummary:
+    """One provider's run: how many images worked, how long, what it costs."""
+
+    provider: str
+    images: int
+    ok: int
+    errors: int
+    requests: int
+    wall_seconds: float
+    median_seconds_per_image: float | None
+    mean_seconds_per_image: float | None
+    usd_per_1000: float
+    estimated_usd: float
+    setup_seconds: float = 0.0
+    first_error: str | None = None
+
+    def to_dict(self) -> dict:
+        data = dict(self.__dict__)
+        for key in ("wall_seconds", "median_seconds_per_image", "mean_seconds_per_image", "setup_seconds"):
+            if data[key] is not None:
+                data[key] = round(data[key], 4)
+        return data
+
+
+@dataclass
+class PairAgreement:
+    """How much two providers agree over the photos both labelled."""
+
+    a: str
+    b: str
+    photos: int
+    mean_agreement: float | None
+    photos_with_shared_label: int
+    per_photo: list[float | None] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "providers": [self.a, self.b],
+            "photos": self.photos,
+            "mean_agreement": None if self.mean_agreement is None else round(self.mean_agreement, 4),
+            "photos_with_shared_label": self.photos_with_shared_label,
+            "per_photo": [None if v is None else round(v, 4) for v in self.per_photo],
+        }
+
+
+@dataclass
+class Comparison:
+    """Everything ``imagerec compare`` shows: labels, agreement, latency, cost."""
+
+    photos: list[str]
+    providers: list[str]
+    top_k: int
+    results: dict[str, list[LabelResult]]
+    summaries: dict[str, ProviderSummary]
+    agreement: list[PairAgreement]
+    model: str | None = None
+    prices_taken: str = pricing.PRICES_TAKEN
+
+    @property
+    def failed(self) -> int:
+        return sum(summary.errors for summary in self.summaries.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "photos": [
+                {
+                    "path": photo,
+                    "providers": {name: self.results[name][i].to_dict() for name in self.providers},
+                }
+                for i, photo in enumerate(self.photos)
+            ],
+            "providers": [self.summaries[name].to_dict() for name in self.providers],
+            "agreement": [pair.to_dict() for pair in self.agreement],
+            "top_k": self.top_k,
+            "model": self.model,
+            "prices": {name: pricing.PRICES[name].to_dict() for name in self.providers if name in pricing.PRICES},
+            "prices_taken": self.prices_taken,
+        }
+
+
+def compare(
+    photos: Sequence[ImageSource],
+    providers: Sequence[Provider],
+    *,
+    top_k: int = 5,
+    on_result: Callable[[str, LabelResult], None] | None = None,
+) -> Comparison:
+    """Label ``photos`` with every provider (one after the other, so their
+    latencies do not disturb each other) and compare the answers.
+
+    A provider that fails keeps its errors per photo; the others still run.
+    """
+    if top_k < 1:
+        raise UsageError(f"top_k must be at least 1, got {top_k}")
+    if not providers:
+        raise UsageError("no providers given")
+    names = [p.name for p in providers]
+    if len(set(names)) != len(names):
+        raise UsageError(f"each provider may be given once, got {', '.join(names)}")
+    photos = list(photos)
+    if not photos:
+        raise UsageError("no photos given")
+    results: dict[str, list[LabelResult]] = {}
+    summaries: dict[str, ProviderSummary] = {}
+    model = None
+    for provider in providers:
+        setup = 0.0
+        if hasattr(provider, "recognizer"):  # load the local model before the clock starts
+            provider.recognizer
+            setup = getattr(provider, "load_seconds", 0.0)
+            model = provider.model_name
+        before = provider.requests_sent
+        started = time.perf_counter()
+        callback = (lambda result, _name=provider.name: on_result(_name, result)) if on_result else None
+        run = provider.label_files(photos, top_k=top_k, on_result=callback)
+        wall = time.perf_counter() - started
+        results[provider.name] = run
+        summaries[provider.name] = _summarise(provider.name, run, wall, provider.requests_sent - before, setup)
+    agreement = _agreement(providers, results, top_k)
+    return Comparison(
+        photos=[describe_source(photo) for photo in photos],
+        providers=names,
+        top_k=top_k,
+        results=results,
+        summaries=summaries,
+        agreement=agreement,
+        model=model,
+    )
+
+
+def _summarise(name: str, run: list[LabelResult], wall: float, requests: int, setup: float) -> ProviderSummary:
+    ok = [r for r in run if r.ok]
+    times = [r.seconds for r in ok]
+    errors = [r for r in run if not r.ok]
+    price = pricing.PRICES.get(name)
+    per_1000 = price.usd_per_1000 if price else 0.0
+    return ProviderSummary(
+        provider=name,
+        images=len(run),
+        ok=len(ok),
+        errors=len(errors),
+        requests=requests,
+        wall_seconds=wall,
+        median_seconds_per_image=statistics.median(times) if times else None,
+        mean_seconds_per_image=statistics.fmean(times) if times else None,
+        usd_per_1000=per_1000,
+        # Billed calls are the images the service answered (a rejected image
+        # may still be billed by some services; this is an estimate).
+        estimated_usd=round(per_1000 * len(ok) / 1000.0, 6),
+        setup_seconds=setup,
+        first_error=str(errors[0].error) if errors else None,
+    )
+
+
+def _keys(provider: Provider, predictions: list[Prediction], top_k: int) -> list[frozenset[str]]:
+    return [concept_keys(p.label, provider.aliases(p.label)) for p in predictions[:top_k]]
+
+
+def _agreement(providers: Sequence[Provider], results: dict[str, list[LabelResult]], top_k: int) -> list[PairAgreement]:
+    pairs = []
+    for first, second in combinations(providers, 2):
+        per_photo: list[float | None] = []
+        shared_photos = 0
+        for ra, rb in zip(results[first.name], results[second.name]):
+            if not (ra.ok and rb.ok):
+                per_photo.append(None)
+                continue
+            score, shared = pair_agreement(_keys(first, ra.predictions, top_k), _keys(second, rb.predictions, top_k))
+            per_photo.append(score)
+            shared_photos += shared > 0
+        scored = [v for v in per_photo if v is not None]
+        pairs.append(
+            PairAgreement(
+                first.name,
+                second.name,
+                photos=len(scored),
+                mean_agreement=statistics.fmean(scored) if scored else None,
+                photos_with_shared_label=shared_photos,
+                per_photo=per_photo,
+            )
+        )
+    return pairs
