@@ -13,7 +13,8 @@ ValueError`` keeps working for callers who do not know imagerec)::
     ├── DownloadError(OSError)            a download failed or was refused
     │   └── OfflineError(DownloadError)   IMAGEREC_OFFLINE=1 forbids the download
     ├── UsageError(ValueError)            bad arguments from the caller
-    └── DatasetError(ValueError)          a training/evaluation dataset cannot be used
+    ├── DatasetError(ValueError)          a training/evaluation dataset cannot be used
+    └── CloudError(OSError)               a cloud vision service refused or failed a request
 
 Messages are one line: what was expected, what was received, where, and what
 to do about it. Context travels as attributes (``path``, ``url``) so programs
