@@ -44,6 +44,7 @@ __all__ = [
     "OfflineError",
     "UsageError",
     "DatasetError",
+    "CloudError",
 ]
 
 
