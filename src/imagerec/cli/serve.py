@@ -32,6 +32,7 @@ def serve(
     max_connections: int = typer.Option(
         512, "--max-connections", min=1, help="Open connections before new ones get 503."
     ),
+    teach: bool = typer.Option(True, "--teach/--no-teach", help="Offer POST /v1/teach (new classes from a few photos)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads per model (default: all cores)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
@@ -52,6 +53,7 @@ def serve(
         request_timeout=timeout,
         num_threads=threads,
         api_keys=keys,
+        teach=teach,
     )
     _configure_logging(log_level)
     recognizers = load_models(models or ["mobilenet_v2"], config)

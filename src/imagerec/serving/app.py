@@ -28,9 +28,10 @@ from ..recognizer import Recognizer
 from .auth import ApiKeys
 from .config import ServeConfig
 from .metrics import Metrics
-from .routers import predict, system, ui, vision
+from .routers import predict, system, teach, ui, vision
 from .routers._http import ApiError, error_response
 from .service import ModelRegistry
+from .teach import Teacher
 
 __all__ = ["create_app", "load_models"]
 
@@ -86,7 +87,8 @@ def create_app(
     app.state.metrics = metrics
     app.state.registry = registry
     app.state.api_keys = ApiKeys(config.api_keys)
-    for module in (predict, vision, system, ui):
+    app.state.teacher = Teacher(registry) if config.teach else None
+    for module in (predict, vision, system, teach, ui):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_middleware(AccessMiddleware, metrics=metrics)

@@ -1,5 +1,9 @@
 """Optional API keys: ``x-api-key`` header or ``?key=`` query parameter.
 
+Google's client libraries send ``x-goog-api-key``, which is accepted too, so
+a Cloud Vision client configured with ``client_options={"api_key": ...}``
+works unchanged.
+
 Keys are compared in constant time (both sides hashed first, so not even the
 length leaks), and a key is never written to a log or echoed in a response.
 
@@ -16,9 +20,10 @@ import hashlib
 import hmac
 from typing import Iterable
 
-__all__ = ["ApiKeys", "HEADER", "QUERY_PARAMETER"]
+__all__ = ["ApiKeys", "HEADER", "GOOGLE_HEADER", "QUERY_PARAMETER"]
 
 HEADER = "x-api-key"
+GOOGLE_HEADER = "x-goog-api-key"  # what Google's client libraries send for an api_key
 QUERY_PARAMETER = "key"  # Cloud Vision's name for it
 
 
@@ -53,4 +58,4 @@ class ApiKeys:
 
     def presented(self, headers, query_params) -> str | None:
         """The key a request carries, header first."""
-        return headers.get(HEADER) or query_params.get(QUERY_PARAMETER)
+        return headers.get(HEADER) or headers.get(GOOGLE_HEADER) or query_params.get(QUERY_PARAMETER)

@@ -105,12 +105,16 @@ class MicroBatcher(Generic[T, R]):
         return future
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop taking work; items still queued fail with :class:`BatcherClosedError`."""
+        """Stop taking work, finish what is queued, stop the worker.
+
+        Items still queued after ``timeout`` seconds fail with
+        :class:`BatcherClosedError`.
+        """
         if self._closed.is_set():
             return
         self._closed.set()
         try:
-            self._queue.put_nowait(None)  # wake the worker
+            self._queue.put(None, timeout=timeout)  # behind everything already queued
         except queue.Full:
             pass
         self._thread.join(timeout)
@@ -125,12 +129,13 @@ class MicroBatcher(Generic[T, R]):
     # -- worker -----------------------------------------------------------
 
     def _work(self) -> None:
-        while not self._closed.is_set():
+        while True:
             first = self._queue.get()
             if first is None:
                 return
             batch = [first]
             deadline = time.monotonic() + self.max_wait
+            stop = False
             while len(batch) < self.max_batch:
                 # Items already waiting are taken at once; only an
                 # under-full batch waits, and never past the deadline.
@@ -145,10 +150,12 @@ class MicroBatcher(Generic[T, R]):
                     except queue.Empty:
                         break
                 if entry is None:
-                    self._closed.set()
+                    stop = True
                     break
                 batch.append(entry)
             self._run(batch)
+            if stop:
+                return
 
     def _run(self, batch: list[tuple[Any, Future]]) -> None:
         # A caller that gave up (timeout, disconnect) cancelled its future:

@@ -45,9 +45,10 @@ class ServeConfig:
     retry_after_seconds: int = 1
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # never printed
     teach: bool = True
+    max_taught_models: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "max_queue", "max_images", "max_top_k", "max_request_bytes", "max_image_bytes", "max_pixels"):
+        for name in ("max_batch", "max_queue", "max_images", "max_top_k", "max_request_bytes", "max_image_bytes", "max_pixels", "max_taught_models"):
             value = getattr(self, name)
             if value < 1:
                 raise UsageError(f"{name} must be at least 1, got {value}")

@@ -36,6 +36,7 @@ __all__ = [
     "decode_base64",
     "parse_json",
     "parse_predict",
+    "parse_form",
     "parse_annotate",
     "media_type",
 ]
@@ -174,9 +175,17 @@ async def parse_predict(headers: Mapping[str, str], body: bytes, max_images: int
 
 
 async def _parse_multipart(headers: Mapping[str, str], body: bytes, max_images: int) -> PredictRequest:
+    images, fields = await parse_form(headers, body, max_images)
+    return PredictRequest(images, model=fields.get("model") or None, top_k=_int_field(fields.get("top_k"), "top_k"))
+
+
+async def parse_form(headers: Mapping[str, str], body: bytes, max_images: int) -> tuple[list[NamedImage], dict[str, str]]:
+    """The files (any field name) and the text fields of a multipart form."""
     from starlette.datastructures import Headers, UploadFile
     from starlette.formparsers import MultiPartException, MultiPartParser
 
+    if media_type(headers.get("content-type")) != "multipart/form-data":
+        raise UnsupportedMediaTypeError("expected a multipart/form-data form with the photos as file fields")
     if not body:
         raise UsageError("the request body is empty (expected a multipart form with image files)")
 
@@ -196,15 +205,14 @@ async def _parse_multipart(headers: Mapping[str, str], body: bytes, max_images: 
     try:
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
-                name = value.filename or key
-                images.append(NamedImage(name, await value.read()))
+                images.append(NamedImage(value.filename or key, await value.read()))
             else:
                 fields[key] = value
     finally:
         await form.close()
     if len(images) > max_images:
         raise UsageError(_too_many(len(images), max_images))
-    return PredictRequest(images, model=fields.get("model") or None, top_k=_int_field(fields.get("top_k"), "top_k"))
+    return images, fields
 
 
 def _parse_predict_json(document: Any, max_images: int) -> PredictRequest:

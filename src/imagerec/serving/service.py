@@ -116,6 +116,7 @@ class ModelHost:
             "input_size": list(recognizer.preprocessing.size),
             "sha256": recognizer.sha256,
             "can_embed": recognizer.can_embed,
+            "learned": getattr(recognizer, "head", None) is not None,
         }
 
     @property
