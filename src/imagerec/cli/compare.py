@@ -67,7 +67,7 @@ def compare(
         written = write_html(comparison, html)
         if not json_output:
             Console(stderr=True, highlight=False).print(f"report written to {escape(str(written))}")
-    errors = Console(stderr=True, highlight=False)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
     for name in comparison.providers:
         summary = comparison.summaries[name]
         if summary.errors and not json_output:
@@ -88,7 +88,7 @@ def _print_tables(comparison, console: Console) -> None:
             if result.ok:
                 columns.append([f"{escape(p.label)} [dim]{p.score:.0%}[/]" for p in result.predictions] or ["[dim](no labels)[/]"])
             else:
-                columns.append([f"[red]{escape(_short(str(result.error)))}[/]"])
+                columns.append([f"[red]{escape(_short(str(result.error), 80))}[/]"])
         for rank in range(max(len(c) for c in columns)):
             table.add_row(str(rank + 1), *[c[rank] if rank < len(c) else "" for c in columns])
         console.print(table)

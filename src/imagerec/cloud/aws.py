@@ -103,6 +103,9 @@ class Rekognition(Provider):
         self._client: Any = None
         self._secret_values: list[str] = []
 
+    def setup(self) -> None:
+        self._rekognition()  # loading botocore's service model takes a while
+
     def _rekognition(self) -> Any:
         if self._client is None:
             import boto3

@@ -302,6 +302,10 @@ class Provider(ABC):
     def _request_size(self, upload: Upload) -> int:
         return len(upload.data)
 
+    def setup(self) -> None:
+        """Do the one-time work (load a model, build a client, get a token)
+        so that it is not counted as the first image's latency."""
+
     def aliases(self, label: str) -> tuple[str, ...]:
         """Other names the provider gave for ``label`` (e.g. Rekognition's Aliases)."""
         return self._aliases.get(label, ())

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Callable, Iterable, Sequence
 
-from ..errors import UsageError
+from ..errors import CloudError, UsageError
 from ..images import ImageSource, describe_source
 from ..recognizer import Prediction
 from . import pricing
-from .base import LabelResult, Provider
+from .base import LabelResult, Provider, UnavailableProvider
 
 __all__ = [
     "normalise",
@@ -242,15 +242,21 @@ def compare(
     summaries: dict[str, ProviderSummary] = {}
     model = None
     for provider in providers:
-        setup = 0.0
-        if hasattr(provider, "recognizer"):  # load the local model before the clock starts
-            provider.recognizer
-            setup = getattr(provider, "load_seconds", 0.0)
+        callback = (lambda result, _name=provider.name: on_result(_name, result)) if on_result else None
+        # One-time work (model load, client, token) is timed apart from latency.
+        started = time.perf_counter()
+        try:
+            provider.setup()
+        except CloudError as exc:
+            runner: Provider = UnavailableProvider(provider.name, exc)
+        else:
+            runner = provider
+        setup = time.perf_counter() - started
+        if runner is provider and hasattr(provider, "model_name"):
             model = provider.model_name
         before = provider.requests_sent
         started = time.perf_counter()
-        callback = (lambda result, _name=provider.name: on_result(_name, result)) if on_result else None
-        run = provider.label_files(photos, top_k=top_k, on_result=callback)
+        run = runner.label_files(photos, top_k=top_k, on_result=callback)
         wall = time.perf_counter() - started
         results[provider.name] = run
         summaries[provider.name] = _summarise(provider.name, run, wall, provider.requests_sent - before, setup)

@@ -161,6 +161,9 @@ class GoogleVision(Provider):
     def _request_size(self, upload: Upload) -> int:
         return 4 * ((len(upload.data) + 2) // 3) + 200
 
+    def setup(self) -> None:
+        self._auth_headers()  # with ADC: find the credentials and fetch a token
+
     def _auth_headers(self) -> dict[str, str]:
         if self._api_key:
             return {"x-goog-api-key": self._api_key}

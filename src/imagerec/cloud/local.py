@@ -46,6 +46,9 @@ class LocalProvider(Provider):
             self.load_seconds = time.perf_counter() - started
         return self._recognizer
 
+    def setup(self) -> None:
+        self.recognizer
+
     @property
     def model_name(self) -> str:
         return self.recognizer.name
