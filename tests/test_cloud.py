@@ -279,6 +279,25 @@ def test_a_retry_after_longer_than_the_cap_is_not_waited_for(fake):
     assert error.kind == "quota" and "asked to wait 3600 s" in str(error) and p.sleep == []
 
 
+@pytest.mark.parametrize("name", ["google", "azure"])
+def test_a_garbled_answer_is_a_one_line_server_error(fake, name):
+    fake.faults[name].append((200, {}, b"<html>gateway</html>"))
+    error = provider(name).label_files([jpeg_bytes()])[0].error
+    assert error.kind == "server" and "not JSON" in str(error) and "\n" not in str(error)
+
+
+def test_google_answer_with_the_wrong_number_of_responses(fake):
+    fake.faults["google"].append((200, {}, {"responses": [{}, {}]}))
+    error = provider("google").label_files([jpeg_bytes()])[0].error
+    assert error.kind == "server" and "expected 1 responses" in str(error)
+
+
+def test_progress_callback_sees_every_image(fake):
+    seen = []
+    provider("google").label_files([jpeg_bytes(), b"not an image", jpeg_bytes()], on_result=seen.append)
+    assert len(seen) == 3 and sum(r.ok for r in seen) == 2
+
+
 def test_network_failure_is_retried_then_reported(monkeypatch, tmp_path):
     server = FakeCloud()
     configure(monkeypatch, server, tmp_path)

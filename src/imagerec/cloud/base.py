@@ -333,6 +333,8 @@ class Provider(ABC):
     ) -> list[LabelResult]:
         """One :class:`LabelResult` per source, in order; errors are kept per image.
 
+        ``on_result`` is called with each result as it is known (for progress).
+
         A failure that will repeat for every image (credentials, quota,
         configuration) stops the run: the images not yet sent get the same
         error instead of a request each.
@@ -350,12 +352,16 @@ class Provider(ABC):
                 pending.append((i, self.prepare(source, name)))
             except ImageDecodeError as exc:
                 results[i] = LabelResult(name, error=exc)
+                if on_result is not None:
+                    on_result(results[i])
         fatal: CloudError | None = None
         for chunk in self._chunks(pending):
             names = [upload.name for _, upload in chunk]
             if fatal is not None:
                 for (i, _), name in zip(chunk, names):
                     results[i] = LabelResult(name, error=fatal)
+                    if on_result is not None:
+                        on_result(results[i])
                 continue
             started = time.perf_counter()
             try:
@@ -370,11 +376,9 @@ class Provider(ABC):
                     results[i] = LabelResult(name, error=answer, seconds=share)
                 else:
                     results[i] = LabelResult(name, predictions=list(answer)[:top_k], seconds=share)
-        final = [result for result in results if result is not None]
-        if on_result is not None:
-            for result in final:
-                on_result(result)
-        return final
+                if on_result is not None:
+                    on_result(results[i])
+        return [result for result in results if result is not None]
 
     # -- internals --------------------------------------------------------
 
