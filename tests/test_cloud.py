@@ -330,6 +330,14 @@ def test_oversize_image_is_downscaled_before_upload_to_rekognition(fake, tmp_pat
     assert seen.images[0]["bytes"] <= 5 * 1024 * 1024 and seen.images[0]["format"] == "JPEG"
 
 
+def test_too_many_pixels_a_side_is_downscaled_for_rekognition(fake):
+    wide = io.BytesIO()
+    Image.new("RGB", (12_000, 60), (90, 90, 90)).save(wide, format="PNG")  # small file, too wide
+    provider("aws").labels([wide.getvalue()], top_k=1)
+    [seen] = fake.requests["aws"]
+    assert seen.images[0]["size"] == (10_000, 50)
+
+
 def test_formats_a_service_refuses_are_reencoded(fake, photos_dir):
     provider("aws").labels([photos_dir / "grace_hopper.bmp"], top_k=1)
     provider("google").labels([photos_dir / "grace_hopper.bmp"], top_k=1)
@@ -353,6 +361,7 @@ def test_prepare_upload_limits():
 
 def test_documented_limits_are_the_ones_used():
     assert Rekognition.limits.max_bytes == 5 * 1024 * 1024 and set(Rekognition.limits.formats) == {"JPEG", "PNG"}
+    assert Rekognition.limits.max_side == 10_000
     assert AzureVision.limits.max_bytes == 20 * 1024 * 1024 and AzureVision.limits.max_side == 16000
     assert GoogleVision.limits.max_pixels == 75_000_000 and GoogleVision.max_batch == 16
     assert GoogleVision.limits.max_bytes * 4 / 3 < 10 * 1024 * 1024  # base64 inside a 10 MB JSON request

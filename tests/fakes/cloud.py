@@ -287,6 +287,8 @@ class FakeCloud:
             return self._aws_error(400, "ImageTooLargeException", "Image size is too large.")
         if info is None or info["format"] not in ("JPEG", "PNG"):
             return self._aws_error(400, "InvalidImageFormatException", "Request has invalid image format")
+        if max(info["size"]) > 10_000:  # limits.html: DetectLabels takes at most 10K pixels a side
+            return self._aws_error(400, "ImageTooLargeException", "Image dimensions are too large.")
         limit = int(request.get("MaxLabels", 1000))
         labels = []
         for name, confidence in self.labels["aws"][:limit]:

@@ -35,9 +35,11 @@ __all__ = ["Rekognition", "parse_detect_labels"]
 
 # https://docs.aws.amazon.com/rekognition/latest/APIReference/API_Image.html:
 # "Blob of image bytes up to 5 MBs" (maximum length 5242880); DetectLabels
-# takes "either a PNG or JPEG formatted file"
-# (https://docs.aws.amazon.com/rekognition/latest/dg/limits.html).
-_LIMITS = UploadLimits(max_bytes=5 * 1024 * 1024, formats=("JPEG", "PNG"))
+# takes "either a PNG or JPEG formatted file" (API_DetectLabels), and
+# https://docs.aws.amazon.com/rekognition/latest/dg/limits.html: "The maximum
+# image dimensions for DetectLabels is 10K pixels for both width and height"
+# (and at least 80 pixels each, which we cannot fix by scaling down).
+_LIMITS = UploadLimits(max_bytes=5 * 1024 * 1024, max_side=10_000, formats=("JPEG", "PNG"))
 
 _AUTH_CODES = {
     "AccessDeniedException",

@@ -51,7 +51,7 @@ PRICES: dict[str, Price] = {
         "aws",
         1.00,
         "first 1 million images a month, US East (N. Virginia), Group 2 APIs (DetectLabels)",
-        "AWS Free Tier: 1,000 images a month for the first 12 months",
+        "AWS Free Tier for new accounts (see the pricing page)",
         "https://aws.amazon.com/rekognition/pricing/",
         "$0.001 per image; prices differ by region; the IMAGE_PROPERTIES feature (not used) costs extra",
     ),
