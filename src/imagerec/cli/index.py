@@ -1,0 +1,98 @@
+"""``imagerec index ROOT [--catalog FILE] [--model NAME|FILE ...] [--workers N] [--ray auto|ADDRESS]``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..library.indexer import index_library
+from ._app import app
+
+
+def printable(path: str) -> str:
+    """A path with control characters (a newline in a file name) shown escaped.
+
+    >>> printable("a\\nb.jpg")
+    'a\\\\nb.jpg'
+    """
+    if path.isprintable():
+        return path
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in path)
+
+
+@app.command()
+def index(
+    root: str = typer.Argument(..., help="The library's root folder."),
+    catalog: Optional[str] = typer.Option(None, "--catalog", "-c", help="Catalog file (default: ROOT/.imagerec/catalog.db)."),
+    model: List[str] = typer.Option(["mobilenet_v2"], "--model", "-m", help="Zoo model name or model file (.tflite, .imagerec); repeat for several."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Decode threads (default: one per core)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads (default: all cores)."),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Labels kept per photo and model."),
+    wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another indexer on the same catalog (-1: forever)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run decoding and inference on Ray: 'auto' or a cluster address."),
+    json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON, no progress bar."),
+) -> None:
+    """Index (or bring up to date) the catalog of a photo library."""
+    errors = Console(stderr=True, highlight=False)
+    with _Progress(errors, enabled=not json_output) as progress:
+        summary = index_library(
+            root,
+            catalog=catalog,
+            models=model,
+            workers=workers,
+            num_threads=threads,
+            top_k=top_k,
+            wait=None if wait < 0 else wait,
+            ray=ray,
+            on_progress=progress,
+            on_wait=lambda holder: errors.print(f"waiting for the other indexer ({escape(holder)}) to finish…"),
+        )
+    if json_output:
+        sys.stdout.write(json.dumps(summary.to_dict(), ensure_ascii=False) + "\n")
+        return
+    out = Console(highlight=False)
+    for path, error in summary.failures:
+        errors.print(f"[red]failed:[/] {escape(printable(path))}: {escape(error)}")
+    for path, error in summary.walk_errors:
+        errors.print(f"[yellow]skipped:[/] {escape(printable(path))}: {escape(error)}")
+    rate = summary.decoded / summary.seconds if summary.seconds > 0 else 0.0
+    out.print(
+        f"{summary.seen} photos in {escape(summary.root)}: {summary.new} new, {summary.changed} changed, "
+        f"{summary.moved} moved, {summary.removed} removed, {summary.failed} failed, {summary.unchanged} unchanged"
+        + (f", {summary.updated} updated" if summary.updated else "")
+    )
+    out.print(
+        f"{summary.decoded} recognised in {summary.seconds:.1f} s"
+        + (f" ({rate:.1f} photos/s)" if summary.decoded else "")
+        + f"; catalog {escape(summary.catalog)}"
+    )
+
+
+class _Progress:
+    """A transient rich progress bar on a terminal; a no-op callback otherwise."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        self.console, self.enabled, self.bar, self.task = console, enabled and console.is_terminal, None, None
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total == 0:
+            return
+        if self.bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            self.bar = Progress("indexing", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=self.console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("", total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,111 @@
+"""``imagerec search WORD``, ``imagerec similar PHOTO`` and ``imagerec duplicates``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional, Sequence
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..library.search import Hit
+from ..library.search import duplicates as find_duplicates
+from ..library.search import search as search_photos
+from ..library.search import similar as similar_photos
+from ..library.search import suggest
+from ..library.contact_sheet import write_contact_sheet
+from ._app import app
+from .index import printable
+
+_CATALOG_HELP = "Catalog file (default: IMAGEREC_CATALOG, or .imagerec/catalog.db here or above)."
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="What to look for: a label, a synonym or a broader word ('dog', 'bird')."),
+    catalog: Optional[str] = typer.Option(None, "--catalog", "-c", help=_CATALOG_HELP),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Only this model's predictions."),
+    min_score: float = typer.Option(0.2, "--min-score", min=0.0, max=1.0, help="Lowest label score that counts."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="At most this many photos."),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object per photo (JSON Lines)."),
+    html: Optional[str] = typer.Option(None, "--html", help="Also write a thumbnail contact sheet here."),
+) -> None:
+    """Photos whose content matches a word, best first."""
+    hits = search_photos(query, catalog=catalog, model=model, min_score=min_score, limit=limit)
+    _emit(hits, json_output, html, title=f"imagerec search: {query}", label=True)
+    if not hits and not json_output:
+        hint = suggest(query, catalog=catalog)
+        more = f" (did you mean: {', '.join(hint)}?)" if hint else ""
+        Console(stderr=True, highlight=False).print(f"no photos match {escape(repr(query))}{escape(more)}")
+
+
+@app.command()
+def similar(
+    photo: str = typer.Argument(..., help="A photo, in the library or not."),
+    catalog: Optional[str] = typer.Option(None, "--catalog", "-c", help=_CATALOG_HELP),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Whose embeddings to compare (default: the first with embeddings)."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="At most this many photos."),
+    min_score: float = typer.Option(0.0, "--min-score", min=-1.0, max=1.0, help="Lowest cosine similarity listed."),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object per photo (JSON Lines)."),
+    html: Optional[str] = typer.Option(None, "--html", help="Also write a thumbnail contact sheet here."),
+) -> None:
+    """Photos that look like PHOTO, by embedding cosine similarity."""
+    hits = similar_photos(photo, catalog=catalog, model=model, limit=limit, min_score=min_score)
+    _emit(hits, json_output, html, title=f"imagerec similar: {photo}", label=False)
+
+
+@app.command()
+def duplicates(
+    catalog: Optional[str] = typer.Option(None, "--catalog", "-c", help=_CATALOG_HELP),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Whose embeddings to compare."),
+    threshold: float = typer.Option(0.95, "--threshold", "-t", min=0.0, max=1.0, help="Cosine similarity from which photos count as the same."),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object per group (JSON Lines)."),
+    html: Optional[str] = typer.Option(None, "--html", help="Also write a contact sheet of the groups here."),
+) -> None:
+    """Groups of near-identical photos: identical bytes, or nearly identical content."""
+    groups = find_duplicates(catalog=catalog, model=model, threshold=threshold)
+    if json_output:
+        for group in groups:
+            sys.stdout.write(json.dumps(group.to_dict(), ensure_ascii=False) + "\n")
+    else:
+        console = Console(highlight=False)
+        table = Table()
+        table.add_column("group", justify="right")
+        table.add_column("kind")
+        table.add_column("similarity", justify="right")
+        table.add_column("photos", overflow="fold")
+        for number, group in enumerate(groups, 1):
+            table.add_row(str(number), group.kind, f"{group.similarity:.3f}", escape("\n".join(printable(p) for p in group.paths)))
+        if groups:
+            console.print(table)
+        Console(stderr=True, highlight=False).print(f"{len(groups)} group{'s' if len(groups) != 1 else ''} of duplicates")
+    if html:
+        hits = [
+            Hit(path, group.similarity, group.root, label=f"group {number} ({group.kind})")
+            for number, group in enumerate(groups, 1)
+            for path in group.paths
+        ]
+        write_contact_sheet(hits, html, title="imagerec duplicates")
+
+
+def _emit(hits: Sequence[Hit], json_output: bool, html: str | None, *, title: str, label: bool) -> None:
+    if json_output:
+        for hit in hits:
+            sys.stdout.write(json.dumps(hit.to_dict(), ensure_ascii=False) + "\n")
+    elif hits:
+        table = Table()
+        table.add_column("photo", overflow="fold", style="bold")
+        table.add_column("score", justify="right")
+        if label:
+            table.add_column("label", overflow="fold")
+        for hit in hits:
+            row = [escape(printable(hit.path)), f"{hit.score:.3f}"]
+            if label:
+                row.append(escape(hit.label or ""))
+            table.add_row(*row)
+        Console(highlight=False).print(table)
+    if html:
+        write_contact_sheet(hits, html, title=title)

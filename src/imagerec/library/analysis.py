@@ -1,0 +1,210 @@
+"""Read, hash, decode and recognise photo files: the work the indexer hands out.
+
+Each file is read once: the same bytes give its sha256, its EXIF facts and
+the pixels for every model. Decoding runs on a pool of threads (Pillow
+releases the GIL) while the caller's thread runs inference on what is already
+decoded, as in ``Recognizer.predict_files``. A file whose content the catalog
+already knows is only read and hashed, never decoded.
+
+The same :func:`analyse` runs locally and inside Ray actors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Callable, Collection, Iterable, Iterator, Sequence, TypeVar
+
+import numpy as np
+
+from ..errors import ImageDecodeError
+from ..images import Preprocessing, load_image, stack
+from ..pipeline import batches, default_workers
+from ..recognizer import Recognizer, softmax
+from .walker import Entry
+
+__all__ = ["Analysed", "ModelOutput", "analyse", "scores_and_embeddings", "top_labels", "ordered_map"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class ModelOutput:
+    """What one model says about one photo: top labels and the embedding."""
+
+    labels: list[int]
+    scores: list[float]
+    embedding: np.ndarray | None = None
+
+
+@dataclass
+class Analysed:
+    """One file after reading: a hash and facts, then outputs, or an error."""
+
+    entry: Entry
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    taken_at: str | None = None
+    camera: str | None = None
+    error: str | None = None
+    known: bool = False  # the catalog already has this content: nothing was decoded
+    outputs: list[ModelOutput] | None = None
+    arrays: dict[Preprocessing, np.ndarray] = field(default_factory=dict, repr=False)
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int | None = None) -> Iterator[R]:
+    """``map(fn, items)`` on a thread pool, in order, at most ``window`` items ahead."""
+    iterator = iter(items)
+    if workers <= 1:
+        yield from map(fn, iterator)
+        return
+    window = window or workers * 4
+    pending: deque[Future[R]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagerec-index") as pool:
+        try:
+            for item in islice(iterator, window):
+                pending.append(pool.submit(fn, item))
+            while pending:
+                done = pending.popleft().result()
+                for item in islice(iterator, 1):
+                    pending.append(pool.submit(fn, item))
+                yield done
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def read_facts(image) -> tuple[int, int, str | None, str | None]:
+    """Upright width and height, EXIF date taken and camera of an opened PIL image."""
+    width, height = image.size
+    taken = camera = None
+    try:
+        exif = image.getexif()
+        if exif.get(0x0112, 1) in (5, 6, 7, 8):  # stored turned by 90°
+            width, height = height, width
+        details = exif.get_ifd(0x8769)
+        taken = details.get(36867) or details.get(36868) or exif.get(306)
+        make, model = exif.get(271), exif.get(272)
+        camera = " ".join(str(part).strip("\x00 ") for part in (make, model) if part) or None
+        if isinstance(taken, bytes):
+            taken = taken.decode("ascii", "replace")
+        taken = str(taken).strip("\x00 ") if taken else None
+    except Exception:  # broken EXIF must not fail a photo that decodes fine
+        pass
+    return width, height, taken, camera
+
+
+def probe(
+    entry: Entry,
+    root: str,
+    preprocessings: Sequence[Preprocessing],
+    known: Collection[str],
+    limits,
+) -> Analysed:
+    """Read one file; decode it for each preprocessing unless its hash is ``known``."""
+    from PIL import Image
+
+    result = Analysed(entry)
+    path = os.path.join(root, entry.path)
+    try:
+        if entry.size > limits.max_bytes:
+            raise ImageDecodeError(f"file is {entry.size:,} bytes, over the limit of {limits.max_bytes:,} bytes")
+        with open(path, "rb") as handle:
+            data = handle.read(limits.max_bytes + 1)
+        result.sha256 = hashlib.sha256(data).hexdigest()
+        if result.sha256 in known:
+            result.known = True
+            return result
+        try:
+            with Image.open(io.BytesIO(data)) as header:
+                result.width, result.height, result.taken_at, result.camera = read_facts(header)
+        except Exception:
+            pass  # load_image below says what is wrong with the file
+        for preprocessing in dict.fromkeys(preprocessings):
+            result.arrays[preprocessing] = load_image(data, preprocessing, limits=limits)
+    except ImageDecodeError as exc:
+        result.error = exc.reason if exc.path in (None, "<bytes>", "<image>") else str(exc)
+        result.arrays.clear()
+    except OSError as exc:
+        result.error = f"cannot read file ({exc.strerror or exc})"
+    except MemoryError:
+        result.error = "out of memory while decoding"
+        result.arrays.clear()
+    return result
+
+
+def scores_and_embeddings(recognizer: Recognizer, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class probabilities and embeddings of a preprocessed uint8 batch.
+
+    For a plain pretrained model that exposes logits, both come from one
+    backend run (the two outputs are computed by the same invoke); any other
+    recognizer (a learned head, a bare scores output) goes through its own
+    public ``predict_proba`` so its probabilities are exactly what
+    ``imagerec predict`` reports.
+    """
+    backend = recognizer.backend
+    plain = type(recognizer) is Recognizer and getattr(recognizer, "head", None) is None
+    if recognizer.can_embed and plain and "logits" in backend.outputs:
+        out = backend.run(batch, ("logits", "embedding"))
+        return softmax(out["logits"]).astype(np.float32), out["embedding"]
+    probabilities = recognizer.predict_proba(batch)
+    embeddings = backend.run(batch, ("embedding",))["embedding"] if recognizer.can_embed else None
+    return probabilities, embeddings
+
+
+def top_labels(probabilities: np.ndarray, labels: Sequence[str], top_k: int) -> list[tuple[list[int], list[float]]]:
+    """The ``top_k`` label indices and scores of each row (``background`` never counts)."""
+    keep = np.array([label != "background" for label in labels], bool)
+    masked = np.where(keep[None, :], probabilities, -np.inf)
+    k = min(top_k, int(keep.sum()))
+    order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    return [
+        ([int(i) for i in row], [float(probabilities[r, i]) for i in row]) for r, row in enumerate(order)
+    ]
+
+
+def analyse(
+    entries: Iterable[Entry],
+    root: str,
+    recognizers: Sequence[Recognizer],
+    *,
+    known: Collection[str] = frozenset(),
+    top_k: int = 5,
+    workers: int | None = None,
+    batch_size: int = 16,
+) -> Iterator[list[Analysed]]:
+    """Analyse files in order, yielding lists of up to ``batch_size`` results."""
+    if not recognizers:
+        raise ValueError("analyse needs at least one recognizer")
+    preprocessings = [r.preprocessing for r in recognizers]
+    limits = recognizers[0].limits
+    workers = workers or default_workers()
+
+    def work(entry: Entry) -> Analysed:
+        return probe(entry, root, preprocessings, known, limits)
+
+    for chunk in batches(ordered_map(work, entries, workers, window=max(batch_size * 2, workers * 4)), batch_size):
+        decoded = [item for item in chunk if item.arrays]
+        if decoded:
+            per_model: list[list[ModelOutput]] = []
+            for recognizer in recognizers:
+                batch = stack([item.arrays[recognizer.preprocessing] for item in decoded])
+                probabilities, embeddings = scores_and_embeddings(recognizer, batch)
+                tops = top_labels(probabilities, recognizer.labels, top_k)
+                per_model.append(
+                    [
+                        ModelOutput(idx, scores, None if embeddings is None else embeddings[row])
+                        for row, (idx, scores) in enumerate(tops)
+                    ]
+                )
+            for row, item in enumerate(decoded):
+                item.outputs = [outputs[row] for outputs in per_model]
+                item.arrays = {}
+        yield chunk

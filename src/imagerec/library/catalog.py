@@ -1,0 +1,619 @@
+"""The photo catalog: one SQLite database (WAL) per library.
+
+What is in a photo is stored once per *content* (sha256 of the file's bytes),
+and each *file* (a path relative to the library root) points at its content.
+So a moved or renamed file keeps its predictions, and exact copies are
+analysed once. Tables:
+
+- ``files``: path, size, mtime, content, status (``ok`` / ``failed`` /
+  ``gone``) and the error of a failed file;
+- ``contents``: sha256, width, height, EXIF date taken and camera;
+- ``models``: name, sha256, imagerec version, labels and synonyms;
+- ``analyses``: which model has seen which content (so "nothing above the
+  threshold" is still remembered as done);
+- ``predictions``: (content, model, label index, score) for the top-k labels;
+- ``embeddings``: (content, model, L2-normalised float16 vector);
+- ``runs``: every index run, its models and its summary.
+
+The schema version is ``PRAGMA user_version``; opening an older catalog
+migrates it in one transaction, a newer one is refused with a clear error.
+Writers take an exclusive lock file next to the database, so two indexers
+never interleave; readers never block (WAL).
+
+>>> import tempfile, os
+>>> with Catalog(os.path.join(tempfile.mkdtemp(), "c.db"), root=".") as catalog:
+...     catalog.schema_version == SCHEMA_VERSION
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import ImagerecError, UsageError
+
+__all__ = [
+    "Catalog",
+    "CatalogError",
+    "CatalogBusyError",
+    "FileRow",
+    "ModelRow",
+    "SCHEMA_VERSION",
+    "CATALOG_DIRNAME",
+    "default_catalog_path",
+    "find_catalog",
+]
+
+CATALOG_DIRNAME = ".imagerec"
+CATALOG_FILENAME = "catalog.db"
+
+
+class CatalogError(ImagerecError, OSError):
+    """The catalog file is missing, unreadable, or from a newer imagerec."""
+
+
+class CatalogBusyError(CatalogError):
+    """Another process is writing to the catalog."""
+
+
+# Each entry migrates from version i to i + 1. Never edit a released entry:
+# append a new one, so every older catalog can be brought forward.
+_MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1: the core tables
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        sha256 TEXT NOT NULL DEFAULT '',
+        version TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        synonyms TEXT NOT NULL,
+        embedding_dim INTEGER,
+        top_k INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (name, sha256)
+    );
+    CREATE TABLE contents (
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL UNIQUE,
+        width INTEGER,
+        height INTEGER,
+        taken_at TEXT,
+        camera TEXT
+    );
+    CREATE TABLE analyses (
+        content_id INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
+        model_id INTEGER NOT NULL REFERENCES models(id),
+        PRIMARY KEY (content_id, model_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE predictions (
+        content_id INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
+        model_id INTEGER NOT NULL REFERENCES models(id),
+        label INTEGER NOT NULL,
+        score REAL NOT NULL,
+        PRIMARY KEY (content_id, model_id, label)
+    ) WITHOUT ROWID;
+    CREATE INDEX predictions_by_label ON predictions (model_id, label, score DESC);
+    CREATE TABLE embeddings (
+        content_id INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
+        model_id INTEGER NOT NULL REFERENCES models(id),
+        vector BLOB NOT NULL,
+        PRIMARY KEY (content_id, model_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE files (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        content_id INTEGER REFERENCES contents(id) ON DELETE SET NULL,
+        status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'gone')),
+        error TEXT,
+        indexed_at TEXT NOT NULL
+    );
+    CREATE INDEX files_by_content ON files (content_id);
+    """,
+    # 1 -> 2: a record of index runs, and a readable view for ad-hoc SQL
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+        models TEXT NOT NULL,
+        summary TEXT
+    );
+    CREATE VIEW photo_labels AS
+        SELECT f.path AS path, m.name AS model,
+               json_extract(m.labels, '$[' || p.label || ']') AS label, p.score AS score
+        FROM files f
+        JOIN predictions p ON p.content_id = f.content_id
+        JOIN models m ON m.id = p.model_id
+        WHERE f.status = 'ok';
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class FileRow:
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_id: int | None
+    sha256: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """A model the catalog has predictions from."""
+
+    id: int
+    name: str
+    sha256: str
+    version: str
+    labels: list[str]
+    synonyms: list[tuple[str, ...]]
+    embedding_dim: int | None
+    top_k: int
+    source: str
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def default_catalog_path(root: str | os.PathLike[str]) -> Path:
+    """Where ``imagerec index ROOT`` keeps its catalog: ``ROOT/.imagerec/catalog.db``.
+
+    >>> default_catalog_path("/photos").as_posix()
+    '/photos/.imagerec/catalog.db'
+    """
+    return Path(root) / CATALOG_DIRNAME / CATALOG_FILENAME
+
+
+def find_catalog(start: str | os.PathLike[str] | None = None) -> Path:
+    """The catalog for searching: ``IMAGEREC_CATALOG``, else the nearest
+    ``.imagerec/catalog.db`` in ``start`` (default: the current folder) or above."""
+    env = os.environ.get("IMAGEREC_CATALOG")
+    if env:
+        return Path(env)
+    folder = Path(start or os.getcwd()).resolve()
+    for candidate in (folder, *folder.parents):
+        path = default_catalog_path(candidate)
+        if path.is_file():
+            return path
+    raise UsageError(
+        f"no catalog found in {folder} or its parents (expected {CATALOG_DIRNAME}/{CATALOG_FILENAME}); "
+        "run `imagerec index ROOT` first or pass --catalog FILE"
+    )
+
+
+class Catalog:
+    """An open catalog. ``root`` is needed when creating one.
+
+    Use as a context manager; :meth:`writing` holds the writer lock.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        root: str | os.PathLike[str] | None = None,
+        create: bool = True,
+        readonly: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self._lock_handle = None
+        exists = self.path.is_file()
+        if not exists and (readonly or not create):
+            raise CatalogError(
+                f"{self.path}: no such catalog (run `imagerec index ROOT` to make one)", path=str(self.path)
+            )
+        if not exists:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if readonly:
+                uri = "file:" + _quote_uri(self.path.resolve()) + "?mode=ro"
+                self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30)
+            else:
+                self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            self.db.execute("PRAGMA foreign_keys = ON")
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                # WAL + NORMAL: a committed transaction survives the process
+                # being killed (it is in the OS's hands); only power loss may
+                # drop the last few, and never corrupts the file.
+                self.db.execute("PRAGMA synchronous = NORMAL")
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(f"{self.path}: not a usable catalog ({exc})", path=str(self.path)) from exc
+        if version > SCHEMA_VERSION:
+            self.db.close()
+            raise CatalogError(
+                f"{self.path}: catalog schema version {version} is newer than this imagerec understands "
+                f"({SCHEMA_VERSION}); upgrade imagerec to use it",
+                path=str(self.path),
+            )
+        if version < SCHEMA_VERSION:
+            if readonly:
+                self.db.close()
+                raise CatalogError(
+                    f"{self.path}: catalog schema version {version} needs migrating to {SCHEMA_VERSION}; "
+                    "run `imagerec index` on it once",
+                    path=str(self.path),
+                )
+            self.migrate()
+        if root is not None and not readonly:
+            self._set_root(Path(root))
+        if self.meta("root") is None:
+            self.db.close()
+            raise CatalogError(f"{self.path}: catalog has no library root recorded", path=str(self.path))
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def close(self) -> None:
+        self.release_lock()
+        with contextlib.suppress(sqlite3.Error):
+            self.db.close()
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self, upto: int = SCHEMA_VERSION) -> None:
+        """Bring the schema to version ``upto``, one transaction per step."""
+        version = self.schema_version
+        for step in range(version, upto):
+            with self.transaction():
+                for statement in _statements(_MIGRATIONS[step]):
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {step + 1}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it is committed, or none of it."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- the writer lock ---------------------------------------------------
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def acquire_lock(self, wait: float | None = 0.0, on_wait=None) -> None:
+        """Become the one writer: wait up to ``wait`` seconds (``None``: forever).
+
+        The lock is an OS file lock, so it disappears with its process, even
+        on SIGKILL: a killed indexer never leaves the catalog locked.
+        """
+        import fcntl
+
+        handle = open(self.lock_path, "a+", encoding="utf-8")
+        deadline = None if wait is None else time.monotonic() + wait
+        told = False
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    handle.close()
+                    raise CatalogError(f"{self.lock_path}: cannot lock the catalog ({exc})") from exc
+                if deadline is not None and time.monotonic() >= deadline:
+                    holder = _read_holder(self.lock_path)
+                    handle.close()
+                    raise CatalogBusyError(
+                        f"{self.path}: another indexer ({holder}) is writing to this catalog; "
+                        "wait for it to finish or pass --wait SECONDS",
+                        path=str(self.path),
+                    ) from None
+                if on_wait is not None and not told:
+                    on_wait(_read_holder(self.lock_path))
+                    told = True
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {now()}\n")
+        handle.flush()
+        self._lock_handle = handle
+
+    def release_lock(self) -> None:
+        if self._lock_handle is not None:
+            with contextlib.suppress(OSError):
+                self._lock_handle.truncate(0)
+            self._lock_handle.close()  # closing releases the flock
+            self._lock_handle = None
+
+    # -- meta and root -----------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_root(self, root: Path) -> None:
+        root = root.resolve()
+        base = self.path.resolve().parent
+        # Inside the library the root is kept relative, so the library can move as a whole.
+        try:
+            stored = os.path.relpath(root, base) if base.is_relative_to(root) else str(root)
+        except ValueError:
+            stored = str(root)
+        if self.meta("root") == stored:
+            return
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('root', ?)", (stored,))
+            self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?)", (now(),))
+
+    @property
+    def root(self) -> Path:
+        stored = self.meta("root") or "."
+        path = Path(stored)
+        return path if path.is_absolute() else (self.path.resolve().parent / path).resolve()
+
+    # -- models ------------------------------------------------------------
+
+    def register_model(self, recognizer, top_k: int, source: str | None = None) -> int:
+        """The id of ``recognizer`` in this catalog, adding it when new.
+
+        ``source`` is what to pass to ``imagerec.load`` to get it back (a zoo
+        name or a model file path); it defaults to the recognizer's name.
+        """
+        from .. import __version__
+
+        key = (recognizer.name, recognizer.sha256 or "")
+        row = self.db.execute("SELECT id FROM models WHERE name = ? AND sha256 = ?", key).fetchone()
+        if row:
+            return int(row[0])
+        dim = None
+        if recognizer.can_embed:
+            backend = recognizer.backend
+            dim = int(backend.output_dim("embedding")) if hasattr(backend, "output_dim") else None
+        with self.transaction():
+            cursor = self.db.execute(
+                "INSERT INTO models (name, sha256, version, labels, synonyms, embedding_dim, top_k, source, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    *key,
+                    __version__,
+                    json.dumps(list(recognizer.labels), ensure_ascii=False),
+                    json.dumps([list(names) for names in recognizer.synonyms], ensure_ascii=False),
+                    dim,
+                    top_k,
+                    source or recognizer.name,
+                    now(),
+                ),
+            )
+        return int(cursor.lastrowid)
+
+    def models(self) -> list[ModelRow]:
+        rows = self.db.execute(
+            "SELECT id, name, sha256, version, labels, synonyms, embedding_dim, top_k, source FROM models ORDER BY id"
+        ).fetchall()
+        return [
+            ModelRow(r[0], r[1], r[2], r[3], json.loads(r[4]), [tuple(s) for s in json.loads(r[5])], r[6], r[7], r[8])
+            for r in rows
+        ]
+
+    def model(self, name: str | None = None, *, embedding: bool = False) -> ModelRow:
+        """The model named ``name`` (or the first one, or the first with embeddings)."""
+        rows = self.models()
+        if embedding:
+            rows = [row for row in rows if row.embedding_dim]
+        if name is not None:
+            rows = [row for row in rows if row.name == name or Path(name).stem == row.name]
+        if not rows:
+            what = "with embeddings " if embedding else ""
+            known = ", ".join(sorted({row.name for row in self.models()})) or "none"
+            wanted = f"named {name!r} " if name else ""
+            raise UsageError(f"{self.path}: no model {wanted}{what}in this catalog (it has: {known})")
+        return rows[-1] if name is not None else rows[0]
+
+    # -- runs --------------------------------------------------------------
+
+    def start_run(self, model_names: Sequence[str]) -> int:
+        with self.transaction():
+            cursor = self.db.execute(
+                "INSERT INTO runs (started_at, status, models) VALUES (?, 'running', ?)",
+                (now(), json.dumps(list(model_names))),
+            )
+        return int(cursor.lastrowid)
+
+    def finish_run(self, run_id: int, summary: dict, status: str = "done") -> None:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE id = ?",
+                (now(), status, json.dumps(summary, ensure_ascii=False), run_id),
+            )
+
+    # -- reading state for the indexer --------------------------------------
+
+    def file_rows(self) -> dict[str, FileRow]:
+        """Every file row by path, with its content's sha256."""
+        rows = self.db.execute(
+            "SELECT f.id, f.path, f.size, f.mtime_ns, f.content_id, c.sha256, f.status"
+            " FROM files f LEFT JOIN contents c ON c.id = f.content_id"
+        )
+        return {row[1]: FileRow(*row) for row in rows}
+
+    def complete_contents(self, model_ids: Sequence[int]) -> dict[str, int]:
+        """sha256 -> content id, for contents every one of ``model_ids`` has analysed."""
+        if not model_ids:
+            return {}
+        marks = ",".join("?" * len(model_ids))
+        rows = self.db.execute(
+            f"SELECT c.sha256, c.id FROM contents c JOIN analyses a ON a.content_id = c.id"
+            f" WHERE a.model_id IN ({marks}) GROUP BY c.id HAVING count(*) = ?",
+            (*model_ids, len(model_ids)),
+        )
+        return dict(rows.fetchall())
+
+    # -- writing (inside a transaction) -------------------------------------
+
+    def put_content(self, sha256: str, width: int | None, height: int | None, taken_at: str | None, camera: str | None) -> int:
+        self.db.execute(
+            "INSERT INTO contents (sha256, width, height, taken_at, camera) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(sha256) DO UPDATE SET width = excluded.width, height = excluded.height,"
+            " taken_at = excluded.taken_at, camera = excluded.camera",
+            (sha256, width, height, taken_at, camera),
+        )
+        return int(self.db.execute("SELECT id FROM contents WHERE sha256 = ?", (sha256,)).fetchone()[0])
+
+    def put_analysis(
+        self,
+        content_id: int,
+        model_id: int,
+        predictions: Iterable[tuple[int, float]],
+        embedding: np.ndarray | None,
+    ) -> None:
+        """Replace what ``model_id`` says about ``content_id``."""
+        self.db.execute("DELETE FROM predictions WHERE content_id = ? AND model_id = ?", (content_id, model_id))
+        self.db.executemany(
+            "INSERT INTO predictions (content_id, model_id, label, score) VALUES (?, ?, ?, ?)",
+            [(content_id, model_id, int(label), float(score)) for label, score in predictions],
+        )
+        if embedding is not None:
+            self.db.execute(
+                "INSERT OR REPLACE INTO embeddings (content_id, model_id, vector) VALUES (?, ?, ?)",
+                (content_id, model_id, normalized_f16(embedding).tobytes()),
+            )
+        self.db.execute("INSERT OR IGNORE INTO analyses (content_id, model_id) VALUES (?, ?)", (content_id, model_id))
+
+    def put_file(self, path: str, size: int, mtime_ns: int, content_id: int | None, status: str, error: str | None) -> None:
+        self.db.execute(
+            "INSERT INTO files (path, size, mtime_ns, content_id, status, error, indexed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size = excluded.size,"
+            " mtime_ns = excluded.mtime_ns, content_id = excluded.content_id, status = excluded.status,"
+            " error = excluded.error, indexed_at = excluded.indexed_at",
+            (path, size, mtime_ns, content_id, status, error, now()),
+        )
+
+    def move_file(self, file_id: int, new_path: str, size: int, mtime_ns: int) -> None:
+        """Give an existing row (and so its history) a new path."""
+        self.db.execute("DELETE FROM files WHERE path = ? AND id != ?", (new_path, file_id))
+        self.db.execute(
+            "UPDATE files SET path = ?, size = ?, mtime_ns = ?, status = 'ok', error = NULL, indexed_at = ? WHERE id = ?",
+            (new_path, size, mtime_ns, now(), file_id),
+        )
+
+    def mark_gone(self, file_ids: Sequence[int]) -> None:
+        self.db.executemany("UPDATE files SET status = 'gone' WHERE id = ?", [(i,) for i in file_ids])
+
+    def drop_orphans(self) -> int:
+        """Delete contents no file row points at (their predictions go with them)."""
+        cursor = self.db.execute(
+            "DELETE FROM contents WHERE id NOT IN (SELECT content_id FROM files WHERE content_id IS NOT NULL)"
+        )
+        return cursor.rowcount
+
+    # -- reading for search ------------------------------------------------
+
+    def paths_of(self, content_ids: Sequence[int]) -> dict[int, list[str]]:
+        """The present (``ok``) paths of each content, sorted."""
+        found: dict[int, list[str]] = {}
+        ids = list(dict.fromkeys(int(i) for i in content_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT content_id, path FROM files WHERE status = 'ok' AND content_id IN ({marks}) ORDER BY path",
+                chunk,
+            )
+            for content_id, path in rows:
+                found.setdefault(content_id, []).append(path)
+        return found
+
+    def content_of(self, sha256: str) -> int | None:
+        row = self.db.execute("SELECT id FROM contents WHERE sha256 = ?", (sha256,)).fetchone()
+        return int(row[0]) if row else None
+
+    def embedding(self, content_id: int, model_id: int) -> np.ndarray | None:
+        row = self.db.execute(
+            "SELECT vector FROM embeddings WHERE content_id = ? AND model_id = ?", (content_id, model_id)
+        ).fetchone()
+        return None if row is None else np.frombuffer(row[0], np.float16).astype(np.float32)
+
+    def embeddings(self, model_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(content ids, N×D float16 matrix) of the model's embeddings of present files."""
+        rows = self.db.execute(
+            "SELECT e.content_id, e.vector FROM embeddings e WHERE e.model_id = ? AND EXISTS"
+            " (SELECT 1 FROM files f WHERE f.content_id = e.content_id AND f.status = 'ok') ORDER BY e.content_id",
+            (model_id,),
+        ).fetchall()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float16)
+        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), np.float16).reshape(len(rows), -1)
+        return ids, matrix
+
+    def embedding_stamp(self, model_id: int) -> str:
+        """Changes whenever the set of present embeddings may have changed."""
+        count, top = self.db.execute(
+            "SELECT count(*), coalesce(max(content_id), 0) FROM embeddings WHERE model_id = ?", (model_id,)
+        ).fetchone()
+        files = self.db.execute(
+            "SELECT count(*), coalesce(max(id), 0), coalesce(sum(status = 'ok'), 0) FROM files"
+        ).fetchone()
+        return f"{count}:{top}:{files[0]}:{files[1]}:{files[2]}"
+
+    def stats(self) -> dict:
+        counts = dict(self.db.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
+        return {
+            "catalog": str(self.path),
+            "root": str(self.root),
+            "schema_version": self.schema_version,
+            "files": {status: counts.get(status, 0) for status in ("ok", "failed", "gone")},
+            "contents": self.db.execute("SELECT count(*) FROM contents").fetchone()[0],
+            "models": [row.name for row in self.models()],
+        }
+
+
+def normalized_f16(vector: np.ndarray) -> np.ndarray:
+    """``vector / ||vector||`` as float16 (zeros stay zeros)."""
+    values = np.asarray(vector, np.float32).ravel()
+    norm = float(np.linalg.norm(values))
+    return (values / norm if norm > 0 else values).astype(np.float16)
+
+
+def _statements(script: str) -> list[str]:
+    return [part.strip() for part in script.split(";") if part.strip() and not part.strip().startswith("--")]
+
+
+def _read_holder(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        text = ""
+    return text or "another process"
+
+
+def _quote_uri(path: Path) -> str:
+    from urllib.parse import quote
+
+    return quote(str(path))
