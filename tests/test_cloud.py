@@ -162,6 +162,7 @@ def test_aws_request_is_signed_and_scores_are_scaled(fake, photos_dir):
 
 def test_google_application_default_credentials(fake, monkeypatch, tmp_path):
     """Without an API key, a service-account file (ADC) is exchanged for a bearer token."""
+    pytest.importorskip("cryptography")
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 

@@ -199,6 +199,7 @@ def test_cli_missing_configuration_is_reported_per_provider(cloud_env, photos_di
 
 @pytest.mark.parametrize("argv", [
     ["compare", "x.jpg", "--providers", "local,ibm"],
+    ["compare", "x.jpg", "--providers", "google", "--html", "/no/such/folder/report.html"],
     ["compare", "x.jpg", "--providers", "google,google"],
     ["compare", "x.jpg", "--providers", ","],
 ])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -42,6 +43,13 @@ def compare(
         raise UsageError(f"unknown provider {unknown[0]!r} in --providers (expected some of {', '.join(PROVIDER_NAMES)})")
     if len(set(names)) != len(names):
         raise UsageError(f"--providers names a provider twice: {providers}")
+    if html:
+        # Check before any paid request is made, not after.
+        folder = Path(html).resolve().parent
+        if not folder.is_dir():
+            raise UsageError(f"--html {html}: the folder {folder} does not exist")
+        if Path(html).is_dir():
+            raise UsageError(f"--html {html}: is a folder; give a file name such as report.html")
     files = expand_paths(paths, recursive=recursive)
     if not files:
         raise fail("no image files found in " + ", ".join(paths), code=2)
@@ -64,7 +72,10 @@ def compare(
     if html:
         from ..cloud.report import write_html
 
-        written = write_html(comparison, html)
+        try:
+            written = write_html(comparison, html)
+        except OSError as exc:
+            raise fail(f"cannot write the report to {html} ({exc.strerror or exc})") from exc
         if not json_output:
             Console(stderr=True, highlight=False).print(f"report written to {escape(str(written))}")
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
