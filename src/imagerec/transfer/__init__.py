@@ -34,7 +34,7 @@ from ..images import IMAGE_SUFFIXES
 from ..pipeline import expand_paths
 from ..recognizer import UNKNOWN, Recognizer, register_loader
 from .features import Backbone, extract, get_backbone, variants_for
-from .heads import Head, calibrate, held_out_scores, make_head
+from .heads import Head, ImprintHead, calibrate, held_out_scores, make_head
 from .learned import SUFFIX, load_learned
 
 __all__ = ["learn", "add_examples", "gather", "load_learned"]
@@ -146,7 +146,12 @@ def _calibrate(head: Head, X: np.ndarray, y: np.ndarray, classes: list[str], thr
     if threshold != "auto":
         value = float(threshold)
         return value, {"threshold": value, "method": "given"}, {}
-    known, correct, untaught = held_out_scores(head.spawn, X, y, classes, seed=seed)
+    # Every head's confidence is the similarity to the class means, so the
+    # threshold's evidence comes from cheap imprint fits; the head itself is
+    # refitted only to measure its held-out accuracy.
+    known, correct, untaught = held_out_scores(ImprintHead().spawn, X, y, classes, seed=seed)
+    if not isinstance(head, ImprintHead):
+        _, correct, _ = held_out_scores(head.spawn, X, y, classes, seed=seed, max_left_out_classes=0)
     metrics = {}
     if len(correct):
         metrics = {"held_out_accuracy": round(float(correct.mean()), 4), "held_out_examples": int(len(correct))}

@@ -201,7 +201,8 @@ class EmbeddingCache:
             self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", rows)
             self._db.commit()
 
-    def __len__(self) -> int:
+    def count(self) -> int:
+        """How many embeddings are stored."""
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
 
@@ -354,7 +355,7 @@ def extract(
     if unknown or not variants:
         raise UsageError(f"unknown augmentation variant(s) {unknown}; known: {', '.join(VARIANTS)}")
     backbone = get_backbone(backbone)
-    store = default_cache() if cache is True else (cache or None)
+    store = default_cache() if cache is True else (None if cache is None or cache is False else cache)
     sources = list(sources)
     n, v = len(sources), len(variants)
     out = np.zeros((n, v, backbone.dim), np.float32)
@@ -382,7 +383,7 @@ def extract(
                 if error is not None:
                     fail(i, error)
                     continue
-                keys[i] = [_key(backbone, digest, var) for var in variants] if digest and store else None
+                keys[i] = [_key(backbone, digest, var) for var in variants] if digest and store is not None else None
                 payloads[i] = payload
             found = store.get([k for ks in keys.values() if ks for k in ks]) if store else {}
             todo = []
