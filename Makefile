@@ -15,14 +15,20 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test bench venv clean
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed-dev
 
+# The demo needs only the package; the tests also need the dev extra.
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e .
 	touch $@
 
-demo: venv
+$(VENV)/.installed-dev: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
 	@if [ -z "$(PHOTOS)" ]; then echo "no sample photos: run 'make demo PHOTOS=\"photo.jpg folder/\"'"; exit 2; fi
 	$(VENV)/bin/imagerec predict $(PHOTOS) --top-k 3
 
