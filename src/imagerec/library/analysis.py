@@ -143,17 +143,20 @@ def probe(
 def scores_and_embeddings(recognizer: Recognizer, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Class probabilities and embeddings of a preprocessed uint8 batch.
 
-    For a plain pretrained model that exposes logits, both come from one
-    backend run (the two outputs are computed by the same invoke); any other
-    recognizer (a learned head, a bare scores output) goes through its own
-    public ``predict_proba`` so its probabilities are exactly what
-    ``imagerec predict`` reports.
+    For a pretrained model that exposes logits, and for a learned recognizer
+    (a head on the embedding), both come from one backend run, computed as
+    ``Recognizer.predict_proba`` computes them; any other recognizer goes
+    through its own public ``predict_proba`` and ``embed``.
     """
     backend = recognizer.backend
-    plain = type(recognizer) is Recognizer and getattr(recognizer, "head", None) is None
-    if recognizer.can_embed and plain and "logits" in backend.outputs:
-        out = backend.run(batch, ("logits", "embedding"))
-        return softmax(out["logits"]).astype(np.float32), out["embedding"]
+    head = getattr(recognizer, "head", None)
+    if type(recognizer) is Recognizer and recognizer.can_embed:
+        if head is not None:  # a learned recognizer: its head reads the embedding
+            embeddings = backend.run(batch, ("embedding",))["embedding"]
+            return np.asarray(head.predict_proba(embeddings), np.float32), embeddings
+        if "logits" in backend.outputs:
+            out = backend.run(batch, ("logits", "embedding"))
+            return softmax(out["logits"]).astype(np.float32), out["embedding"]
     probabilities = recognizer.predict_proba(batch)
     embeddings = backend.run(batch, ("embedding",))["embedding"] if recognizer.can_embed else None
     return probabilities, embeddings

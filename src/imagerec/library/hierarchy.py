@@ -80,6 +80,10 @@ class Hierarchy:
     def lemmas(self, offset: int) -> tuple[str, ...]:
         return self._synsets[offset][0]
 
+    def all_lemmas(self) -> set[str]:
+        """Every (normalised) name in the hierarchy, for "did you mean" hints."""
+        return set(self._by_lemma)
+
     def synsets_named(self, name: str) -> set[int]:
         """Shipped synsets with ``name`` among their lemmas."""
         return set(self._by_lemma.get(normalize(name), ()))

@@ -124,7 +124,9 @@ def index_library(
         run_id = cat.start_run([r.name for r in recognizers])
         summary = IndexSummary(str(root_path.resolve()), str(catalog_path), [r.name for r in recognizers])
         try:
-            _Run(cat, root_path, recognizers, model_ids, summary, top_k, batch_size, workers, ray, on_progress).run()
+            run = _Run(cat, root_path, recognizers, model_ids, summary, top_k, batch_size, workers, ray, on_progress)
+            run.sources = [source for _, source in loaded]
+            run.run()
         except BaseException:
             summary.seconds = time.perf_counter() - started
             try:
@@ -213,8 +215,8 @@ class _Run:
             from .ray_runner import analyse_on_ray
 
             return analyse_on_ray(
-                todo, str(self.root), self.recognizers, address=self.ray, known=known, top_k=self.top_k,
-                batch_size=self.batch_size,
+                todo, str(self.root), self.recognizers, sources=self.sources, address=self.ray, known=known,
+                top_k=self.top_k, batch_size=self.batch_size,
             )
         return analyse(
             todo, str(self.root), self.recognizers, known=known, top_k=self.top_k, workers=self.workers,

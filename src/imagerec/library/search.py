@@ -155,6 +155,7 @@ def suggest(query: str, catalog: str | os.PathLike[str] | Catalog | None = None,
     """Label names close to ``query``, for "did you mean" when nothing matched."""
     with _Opened(catalog) as cat:
         names = {normalize(name) for row in cat.models() for names in row.synonyms for name in names}
+    names |= _hierarchy().all_lemmas()
     return difflib.get_close_matches(normalize(query), sorted(names), n=n, cutoff=0.6)
 
 

@@ -85,7 +85,8 @@ class ApproximateIndex:
         import faiss
 
         count, dim = vectors.shape
-        nlist = int(min(4096, max(16, 4 * np.sqrt(count))))
+        # About 4·sqrt(N) lists, each trained on at least 39 points (faiss's rule of thumb).
+        nlist = int(max(1, min(4096, 4 * np.sqrt(count), count // 39)))
         quantizer = faiss.IndexFlatIP(dim)
         inner = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(seed)

@@ -1,0 +1,215 @@
+"""Scale-out: run the indexer's read + decode + inference on a Ray cluster.
+
+The driver (``imagerec index --ray ADDRESS``) walks the library, decides what
+needs analysing exactly as a local run does, and hands the paths to Ray Data
+in batches. A pool of actors, each holding its own copy of every model,
+reads, hashes, decodes and recognises the photos (the same
+:func:`~imagerec.library.analysis.analyse` a local run uses); the driver
+writes what comes back into the catalog, one transaction per batch. So the
+catalog has a single writer, and its content is the same as a local run's.
+
+The workers must see the library under the same path as the driver (a
+shared or network file system) and be able to load the models (zoo models
+from ``IMAGEREC_MODEL_DIR`` or the cache; ``.imagerec`` files by path).
+
+>>> from imagerec.library import index_library
+>>> index_library("/shared/photos", ray="auto")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Collection, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import ImagerecError, UsageError
+from .analysis import Analysed, ModelOutput, analyse
+from .walker import Entry
+
+__all__ = ["analyse_on_ray", "RayAnalyser"]
+
+_TEXT_COLUMNS = ("sha256", "taken_at", "camera", "error")
+
+
+class RayAnalyser:
+    """A Ray Data actor: loads the models once, then analyses batches of paths."""
+
+    def __init__(self, root: str, sources: Sequence[str], known_ref: list, top_k: int, threads: int) -> None:
+        import ray
+
+        from ..recognizer import load
+
+        self.root = root
+        self.top_k = top_k
+        # The known hashes travel as one object in the object store, wrapped
+        # in a list so that Ray hands over the reference, not a copy per call.
+        self.known = ray.get(known_ref[0])
+        self.recognizers = [load(source, num_threads=threads) for source in sources]
+        self.threads = threads
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        entries = [
+            Entry(str(path), int(size), int(mtime))
+            for path, size, mtime in zip(batch["path"], batch["size"], batch["mtime_ns"])
+        ]
+        results: list[Analysed] = []
+        for chunk in analyse(
+            entries, self.root, self.recognizers, known=self.known, top_k=self.top_k,
+            workers=self.threads, batch_size=max(1, len(entries)),
+        ):
+            results.extend(chunk)
+        return to_columns(results, self.recognizers, self.top_k)
+
+
+def to_columns(results: Sequence[Analysed], recognizers, top_k: int) -> dict[str, np.ndarray]:
+    """Analysed results as fixed-shape numpy columns (what Ray Data moves best)."""
+    n = len(results)
+    columns: dict[str, np.ndarray] = {
+        "path": np.array([r.entry.path for r in results], dtype=object),
+        "size": np.array([r.entry.size for r in results], np.int64),
+        "mtime_ns": np.array([r.entry.mtime_ns for r in results], np.int64),
+        "width": np.array([-1 if r.width is None else r.width for r in results], np.int64),
+        "height": np.array([-1 if r.height is None else r.height for r in results], np.int64),
+        "known": np.array([r.known for r in results], bool),
+        "analysed": np.array([r.outputs is not None for r in results], bool),
+    }
+    for name in _TEXT_COLUMNS:
+        columns[name] = np.array([getattr(r, name) or "" for r in results], dtype=object)
+    for m, recognizer in enumerate(recognizers):
+        k = _k(recognizer, top_k)
+        labels = np.full((n, k), -1, np.int32)
+        scores = np.zeros((n, k), np.float32)
+        dim = _embedding_dim(recognizer)
+        embeddings = np.zeros((n, dim), np.float32) if dim else None
+        for row, result in enumerate(results):
+            if result.outputs is None:
+                continue
+            output = result.outputs[m]
+            labels[row, : len(output.labels)] = output.labels
+            scores[row, : len(output.scores)] = output.scores
+            if embeddings is not None and output.embedding is not None:
+                embeddings[row] = output.embedding
+        columns[f"labels_{m}"] = labels
+        columns[f"scores_{m}"] = scores
+        if embeddings is not None:
+            columns[f"embedding_{m}"] = embeddings
+    return columns
+
+
+def from_columns(batch: dict[str, np.ndarray], model_count: int) -> list[Analysed]:
+    """The inverse of :func:`to_columns`."""
+    results = []
+    for row in range(len(batch["path"])):
+        entry = Entry(str(batch["path"][row]), int(batch["size"][row]), int(batch["mtime_ns"][row]))
+        text = {name: (str(batch[name][row]) or None) for name in _TEXT_COLUMNS}
+        result = Analysed(
+            entry,
+            sha256=text["sha256"],
+            width=None if batch["width"][row] < 0 else int(batch["width"][row]),
+            height=None if batch["height"][row] < 0 else int(batch["height"][row]),
+            taken_at=text["taken_at"],
+            camera=text["camera"],
+            error=text["error"],
+            known=bool(batch["known"][row]),
+        )
+        if bool(batch["analysed"][row]):
+            outputs = []
+            for m in range(model_count):
+                labels = [int(x) for x in batch[f"labels_{m}"][row] if x >= 0]
+                scores = [float(x) for x in batch[f"scores_{m}"][row][: len(labels)]]
+                key = f"embedding_{m}"
+                embedding = np.asarray(batch[key][row], np.float32) if key in batch else None
+                outputs.append(ModelOutput(labels, scores, embedding))
+            result.outputs = outputs
+        results.append(result)
+    return results
+
+
+def _k(recognizer, top_k: int) -> int:
+    return min(top_k, sum(label != "background" for label in recognizer.labels))
+
+
+def _embedding_dim(recognizer) -> int | None:
+    if not recognizer.can_embed:
+        return None
+    backend = recognizer.backend
+    if hasattr(backend, "output_dim"):
+        return int(backend.output_dim("embedding"))
+    probe = np.zeros((1, *recognizer.preprocessing.size, 3), np.uint8)
+    return int(backend.run(probe, ("embedding",))["embedding"].shape[1])
+
+
+def connect(address: str) -> bool:
+    """Make sure Ray is initialised; True when this call started it.
+
+    ``"auto"`` joins the cluster this machine belongs to (``ray start``),
+    ``"local"`` starts a private one on this machine, anything else is a
+    cluster address (``ray://host:10001`` or ``host:6379``). An already
+    initialised Ray (a test's ``ray.init(num_cpus=2)``) is used as it is.
+    """
+    try:
+        import ray
+    except ImportError as exc:
+        raise UsageError("--ray needs Ray: pip install 'imagerec[ray]'") from exc
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(address=None if address == "local" else address, log_to_driver=False, include_dashboard=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImagerecError(
+            f"cannot reach a Ray cluster at {address!r} ({reason}); start one with `ray start --head`, "
+            "pass its address, or use --ray local"
+        ) from exc
+    return True
+
+
+def analyse_on_ray(
+    entries: Sequence[Entry],
+    root: str,
+    recognizers: Sequence,
+    *,
+    sources: Sequence[str],
+    address: str = "auto",
+    known: Collection[str] = frozenset(),
+    top_k: int = 5,
+    batch_size: int = 16,
+    cpus_per_actor: int = 1,
+    actors: int | None = None,
+) -> Iterator[list[Analysed]]:
+    """Analyse ``entries`` on Ray; yields lists of results as batches finish (any order)."""
+    if not entries:
+        return
+    import ray
+    import ray.data
+
+    started = connect(address)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        if actors is None:
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            actors = max(1, cpus // cpus_per_actor)
+        known_ref = [ray.put(frozenset(known))]
+        items = [{"path": e.path, "size": e.size, "mtime_ns": e.mtime_ns} for e in entries]
+        dataset = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, actors * 8) or 1))
+        analysed = dataset.map_batches(
+            RayAnalyser,
+            fn_constructor_kwargs={
+                "root": os.path.abspath(root),
+                "sources": list(sources),
+                "known_ref": known_ref,
+                "top_k": top_k,
+                "threads": cpus_per_actor,
+            },
+            batch_size=batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=cpus_per_actor,
+        )
+        for batch in analysed.iter_batches(batch_size=batch_size, batch_format="numpy"):
+            yield from_columns(batch, len(recognizers))
+    finally:
+        if started:
+            ray.shutdown()
