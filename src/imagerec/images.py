@@ -408,8 +408,9 @@ def resize(image: Image.Image, preprocessing: Preprocessing) -> Image.Image:
         return image.resize((target_w, target_h), Image.Resampling.BILINEAR)
     scale = max(target_w / width, target_h / height)
     # Crop in source coordinates first so only the kept pixels are resampled.
-    crop_w, crop_h = target_w / scale, target_h / scale
-    left, top = (width - crop_w) / 2, (height - crop_h) / 2
+    # min/max: float rounding can put the box 1e-14 outside the image, which Pillow refuses.
+    crop_w, crop_h = min(width, target_w / scale), min(height, target_h / scale)
+    left, top = max(0.0, (width - crop_w) / 2), max(0.0, (height - crop_h) / 2)
     box = (left, top, left + crop_w, top + crop_h)
     return image.resize((target_w, target_h), Image.Resampling.BILINEAR, box=box)
 
