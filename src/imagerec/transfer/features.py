@@ -435,6 +435,8 @@ def _decode_safely(payload, where, preprocessing, variants, limits):
         return None, exc
     except MemoryError:
         return None, ImageDecodeError("out of memory while decoding", path=where)
+    except Exception as exc:  # an unexpected Pillow failure on one image must not stop the others
+        return None, ImageDecodeError(f"cannot prepare the image ({type(exc).__name__}: {exc})", path=where)
 
 
 class _Progress:
