@@ -191,6 +191,7 @@ def analyse_on_ray(
         if actors is None:
             cpus = int(ray.cluster_resources().get("CPU", 1))
             actors = max(1, cpus // cpus_per_actor)
+        actors = max(1, min(actors, -(-len(entries) // batch_size)))  # no idle actors on small runs
         known_ref = [ray.put(frozenset(known))]
         items = [{"path": e.path, "size": e.size, "mtime_ns": e.mtime_ns} for e in entries]
         dataset = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, actors * 8) or 1))

@@ -18,6 +18,7 @@ loop ends. Paths come back relative to the root, with ``/`` separators.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -78,6 +79,13 @@ def walk(root: str | os.PathLike[str], on_error: Callable[[str, OSError], None] 
             if name.startswith(".") or name.lower() in SYSTEM_FOLDERS:
                 continue
             relative = prefix + name
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:  # bytes the file system allows but no catalog can store as text
+                if on_error:
+                    shown = os.fsencode(os.path.join(folder, name)).decode("utf-8", "backslashreplace")
+                    on_error(shown, OSError(errno.EILSEQ, "file name is not valid UTF-8 (rename it)"))
+                continue
             try:
                 if entry.is_dir(follow_symlinks=True):
                     info = entry.stat(follow_symlinks=True)
