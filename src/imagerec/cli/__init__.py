@@ -21,6 +21,7 @@ from . import models as _models  # noqa: F401,E402
 from . import predict as _predict  # noqa: F401,E402
 from . import learn as _learn  # noqa: F401,E402
 from . import serve as _serve  # noqa: F401,E402
+from . import export as _export  # noqa: F401,E402
 from . import compare as _compare  # noqa: F401,E402
 from . import index as _index  # noqa: F401,E402
 from . import search as _search  # noqa: F401,E402

@@ -1,0 +1,550 @@
+"""Export a trained or learned recognizer as one standalone model file, checked.
+
+What can be exported here, and how:
+
+=====================================  ===============================================  =========================
+source                                 ``onnx``                                         ``tflite``
+=====================================  ===============================================  =========================
+``.keras`` (trained with imagerec)     one graph: uint8 NHWC images → the model's       not here (needs TensorFlow
+                                       normalisation → network → ``scores``             or litert-torch)
+``.imagerec`` / learned recognizer     not here (no TFLite→ONNX converter for the       one graph: the int8 backbone
+(LiteRT backbone + head)               int8 backbone)                                   + the head (+ ``confidence``)
+=====================================  ===============================================  =========================
+
+``keras`` is not offered: a ``.keras`` file already is one, and a learned
+recognizer's backbone is an int8 TFLite network with no Keras equivalent.
+
+Every export is checked before it is kept: the exported file is run on
+sample images (``samples``; without them, fixed synthetic images) and its
+scores must match the original's — the Keras model itself, or the learned
+recognizer — within ``tolerance`` (default :data:`TOLERANCE`, the largest
+absolute difference of any class probability). A file that fails the check
+is deleted and :class:`~imagerec.errors.ModelFileError` says by how much.
+
+>>> import imagerec, tempfile, os
+>>> shots = "../shared/photos/few-shot"
+>>> model = imagerec.learn({"cat": [f"{shots}/cat_train_0.bmp"], "dog": [f"{shots}/dog_train_0.bmp"]},
+...                        head="imprint", threshold=None, cache=False)
+>>> result = export(model, "tflite", os.path.join(tempfile.mkdtemp(), "pets.tflite"))
+>>> result.check.ok, result.check.max_abs_diff < TOLERANCE
+(True, True)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ModelFileError, UsageError
+from .images import ImageSource, Preprocessing, load_image, stack
+
+__all__ = ["export", "ExportResult", "ExportCheck", "FORMATS", "TOLERANCE", "synthetic_samples"]
+
+FORMATS = ("onnx", "tflite", "keras")
+# Largest allowed difference of any class probability between the exported
+# file and the original on the sample images.
+TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """How the exported file compared with the original on sample images."""
+
+    samples: int
+    sample_source: str  # "given" or "synthetic"
+    max_abs_diff: float
+    top1_agree: int
+    tolerance: float
+    confidence_max_abs_diff: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        within = self.max_abs_diff <= self.tolerance
+        if self.confidence_max_abs_diff is not None:
+            within = within and self.confidence_max_abs_diff <= self.tolerance
+        return bool(within)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The exported file, its format and its check."""
+
+    path: Path
+    format: str
+    source: str
+    labels_path: Path | None
+    check: ExportCheck
+    inputs: str
+    outputs: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["path"] = str(self.path)
+        data["labels_path"] = str(self.labels_path) if self.labels_path else None
+        data["check"] = {**asdict(self.check), "ok": self.check.ok}
+        data["outputs"] = list(self.outputs)
+        return data
+
+
+def synthetic_samples(size: tuple[int, int] = (224, 224), count: int = 8) -> list[np.ndarray]:
+    """Fixed, varied test pictures (noise, gradients, stripes) for when no photos are given.
+
+    >>> [image.shape for image in synthetic_samples((4, 6), 2)]
+    [(4, 6, 3), (4, 6, 3)]
+    """
+    rng = np.random.default_rng(1234)
+    height, width = size
+    yy, xx = np.mgrid[0:height, 0:width]
+    images = []
+    for index in range(count):
+        kind = index % 4
+        if kind == 0:
+            image = rng.integers(0, 256, (height, width, 3))
+        elif kind == 1:
+            image = np.stack([xx * 255 // max(1, width - 1), yy * 255 // max(1, height - 1), (xx + yy) % 256], axis=2)
+        elif kind == 2:
+            period = 4 + index
+            image = np.where(((xx // period + yy // period) % 2)[..., None] == 1, rng.integers(0, 256, 3), rng.integers(0, 256, 3))
+        else:
+            image = np.clip(rng.normal(128, 60, (height // 8 + 1, width // 8 + 1, 3)), 0, 255).repeat(8, 0).repeat(8, 1)[:height, :width]
+        images.append(np.ascontiguousarray(image, dtype=np.uint8))
+    return images
+
+
+def export(
+    model: Any,
+    format: str,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    samples: Sequence[ImageSource] | None = None,
+    tolerance: float = TOLERANCE,
+) -> ExportResult:
+    """Export ``model`` (a ``.keras`` / ``.imagerec`` path or a learned Recognizer) as ``format``.
+
+    ``output`` defaults to the source file's name with the new suffix (in
+    the current folder for a recognizer in memory). Class names are also
+    written beside it as ``<name>.labels.txt``, one a line.
+    """
+    if format not in FORMATS:
+        raise UsageError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
+    if format == "keras":
+        raise UsageError(
+            "export to keras is not available: a .keras model already is a Keras file, and a learned "
+            "recognizer's backbone is an int8 TFLite network with no Keras equivalent; use --format onnx "
+            "(trained Keras models) or --format tflite (learned recognizers)"
+        )
+    source, kind = _open_source(model)
+    named = Path(os.fspath(model)) if isinstance(model, (str, os.PathLike)) else source
+    if kind == "keras":
+        if format != "onnx":
+            raise UsageError(
+                f"{source}: a trained Keras model exports to onnx here; tflite needs TensorFlow or litert-torch, "
+                "which imagerec does not install"
+            )
+        return _keras_to_onnx(Path(source), _destination(output, source, ".onnx"), samples, tolerance)
+    if format != "tflite":
+        raise UsageError(
+            f"{_describe(source)}: a learned recognizer exports to tflite (its backbone is an int8 TFLite network); "
+            "onnx would need a TFLite-to-ONNX converter imagerec does not have"
+        )
+    return _learned_to_tflite(source, _destination(output, named, ".tflite"), samples, tolerance)
+
+
+# -- sources ---------------------------------------------------------------------------
+
+
+def _open_source(model: Any) -> tuple[Any, str]:
+    from .recognizer import Recognizer
+
+    if isinstance(model, Recognizer):
+        if getattr(model, "head", None) is None or not model.metadata.get("backbone"):
+            raise UsageError(
+                f"{model.name!r} is not a learned recognizer; export takes a .keras file or a recognizer made "
+                "by imagerec.learn (or its .imagerec file)"
+            )
+        return model, "learned"
+    path = Path(os.fspath(model))
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        if not path.is_file():
+            raise ModelFileError(f"{path}: no such model file", path=str(path))
+        return path, "keras"
+    if suffix == ".imagerec":
+        import imagerec
+
+        return imagerec.load(path), "learned"
+    raise UsageError(
+        f"{path}: cannot export this model; expected a .keras file (trained) or a .imagerec file (learned)"
+    )
+
+
+def _describe(source: Any) -> str:
+    return str(source) if isinstance(source, Path) else repr(getattr(source, "name", "model"))
+
+
+def _destination(output, source: Any, suffix: str) -> Path:
+    if output is not None:
+        dest = Path(output)
+        if dest.suffix.lower() != suffix:
+            raise UsageError(f"{dest}: the output of a {suffix[1:]} export must end in {suffix}")
+        return dest
+    if isinstance(source, Path):
+        return source.with_suffix(suffix)
+    return Path(f"{source.name}{suffix}")
+
+
+def _sample_arrays(samples, preprocessing: Preprocessing) -> tuple[np.ndarray, str]:
+    if samples:
+        return stack([load_image(s, preprocessing) for s in samples]), "given"
+    return stack([load_image(a, preprocessing) for a in synthetic_samples(preprocessing.size)]), "synthetic"
+
+
+def _finish(tmp: Path, dest: Path, labels: Sequence[str], check: ExportCheck, what: str) -> Path:
+    if not check.ok:
+        tmp.unlink(missing_ok=True)
+        extra = (
+            f", confidence by {check.confidence_max_abs_diff:.2e}" if check.confidence_max_abs_diff is not None else ""
+        )
+        raise ModelFileError(
+            f"{dest}: the exported {what} differs from the original by {check.max_abs_diff:.2e} in probability"
+            f"{extra} (tolerance {check.tolerance:.0e}) on {check.samples} sample images; not written",
+            path=str(dest),
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, dest)
+    labels_path = dest.with_suffix(".labels.txt")
+    labels_path.write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
+    return labels_path
+
+
+def _compare(expected: np.ndarray, got: np.ndarray, samples: int, source: str, tolerance: float, confidence=None) -> ExportCheck:
+    return ExportCheck(
+        samples=samples,
+        sample_source=source,
+        max_abs_diff=float(np.abs(expected - got).max()),
+        top1_agree=int((expected.argmax(1) == got.argmax(1)).sum()),
+        tolerance=tolerance,
+        confidence_max_abs_diff=confidence,
+    )
+
+
+# -- Keras -> ONNX ---------------------------------------------------------------------
+
+
+def _keras_to_onnx(path: Path, dest: Path, samples, tolerance: float) -> ExportResult:
+    import onnx
+
+    from .backends.onnx import OnnxBackend, export_keras, normalize
+    from .keras_io import load_keras_model, read_metadata
+
+    metadata = read_metadata(path) or {}
+    model = load_keras_model(path)
+    shape = tuple(model.inputs[0].shape)
+    preprocessing = (
+        Preprocessing.from_dict(metadata["preprocessing"])
+        if metadata.get("preprocessing")
+        else Preprocessing(size=(int(shape[1]), int(shape[2])), normalization="unit")
+    )
+    flip = bool(metadata.get("flip_average", False))
+    classes = metadata.get("classes") or [f"class_{i}" for i in range(int(model.outputs[0].shape[-1]))]
+    with tempfile.TemporaryDirectory(prefix="imagerec-export-") as folder:
+        float_graph = export_keras(model, Path(folder) / "float.onnx", flip_average=flip)
+        proto = onnx.load(str(float_graph))
+    proto = _with_uint8_input(proto, preprocessing.normalization)
+    info = {
+        "labels": list(classes),
+        "preprocessing": preprocessing.to_dict(),
+        "input": "image: uint8 N×H×W×3 RGB, resized as 'preprocessing' says; normalisation is inside the graph",
+        "flip_average": flip,
+        "source": path.name,
+    }
+    _set_onnx_metadata(proto, info)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".onnx", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        onnx.save(proto, str(tmp))
+        batch, source = _sample_arrays(samples, preprocessing)
+        expected = _keras_scores(model, normalize(batch, preprocessing.normalization), flip)
+        got = OnnxBackend(tmp, normalization="uint8", num_threads=1).run(batch, ("scores",))["scores"]
+        check = _compare(expected, got, len(batch), source, tolerance)
+        labels_path = _finish(tmp, dest, classes, check, "ONNX model")
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportResult(dest, "onnx", str(path), labels_path, check, "image: uint8 N×H×W×3", ("scores",))
+
+
+def _keras_scores(model, x: np.ndarray, flip: bool) -> np.ndarray:
+    import keras
+
+    scores = keras.ops.convert_to_numpy(model(x, training=False))
+    if flip:
+        mirrored = keras.ops.convert_to_numpy(model(np.ascontiguousarray(x[:, :, ::-1]), training=False))
+        scores = (scores + mirrored) * 0.5
+    return np.asarray(scores, np.float32).reshape(len(x), -1)
+
+
+def _with_uint8_input(proto, normalization: str):
+    """Put the normalisation in front of the graph so it takes uint8 images."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    initializer_names = {init.name for init in graph.initializer}
+    real_inputs = [value for value in graph.input if value.name not in initializer_names]
+    if len(real_inputs) != 1:
+        raise ModelFileError(f"expected an ONNX graph with one image input, got {len(real_inputs)}")
+    old = real_inputs[0]
+    dims = [d.dim_param or d.dim_value for d in old.type.tensor_type.shape.dim]
+    image = helper.make_tensor_value_info("image", TensorProto.UINT8, dims)
+    nodes = [helper.make_node("Cast", ["image"], ["image_float"], to=TensorProto.FLOAT, name="imagerec_cast")]
+    constants = []
+
+    def const(name: str, value) -> str:
+        constants.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    current = "image_float"
+    steps: list[tuple[str, str]] = []
+    if normalization == "unit":
+        steps = [("Mul", const("imagerec_scale", 1 / 255))]
+    elif normalization == "tf":
+        steps = [("Mul", const("imagerec_scale", 1 / 127.5)), ("Sub", const("imagerec_one", 1.0))]
+    elif normalization == "torch":
+        steps = [
+            ("Mul", const("imagerec_scale", 1 / 255)),
+            ("Sub", const("imagerec_mean", [0.485, 0.456, 0.406])),
+            ("Div", const("imagerec_std", [0.229, 0.224, 0.225])),
+        ]
+    elif normalization == "caffe":
+        constants.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64), "imagerec_bgr"))
+        nodes.append(helper.make_node("Gather", [current, "imagerec_bgr"], ["image_bgr"], axis=3, name="imagerec_bgr"))
+        current = "image_bgr"
+        steps = [("Sub", const("imagerec_mean", [103.939, 116.779, 123.68]))]
+    elif normalization != "uint8":
+        raise UsageError(f"cannot put normalisation {normalization!r} into an ONNX graph")
+    for position, (op, operand) in enumerate(steps):
+        result = f"image_norm_{position}"
+        nodes.append(helper.make_node(op, [current, operand], [result], name=f"imagerec_{op.lower()}_{position}"))
+        current = result
+    nodes.append(helper.make_node("Identity", [current], [old.name], name="imagerec_to_network"))
+    graph.input.remove(old)
+    graph.input.insert(0, image)
+    graph.initializer.extend(constants)
+    existing = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + existing)
+    return proto
+
+
+def _set_onnx_metadata(proto, info: dict) -> None:
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "imagerec", json.dumps(info)
+
+
+# -- learned recognizer -> TFLite ----------------------------------------------------------
+
+
+def _learned_to_tflite(recognizer, dest: Path, samples, tolerance: float) -> ExportResult:
+    from . import zoo
+    from .backends.litert import LiteRTBackend
+
+    backbone = recognizer.metadata["backbone"]
+    if backbone.get("kind", "zoo") != "zoo":
+        raise UsageError(f"{recognizer.name!r}: only learned recognizers on a zoo (TFLite) backbone export to tflite")
+    spec = zoo.get(backbone["name"])
+    model_path = zoo.fetch(spec.model)
+    if zoo.sha256_file(model_path) != backbone["sha256"]:
+        raise ModelFileError(f"{model_path}: not the backbone the head was learned on (sha256 differs)", path=str(model_path))
+    head = recognizer.head
+    thresholded = recognizer.threshold is not None
+    info = {
+        "labels": list(recognizer.labels),
+        "preprocessing": recognizer.preprocessing.to_dict(),
+        "threshold": recognizer.threshold,
+        "head": head.kind,
+        "backbone": backbone["name"],
+        "outputs": ["scores", "confidence"] if thresholded else ["scores"],
+        "input": "uint8 1×H×W×3 RGB, resized as 'preprocessing' says",
+    }
+    content = _append_head(model_path.read_bytes(), spec.embedding_tensor, _head_layers(head), thresholded and _prototypes(head), info)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".tflite", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        tmp.write_bytes(content)
+        batch, source = _sample_arrays(samples, recognizer.preprocessing)
+        embeddings = recognizer.backend.run(batch, ("embedding",))["embedding"]
+        expected = np.asarray(head.predict_proba(embeddings), np.float32)
+        exported = LiteRTBackend(tmp, num_threads=1, extra_outputs={"confidence": "confidence"} if thresholded else None)
+        got = exported.run(batch, exported.outputs)
+        confidence_diff = None
+        if thresholded:
+            confidence_diff = float(np.abs(np.asarray(head.confidence(embeddings)) - got["confidence"][:, 0]).max())
+        check = _compare(expected, got["scores"], len(batch), source, tolerance, confidence_diff)
+        labels_path = _finish(tmp, dest, recognizer.labels, check, "TFLite model")
+    finally:
+        tmp.unlink(missing_ok=True)
+    outputs = ("scores", "confidence") if thresholded else ("scores",)
+    return ExportResult(dest, "tflite", _describe(recognizer), labels_path, check, "image: uint8 1×H×W×3", outputs)
+
+
+def _head_layers(head) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """The head as fully connected layers on the L2-normalised embedding: (weights, bias, relu)."""
+    kind = head.kind
+    if kind == "imprint":
+        counts = np.asarray(head.counts_)
+        # softmax(scale × cosine); a class with no example has cosine -1.
+        weights = head.scale * np.asarray(head.prototypes_, np.float32)
+        bias = np.where(counts > 0, 0.0, -head.scale).astype(np.float32)
+        return [(weights, bias, False)]
+    if kind == "logistic":
+        return [(np.asarray(head.weights_, np.float32), np.asarray(head.bias_, np.float32), False)]
+    if kind == "dense":
+        # Fold the standardisation into the first layer: ((x - m) / s) W1 = x (W1 / s) - (m / s) W1.
+        mean, scale = np.asarray(head.mean_, np.float64), np.asarray(head.scale_, np.float64)
+        w1 = np.asarray(head.W1_, np.float64) / scale[:, None]
+        b1 = np.asarray(head.b1_, np.float64) - (mean / scale) @ np.asarray(head.W1_, np.float64)
+        return [
+            (w1.T.astype(np.float32), b1.astype(np.float32), True),
+            (np.asarray(head.W2_, np.float32).T, np.asarray(head.b2_, np.float32), False),
+        ]
+    raise UsageError(f"cannot export a {kind!r} head to TFLite")
+
+
+def _prototypes(head) -> tuple[np.ndarray, np.ndarray]:
+    """Class means and the bias that gives a class with no example a cosine of -1."""
+    counts = np.asarray(head.class_counts_)
+    return np.asarray(head.prototypes_, np.float32), np.where(counts > 0, 0.0, -1.0).astype(np.float32)
+
+
+def _append_head(model: bytes, embedding_tensor: str, layers, prototypes, info: dict) -> bytes:
+    """A TFLite model whose outputs are the head's ``scores`` (and ``confidence``).
+
+    The embedding tensor is dequantised, flattened and L2-normalised, then
+    the head runs as fully connected layers and a softmax; the backbone's
+    own classifier, no longer needed, is dropped.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    parsed = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    graph = parsed.subgraphs[0]
+    names = [t.name.decode() if isinstance(t.name, bytes) else t.name for t in graph.tensors]
+    if embedding_tensor not in names:
+        raise ModelFileError(f"the backbone has no tensor named {embedding_tensor!r}")
+    embedding = names.index(embedding_tensor)
+    dim = int(np.prod(graph.tensors[embedding].shape[1:]))
+    batch = int(graph.tensors[embedding].shape[0])
+
+    def buffer(data: bytes | None) -> int:
+        entry = schema.BufferT()
+        entry.data = list(data) if data else None
+        parsed.buffers.append(entry)
+        return len(parsed.buffers) - 1
+
+    def tensor(name: str, shape, kind=schema.TensorType.FLOAT32, data: np.ndarray | None = None) -> int:
+        entry = schema.TensorT()
+        entry.name = name
+        entry.shape = list(shape)
+        entry.type = kind
+        entry.buffer = buffer(None if data is None else np.ascontiguousarray(data).tobytes())
+        graph.tensors.append(entry)
+        return len(graph.tensors) - 1
+
+    def opcode(code: int) -> int:
+        for index, existing in enumerate(parsed.operatorCodes):
+            if max(existing.builtinCode, existing.deprecatedBuiltinCode) == code:
+                return index
+        entry = schema.OperatorCodeT()
+        entry.builtinCode = code
+        entry.deprecatedBuiltinCode = min(code, 127)
+        entry.version = 1
+        parsed.operatorCodes.append(entry)
+        return len(parsed.operatorCodes) - 1
+
+    def operator(code: int, inputs, outputs, options_type=0, options=None) -> None:
+        entry = schema.OperatorT()
+        entry.opcodeIndex = opcode(code)
+        entry.inputs, entry.outputs = list(inputs), list(outputs)
+        entry.builtinOptionsType, entry.builtinOptions = options_type, options
+        graph.operators.append(entry)
+
+    def fully_connected(source: int, weights: np.ndarray, bias: np.ndarray, relu: bool, name: str) -> int:
+        options = schema.FullyConnectedOptionsT()
+        options.fusedActivationFunction = schema.ActivationFunctionType.RELU if relu else schema.ActivationFunctionType.NONE
+        w = tensor(f"{name}/weights", weights.shape, data=weights.astype(np.float32))
+        b = tensor(f"{name}/bias", bias.shape, data=bias.astype(np.float32))
+        out = tensor(name, (batch, weights.shape[0]))
+        operator(schema.BuiltinOperator.FULLY_CONNECTED, [source, w, b], [out], schema.BuiltinOptions.FullyConnectedOptions, options)
+        return out
+
+    op = schema.BuiltinOperator
+    source = graph.tensors[embedding]
+    if source.type == schema.TensorType.FLOAT32:
+        as_float = embedding
+    else:
+        as_float = tensor("imagerec/embedding_float", source.shape)
+        operator(op.DEQUANTIZE, [embedding], [as_float])
+    flat = tensor("imagerec/embedding", (batch, dim))
+    shape = tensor("imagerec/embedding_shape", (2,), schema.TensorType.INT32, np.array([batch, dim], np.int32))
+    reshape_options = schema.ReshapeOptionsT()
+    reshape_options.newShape = [batch, dim]
+    operator(op.RESHAPE, [as_float, shape], [flat], schema.BuiltinOptions.ReshapeOptions, reshape_options)
+    normalized = tensor("imagerec/embedding_l2", (batch, dim))
+    operator(op.L2_NORMALIZATION, [flat], [normalized], schema.BuiltinOptions.L2NormOptions, schema.L2NormOptionsT())
+    current = normalized
+    for number, (weights, bias, relu) in enumerate(layers):
+        current = fully_connected(current, weights, bias, relu, f"imagerec/head_{number}")
+    scores = tensor("scores", (batch, layers[-1][0].shape[0]))
+    softmax_options = schema.SoftmaxOptionsT()
+    softmax_options.beta = 1.0
+    operator(op.SOFTMAX, [current], [scores], schema.BuiltinOptions.SoftmaxOptions, softmax_options)
+    outputs = [scores]
+    if prototypes:
+        means, bias = prototypes
+        cosine = fully_connected(normalized, means, bias, False, "imagerec/cosine")
+        axis = tensor("imagerec/class_axis", (1,), schema.TensorType.INT32, np.array([1], np.int32))
+        confidence = tensor("confidence", (batch,))
+        reducer = schema.ReducerOptionsT()
+        reducer.keepDims = False
+        operator(op.REDUCE_MAX, [cosine, axis], [confidence], schema.BuiltinOptions.ReducerOptions, reducer)
+        outputs.append(confidence)
+    graph.outputs = outputs
+    _drop_unused_operators(parsed, graph)
+    parsed.signatureDefs = []  # they name the old outputs
+    metadata = schema.MetadataT()
+    metadata.name = "imagerec"
+    metadata.buffer = buffer(json.dumps(info).encode())
+    parsed.metadata = [*(parsed.metadata or []), metadata]
+    builder = flatbuffers.Builder(len(model) + (1 << 20))
+    builder.Finish(parsed.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _drop_unused_operators(parsed, graph) -> None:
+    """Remove operators nothing downstream of the outputs needs, and free their weights."""
+    needed = set(graph.outputs)
+    keep = [False] * len(graph.operators)
+    for index in range(len(graph.operators) - 1, -1, -1):  # operators are stored in execution order
+        operator = graph.operators[index]
+        if any(out in needed for out in operator.outputs):
+            keep[index] = True
+            needed.update(i for i in operator.inputs if i >= 0)
+    dropped = [op for op, kept in zip(graph.operators, keep) if not kept]
+    graph.operators = [op for op, kept in zip(graph.operators, keep) if kept]
+    still_used = {i for op in graph.operators for i in (*op.inputs, *op.outputs)} | set(graph.inputs) | set(graph.outputs)
+    for operator in dropped:
+        for index in (*operator.inputs, *operator.outputs):
+            if index >= 0 and index not in still_used:
+                buffer = graph.tensors[index].buffer
+                if buffer > 0:
+                    parsed.buffers[buffer].data = None  # the dead classifier's weights take no space
+

@@ -1,0 +1,125 @@
+"""Export round trips: a learned recognizer to one TFLite graph, a trained Keras
+model to one ONNX graph, each checked against the original on the shared
+photos; and the exported files give the original's predictions again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import imagerec
+from imagerec.errors import ModelFileError, UsageError
+from imagerec.export import TOLERANCE, export
+from imagerec.recognizer import Recognizer
+
+
+@pytest.fixture(scope="module")
+def sample_photos(photos_dir: Path) -> list[str]:
+    return [str(p) for p in sorted(photos_dir.iterdir()) if p.suffix in (".jpg", ".bmp")]
+
+
+@pytest.fixture(scope="module")
+def learned(photos_dir: Path) -> Recognizer:
+    shots = photos_dir / "few-shot"
+    data = {
+        "cat": [shots / "cat_train_0.bmp", photos_dir / "cat_720p.jpg"],
+        "dog": [shots / "dog_train_0.bmp"],
+        "hot dog": [shots / "hotdog_train_0.bmp", shots / "hotdog_train_1.bmp"],
+    }
+    return imagerec.learn({k: [str(p) for p in v] for k, v in data.items()}, head="imprint", cache=False)
+
+
+def test_learned_recognizer_to_one_tflite_graph(learned, sample_photos, photos_dir, tmp_path):
+    saved = learned.save(tmp_path / "snacks.imagerec")
+    result = export(saved, "tflite", samples=sample_photos)
+    assert result.path == tmp_path / "snacks.tflite" and result.path.is_file()
+    assert result.check.ok and result.check.samples == len(sample_photos)
+    assert result.check.max_abs_diff <= TOLERANCE and result.check.top1_agree == len(sample_photos)
+    assert result.outputs == ("scores", "confidence")  # the learned threshold's input travels too
+    assert result.labels_path.read_text().split("\n")[:3] == ["cat", "dog", "hot dog"]
+
+    # The exported file is a plain TFLite model: imagerec (or any LiteRT user) runs it alone.
+    exported = imagerec.load(result.path, labels=result.labels_path)
+    photos = [str(photos_dir / name) for name in ("cat_1080p.jpg", "hot_dog.jpg", "pets.jpg")]
+    np.testing.assert_allclose(exported.predict_proba(photos), learned.predict_proba(photos), atol=TOLERANCE)
+    assert [p[0].label for p in exported.predict(photos, top_k=1)][:2] == ["cat", "hot dog"]
+    # The backbone's 1001-class classifier was dropped: the file is smaller than the backbone alone.
+    assert result.path.stat().st_size < (photos_dir.parent / "models" / "mobilenet_v2_1.0_224_quant.tflite").stat().st_size
+
+
+@pytest.mark.parametrize("head", ["logistic", "dense"])
+def test_trained_heads_export_too(head, photos_dir, tmp_path):
+    shots = photos_dir / "few-shot"
+    data = {
+        "cat": [str(shots / "cat_train_0.bmp"), str(photos_dir / "cat_720p.jpg")],
+        "hot dog": [str(shots / "hotdog_train_0.bmp"), str(shots / "hotdog_train_1.bmp")],
+    }
+    options = {"epochs": 5} if head == "dense" else None
+    model = imagerec.learn(data, head=head, head_options=options, threshold=None, cache=False)
+    result = export(model, "tflite", tmp_path / f"{head}.tflite")  # synthetic samples
+    assert result.check.ok and result.check.sample_source == "synthetic"
+    assert result.outputs == ("scores",)
+
+
+def test_a_failed_check_writes_nothing(learned, tmp_path):
+    with pytest.raises(ModelFileError, match="differs from the original"):
+        export(learned, "tflite", tmp_path / "strict.tflite", tolerance=1e-12)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def keras_file(tmp_path_factory) -> Path:
+    from imagerec.architectures import course_cnn
+    from imagerec.keras_io import save_model
+
+    model = course_cnn(input_shape=(32, 32, 3), num_classes=3, width=8)
+    folder = tmp_path_factory.mktemp("keras")
+    return save_model(
+        model, folder / "tiny.keras", classes=["a", "b", "c"], preprocessing=imagerec.Preprocessing(size=(32, 32), normalization="tf")
+    )
+
+
+def test_keras_model_to_one_onnx_graph_with_uint8_input(keras_file, sample_photos, photos_dir, tmp_path):
+    import onnx
+
+    from imagerec.backends.onnx import OnnxBackend
+
+    result = export(keras_file, "onnx", tmp_path / "tiny.onnx", samples=sample_photos[:4])
+    assert result.check.ok and result.check.max_abs_diff <= TOLERANCE
+    proto = onnx.load(str(result.path))
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8  # normalisation is inside
+    info = json.loads({p.key: p.value for p in proto.metadata_props}["imagerec"])
+    assert info["labels"] == ["a", "b", "c"] and info["preprocessing"]["normalization"] == "tf"
+
+    original = imagerec.load(keras_file)
+    exported = Recognizer(OnnxBackend(result.path), ["a", "b", "c"], imagerec.Preprocessing(size=(32, 32)))
+    photos = [str(photos_dir / name) for name in ("owl.jpg", "face.jpg")]
+    np.testing.assert_allclose(exported.predict_proba(photos), original.predict_proba(photos), atol=TOLERANCE)
+
+
+def test_unsupported_combinations_say_what_works(keras_file, learned, tmp_path):
+    with pytest.raises(UsageError, match="tflite needs TensorFlow"):
+        export(keras_file, "tflite", tmp_path / "x.tflite")
+    with pytest.raises(UsageError, match="exports to tflite"):
+        export(learned, "onnx", tmp_path / "x.onnx")
+    with pytest.raises(UsageError, match="keras is not available"):
+        export(keras_file, "keras")
+    with pytest.raises(UsageError, match="unknown export format"):
+        export(keras_file, "coreml")
+    with pytest.raises(UsageError, match="not a learned recognizer"):
+        export(imagerec.load("mobilenet_v2"), "tflite", tmp_path / "x.tflite")
+    with pytest.raises(UsageError, match="must end in .onnx"):
+        export(keras_file, "onnx", tmp_path / "x.tflite")
+
+
+def test_cli_export(learned, sample_photos, tmp_path):
+    from imagerec.cli._app import run_app
+
+    saved = learned.save(tmp_path / "pets.imagerec")
+    out = tmp_path / "out" / "pets.tflite"
+    code = run_app(["export", str(saved), "--format", "tflite", "--output", str(out), "--samples", sample_photos[0]])
+    assert code == 0 and out.is_file()
+    assert run_app(["export", str(saved), "--format", "onnx"]) == 2  # a usage error, one line
