@@ -376,6 +376,27 @@ def test_full_queue_gives_503_and_recovers():
     assert metric_value(metrics_text, "imagerec_queue_depth", model="gated") == 2
 
 
+def test_uploads_held_at_once_are_bounded():
+    app, backend = gated_app(max_request_bytes=600_000, max_inflight_bytes=1_000_000)
+    padded = tiny_png() + b"\0" * 500_000  # Pillow ignores what follows the PNG's end
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            send = lambda: http.post("/v1/predict", content=padded, headers={"content-type": "image/png"})  # noqa: E731
+            held = asyncio.create_task(send())
+            while not backend.entered.is_set():
+                await asyncio.sleep(0.01)
+            refused = await send()  # 500 kB more would pass the 1 MB budget
+            backend.gate.set()
+            return refused, await held, await send()
+
+    refused, held, after = asyncio.run(scenario())
+    assert_error(refused, 503, "holding")
+    assert refused.headers["retry-after"] == "1"
+    assert held.status_code == 200 and after.status_code == 200  # the budget was given back
+
+
 def test_request_timeout_gives_504_and_the_server_keeps_serving():
     app, backend = gated_app(request_timeout=0.3)
     png = tiny_png()

@@ -26,6 +26,9 @@ def serve(
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Images in flight per model before 503."),
     max_images: int = typer.Option(16, "--max-images", min=1, help="Most images in one request."),
     max_request_mb: float = typer.Option(40.0, "--max-request-mb", min=0.001, help="Largest request body, MiB (413 above)."),
+    max_inflight_mb: float = typer.Option(
+        256.0, "--max-inflight-mb", min=0.001, help="Request bodies held at once, all requests, MiB (503 above)."
+    ),
     max_image_mb: float = typer.Option(20.0, "--max-image-mb", min=0.001, help="Largest image file, MiB (413 above)."),
     max_pixels: int = typer.Option(50_000_000, "--max-pixels", min=1, help="Largest image in pixels (400 above)."),
     timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds before a request is abandoned (504)."),
@@ -49,6 +52,7 @@ def serve(
         max_images=max_images,
         max_request_bytes=int(max_request_mb * 1024 * 1024),
         max_image_bytes=int(max_image_mb * 1024 * 1024),
+        max_inflight_bytes=int(max_inflight_mb * 1024 * 1024),
         max_pixels=max_pixels,
         request_timeout=timeout,
         num_threads=threads,

@@ -28,6 +28,7 @@ from ..recognizer import Recognizer
 from .auth import ApiKeys
 from .config import ServeConfig
 from .metrics import Metrics
+from .payloads import BodyBudget
 from .routers import predict, system, teach, ui, vision
 from .routers._http import ApiError, error_response
 from .service import ModelRegistry
@@ -87,6 +88,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.registry = registry
     app.state.api_keys = ApiKeys(config.api_keys)
+    app.state.body_budget = BodyBudget(config.max_inflight_bytes)
     app.state.teacher = Teacher(registry) if config.teach else None
     for module in (predict, vision, system, teach, ui):
         app.include_router(module.router)

@@ -24,7 +24,8 @@ __all__ = ["ServeConfig", "read_api_keys"]
 class ServeConfig:
     """How the service batches, what it accepts and whom it answers.
 
-    ``max_request_bytes`` bounds a whole request body (413 above it);
+    ``max_request_bytes`` bounds a whole request body (413 above it) and
+    ``max_inflight_bytes`` all bodies held at once (503 above it);
     ``max_image_bytes`` / ``max_pixels`` bound each image (413 / 400).
     ``max_queue`` bounds the images admitted and not yet answered, per
     model (503 with ``Retry-After`` above it). ``api_keys`` empty means no
@@ -39,6 +40,7 @@ class ServeConfig:
     max_request_bytes: int = 40 * 1024 * 1024
     max_image_bytes: int = 20 * 1024 * 1024  # Cloud Vision's image file limit
     max_pixels: int = 50_000_000
+    max_inflight_bytes: int = 256 * 1024 * 1024  # request bodies held at once, all requests together
     request_timeout: float = 30.0
     decode_workers: int | None = None
     num_threads: int | None = None
@@ -48,12 +50,17 @@ class ServeConfig:
     max_taught_models: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "max_queue", "max_images", "max_top_k", "max_request_bytes", "max_image_bytes", "max_pixels", "max_taught_models"):
+        for name in ("max_batch", "max_queue", "max_images", "max_top_k", "max_request_bytes", "max_image_bytes", "max_pixels", "max_taught_models", "max_inflight_bytes"):
             value = getattr(self, name)
             if value < 1:
                 raise UsageError(f"{name} must be at least 1, got {value}")
         if self.max_wait_ms < 0:
             raise UsageError(f"max_wait_ms must be 0 or more, got {self.max_wait_ms}")
+        if self.max_inflight_bytes < self.max_request_bytes:
+            raise UsageError(
+                f"max_inflight_bytes ({self.max_inflight_bytes:,}) must be at least max_request_bytes "
+                f"({self.max_request_bytes:,}), or no request of the largest size could ever be served"
+            )
         if self.request_timeout <= 0:
             raise UsageError(f"request_timeout must be positive, got {self.request_timeout}")
 

@@ -18,18 +18,23 @@ imagerec.errors.UsageError: the request body is not valid JSON (line 1, column 1
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Mapping
 
+import threading
+
 from ..errors import ImageDecodeError, ImagerecError, UsageError
+from .batching import QueueFullError
 from .service import NamedImage
 
 __all__ = [
     "RequestTooLargeError",
     "UnsupportedMediaTypeError",
+    "BodyBudget",
     "PredictRequest",
     "AnnotateItem",
     "read_body",
@@ -38,6 +43,7 @@ __all__ = [
     "parse_predict",
     "parse_form",
     "parse_annotate",
+    "parse_annotate_async",
     "media_type",
 ]
 
@@ -87,6 +93,62 @@ class AnnotateItem:
     max_results: int = DEFAULT_MAX_RESULTS
 
 
+class BodyBudget:
+    """Bytes of request bodies held at once, over all requests together.
+
+    Each request takes a ticket; reading its body draws on the budget and
+    the ticket gives it back when the request is answered. When the budget
+    is spent, :class:`~imagerec.serving.batching.QueueFullError` (503)
+    refuses the request, so many large uploads at once cannot exhaust memory.
+
+    >>> budget = BodyBudget(100)
+    >>> with budget.ticket() as ticket:
+    ...     ticket.take(60)
+    ...     budget.used
+    60
+    >>> budget.used
+    0
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def ticket(self) -> "BodyTicket":
+        return BodyTicket(self)
+
+
+class BodyTicket:
+    """One request's share of a :class:`BodyBudget`."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self.budget = budget
+        self.held = 0
+
+    def take(self, size: int) -> None:
+        budget = self.budget
+        with budget._lock:
+            if budget.used + size > budget.limit:
+                raise QueueFullError(
+                    f"the server is already holding {budget.used:,} bytes of uploads (limit {budget.limit:,}); "
+                    "retry in a moment"
+                )
+            budget.used += size
+            self.held += size
+
+    def release(self) -> None:
+        with self.budget._lock:
+            self.budget.used -= self.held
+            self.held = 0
+
+    def __enter__(self) -> "BodyTicket":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
 def media_type(content_type: str | None) -> str:
     """``"multipart/form-data; boundary=x"`` -> ``"multipart/form-data"``.
 
@@ -96,13 +158,17 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-async def read_body(chunks: AsyncIterator[bytes], declared_length: str | None, limit: int) -> bytes:
+async def read_body(
+    chunks: AsyncIterator[bytes], declared_length: str | None, limit: int, ticket: BodyTicket | None = None
+) -> bytes:
     """The whole body, refusing it as soon as it is known to exceed ``limit``.
 
     A declared ``Content-Length`` over the limit is refused before a byte is
     read; a chunked body is counted as it arrives, so at most ``limit``
-    bytes are ever held.
+    bytes are ever held. With a ``ticket``, the bytes are also drawn from
+    the server-wide budget (the declared length at once).
     """
+    reserved = 0
     if declared_length is not None:
         try:
             declared = int(declared_length)
@@ -110,12 +176,18 @@ async def read_body(chunks: AsyncIterator[bytes], declared_length: str | None, l
             raise UsageError(f"Content-Length must be a number, got {declared_length[:40]!r}") from None
         if declared > limit:
             raise RequestTooLargeError(_too_large(declared, limit))
+        if ticket is not None and declared > 0:
+            ticket.take(declared)
+            reserved = declared
     parts: list[bytes] = []
     received = 0
     async for chunk in chunks:
         received += len(chunk)
         if received > limit:
             raise RequestTooLargeError(_too_large(received, limit, at_least=True))
+        if ticket is not None and received > reserved:
+            ticket.take(received - reserved)
+            reserved = received
         parts.append(chunk)
     return b"".join(parts)
 
@@ -158,7 +230,7 @@ async def parse_predict(headers: Mapping[str, str], body: bytes, max_images: int
     if kind == "multipart/form-data":
         request = await _parse_multipart(headers, body, max_images)
     elif kind == "application/json":
-        request = _parse_predict_json(parse_json(body), max_images)
+        request = await _off_the_loop_if_large(len(body), lambda: _parse_predict_json(parse_json(body), max_images))
     elif kind.startswith("image/") or kind == "application/octet-stream":
         if not body:
             raise UsageError("the request body is empty (expected the bytes of an image)")
@@ -239,6 +311,22 @@ def _parse_predict_json(document: Any, max_images: int) -> PredictRequest:
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool)):
         raise UsageError(f"'top_k' must be an integer, got {top_k!r}")
     return PredictRequest(images, model=model or None, top_k=top_k)
+
+
+async def parse_annotate_async(body: bytes, max_images: int) -> list[AnnotateItem]:
+    """:func:`parse_annotate`, on a worker thread when the body is large."""
+    return await _off_the_loop_if_large(len(body), lambda: parse_annotate(body, max_images))
+
+
+# JSON and base64 of a few megabytes take tens of milliseconds: above this
+# size they run on a worker thread so the event loop keeps serving others.
+_LARGE_BODY = 512 * 1024
+
+
+async def _off_the_loop_if_large(size: int, work):
+    if size < _LARGE_BODY:
+        return work()
+    return await asyncio.to_thread(work)
 
 
 def parse_annotate(body: bytes, max_images: int) -> list[AnnotateItem]:

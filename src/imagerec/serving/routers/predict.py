@@ -44,14 +44,15 @@ async def predict(
 ) -> JSONResponse:
     settings = config(request)
     try:
-        async with asyncio.timeout(settings.request_timeout):
-            body = await payloads.read_body(
-                request.stream(), request.headers.get("content-length"), settings.max_request_bytes
-            )
-            parsed = await payloads.parse_predict(request.headers, body, settings.max_images)
-            host = registry(request).get(model or parsed.model)
-            wanted = top_k if top_k is not None else parsed.top_k if parsed.top_k is not None else DEFAULT_TOP_K
-            outcomes = await host.predict(parsed.images, wanted)
+        with request.app.state.body_budget.ticket() as ticket:
+            async with asyncio.timeout(settings.request_timeout):
+                body = await payloads.read_body(
+                    request.stream(), request.headers.get("content-length"), settings.max_request_bytes, ticket
+                )
+                parsed = await payloads.parse_predict(request.headers, body, settings.max_images)
+                host = registry(request).get(model or parsed.model)
+                wanted = top_k if top_k is not None else parsed.top_k if parsed.top_k is not None else DEFAULT_TOP_K
+                outcomes = await host.predict(parsed.images, wanted)
     except (ImagerecError, TimeoutError) as exc:
         raise api_error(exc, settings) from exc
     results = []

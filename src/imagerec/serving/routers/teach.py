@@ -31,13 +31,14 @@ async def teach(request: Request) -> JSONResponse:
     if teacher is None:
         raise ApiError(404, "teaching is turned off on this server")
     try:
-        # Learning embeds the photos on the CPU: allow it more time than a prediction.
-        async with asyncio.timeout(settings.request_timeout * 4):
-            body = await payloads.read_body(
-                request.stream(), request.headers.get("content-length"), settings.max_request_bytes
-            )
-            images, fields = await payloads.parse_form(request.headers, body, settings.max_images)
-            host = await teacher.teach(fields.get("model") or DEFAULT_MODEL, fields.get("label", ""), images)
+        with request.app.state.body_budget.ticket() as ticket:
+            # Learning embeds the photos on the CPU: allow it more time than a prediction.
+            async with asyncio.timeout(settings.request_timeout * 4):
+                body = await payloads.read_body(
+                    request.stream(), request.headers.get("content-length"), settings.max_request_bytes, ticket
+                )
+                images, fields = await payloads.parse_form(request.headers, body, settings.max_images)
+                host = await teacher.teach(fields.get("model") or DEFAULT_MODEL, fields.get("label", ""), images)
     except (ImagerecError, TimeoutError) as exc:
         raise api_error(exc, settings) from exc
     recognizer = host.recognizer

@@ -41,14 +41,15 @@ async def annotate(
 ) -> JSONResponse:
     settings = config(request)
     try:
-        async with asyncio.timeout(settings.request_timeout):
-            body = await payloads.read_body(
-                request.stream(), request.headers.get("content-length"), settings.max_request_bytes
-            )
-            items = payloads.parse_annotate(body, settings.max_images)
-            host = registry(request).get(model)
-            deepest = min(settings.max_top_k, max(item.max_results for item in items))
-            outcomes = await host.predict([item.image for item in items], deepest)
+        with request.app.state.body_budget.ticket() as ticket:
+            async with asyncio.timeout(settings.request_timeout):
+                body = await payloads.read_body(
+                    request.stream(), request.headers.get("content-length"), settings.max_request_bytes, ticket
+                )
+                items = await payloads.parse_annotate_async(body, settings.max_images)
+                host = registry(request).get(model)
+                deepest = min(settings.max_top_k, max(item.max_results for item in items))
+                outcomes = await host.predict([item.image for item in items], deepest)
     except (ImagerecError, TimeoutError) as exc:
         raise api_error(exc, settings) from exc
     responses = []
