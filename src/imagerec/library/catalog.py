@@ -35,6 +35,7 @@ import json
 import os
 import sqlite3
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -219,6 +220,8 @@ class Catalog:
     ) -> None:
         self.path = Path(path)
         self._lock_handle = None
+        self._changed = False
+        self._models_cache: tuple[tuple, list] | None = None
         exists = self.path.is_file()
         if not exists and (readonly or not create):
             raise CatalogError(
@@ -294,12 +297,23 @@ class Catalog:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: all of it is committed, or none of it."""
         self.db.execute("BEGIN IMMEDIATE")
+        self._changed = False
         try:
             yield self.db
+            if self._changed:
+                # One counter that moves with every change readers may cache (vector indexes).
+                self.db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('generation', '1') ON CONFLICT(key)"
+                    " DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                )
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def mark_changed(self) -> None:
+        """Note, inside a transaction, that photos or their analyses changed."""
+        self._changed = True
 
     # -- the writer lock ---------------------------------------------------
 
@@ -370,6 +384,7 @@ class Catalog:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('root', ?)", (stored,))
             self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?)", (now(),))
+            self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('catalog_id', ?)", (uuid.uuid4().hex,))
 
     @property
     def root(self) -> Path:
@@ -413,13 +428,18 @@ class Catalog:
         return int(cursor.lastrowid)
 
     def models(self) -> list[ModelRow]:
+        key = tuple(self.db.execute("SELECT count(*), max(id) FROM models").fetchone())
+        if self._models_cache is not None and self._models_cache[0] == key:
+            return list(self._models_cache[1])
         rows = self.db.execute(
             "SELECT id, name, sha256, version, labels, synonyms, embedding_dim, top_k, source FROM models ORDER BY id"
         ).fetchall()
-        return [
+        models = [
             ModelRow(r[0], r[1], r[2], r[3], json.loads(r[4]), [tuple(s) for s in json.loads(r[5])], r[6], r[7], r[8])
             for r in rows
         ]
+        self._models_cache = (key, models)
+        return list(models)
 
     def model(self, name: str | None = None, *, embedding: bool = False) -> ModelRow:
         """The model named ``name`` (or the first one, or the first with embeddings)."""
@@ -498,6 +518,7 @@ class Catalog:
             "INSERT INTO predictions (content_id, model_id, label, score) VALUES (?, ?, ?, ?)",
             [(content_id, model_id, int(label), float(score)) for label, score in predictions],
         )
+        self._changed = True
         if embedding is not None:
             self.db.execute(
                 "INSERT OR REPLACE INTO embeddings (content_id, model_id, vector) VALUES (?, ?, ?)",
@@ -506,6 +527,7 @@ class Catalog:
         self.db.execute("INSERT OR IGNORE INTO analyses (content_id, model_id) VALUES (?, ?)", (content_id, model_id))
 
     def put_file(self, path: str, size: int, mtime_ns: int, content_id: int | None, status: str, error: str | None) -> None:
+        self._changed = True
         self.db.execute(
             "INSERT INTO files (path, size, mtime_ns, content_id, status, error, indexed_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size = excluded.size,"
@@ -516,6 +538,7 @@ class Catalog:
 
     def move_file(self, file_id: int, new_path: str, size: int, mtime_ns: int) -> None:
         """Give an existing row (and so its history) a new path."""
+        self._changed = True
         self.db.execute("DELETE FROM files WHERE path = ? AND id != ?", (new_path, file_id))
         self.db.execute(
             "UPDATE files SET path = ?, size = ?, mtime_ns = ?, status = 'ok', error = NULL, indexed_at = ? WHERE id = ?",
@@ -523,6 +546,7 @@ class Catalog:
         )
 
     def mark_gone(self, file_ids: Sequence[int]) -> None:
+        self._changed = self._changed or bool(file_ids)
         self.db.executemany("UPDATE files SET status = 'gone' WHERE id = ?", [(i,) for i in file_ids])
 
     def drop_orphans(self) -> int:
@@ -530,6 +554,7 @@ class Catalog:
         cursor = self.db.execute(
             "DELETE FROM contents WHERE id NOT IN (SELECT content_id FROM files WHERE content_id IS NOT NULL)"
         )
+        self._changed = self._changed or cursor.rowcount > 0
         return cursor.rowcount
 
     # -- reading for search ------------------------------------------------
@@ -573,14 +598,8 @@ class Catalog:
         return ids, matrix
 
     def embedding_stamp(self, model_id: int) -> str:
-        """Changes whenever the set of present embeddings may have changed."""
-        count, top = self.db.execute(
-            "SELECT count(*), coalesce(max(content_id), 0) FROM embeddings WHERE model_id = ?", (model_id,)
-        ).fetchone()
-        files = self.db.execute(
-            "SELECT count(*), coalesce(max(id), 0), coalesce(sum(status = 'ok'), 0) FROM files"
-        ).fetchone()
-        return f"{count}:{top}:{files[0]}:{files[1]}:{files[2]}"
+        """Changes whenever the set of present embeddings may have changed (costs one lookup)."""
+        return f"{self.meta('catalog_id') or self.path.resolve()}:{self.meta('generation') or 0}:{model_id}"
 
     def stats(self) -> dict:
         counts = dict(self.db.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())

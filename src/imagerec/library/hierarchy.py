@@ -115,25 +115,29 @@ class Hierarchy:
         forms = word_forms(query)
         if not forms[0]:
             return {}
+        by_name, by_synset = self._lookup(tuple(labels), None if synonyms is None else tuple(map(tuple, synonyms)))
         found: dict[int, str] = {}
-        names_per_label = synonyms if synonyms is not None else [(label,) for label in labels]
-        for index, names in enumerate(names_per_label):
-            normal = {normalize(name) for name in names}
-            for form in forms:
-                if form in normal:
-                    found[index] = form
-                    break
-        wanted: dict[int, str] = {}
         for form in forms:
-            for offset in self._by_lemma.get(form, ()):
-                wanted.setdefault(offset, form)
-        if wanted:
-            for index, offsets in enumerate(self.class_synsets(labels)):
-                if index in found:
-                    continue
-                for offset in offsets:
-                    hits = wanted.keys() & (self.ancestors(offset) | {offset})
-                    if hits:
-                        found[index] = wanted[min(hits)]
-                        break
+            for index in by_name.get(form, ()):
+                found.setdefault(index, form)
+        for form in forms:
+            for offset in sorted(self._by_lemma.get(form, ())):
+                for index in by_synset.get(offset, ()):
+                    found.setdefault(index, form)
         return found
+
+    @lru_cache(maxsize=16)
+    def _lookup(self, labels: tuple[str, ...], synonyms: tuple[tuple[str, ...], ...] | None):
+        """For one label list: normalised name -> label indices, synset (or ancestor) -> label indices."""
+        by_name: dict[str, list[int]] = {}
+        for index, names in enumerate(synonyms if synonyms is not None else [(label,) for label in labels]):
+            for name in {normalize(name) for name in names}:
+                by_name.setdefault(name, []).append(index)
+        by_synset: dict[int, list[int]] = {}
+        for index, offsets in enumerate(self.class_synsets(labels)):
+            reach: set[int] = set()
+            for offset in offsets:
+                reach |= self.ancestors(offset) | {offset}
+            for offset in reach:
+                by_synset.setdefault(offset, []).append(index)
+        return by_name, by_synset

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import difflib
+import heapq
 import hashlib
 import os
 import threading
@@ -127,6 +128,7 @@ def search(
     with _Opened(catalog) as cat:
         models = [cat.model(model)] if model else cat.models()
         best: dict[int, tuple[float, str, str, str]] = {}
+        floor = min_score  # rises to the limit-th best score found so far: later labels read less
         for row in models:
             matched = _hierarchy().match(query, row.labels, row.synonyms)
             for label, via in matched.items():
@@ -135,11 +137,13 @@ def search(
                     " WHERE p.model_id = ? AND p.label = ? AND p.score >= ?"
                     " AND EXISTS (SELECT 1 FROM files f WHERE f.content_id = p.content_id AND f.status = 'ok')"
                     " ORDER BY p.score DESC LIMIT ?",
-                    (row.id, label, min_score, limit),
+                    (row.id, label, floor, limit),
                 )
                 for content_id, score in rows:
                     if content_id not in best or score > best[content_id][0]:
                         best[content_id] = (score, row.labels[label], row.name, via)
+                if len(best) >= limit:
+                    floor = max(floor, heapq.nlargest(limit, (entry[0] for entry in best.values()))[-1])
         ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))[:limit]
         paths = cat.paths_of([content_id for content_id, _ in ranked])
         root = str(cat.root)
