@@ -14,7 +14,10 @@ the model alone on decoded batches). Each cell is the median of
 
 The clients run on the same machine as the server and take CPU from it;
 the numbers are a floor for a dedicated server. Results: a table on stdout
-and ``bench/results/serve_load.json``.
+and ``bench/results/serve_load.json``. Because throughput on a shared machine
+moves with the neighbours' load, the table also gives the server process's
+CPU time per image (from /proc) next to the in-process CPU time per image:
+their ratio is the service's overhead, whatever else runs.
 """
 
 from __future__ import annotations
@@ -66,8 +69,9 @@ class InProcess:
         list(self.recognizer.predict_files(self.sources[:8]))  # warm up
 
     def decode_and_model(self) -> float:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         done = sum(1 for result in self.recognizer.predict_files(self.sources) if result.ok)
+        self.cpu_ms_per_image = (time.process_time() - cpu) / max(1, done) * 1000
         return done / (time.perf_counter() - started)
 
     def model_only(self) -> float:
@@ -102,6 +106,14 @@ class Server:
                 time.sleep(0.2)
         self.stop()
         sys.exit(f"server did not become ready; see {log}")
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the server process has used (Linux), to tell its cost from the clients'."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
 
     def stop(self) -> None:
         self.process.terminate()
@@ -195,12 +207,22 @@ def main() -> None:
             for concurrency in args.concurrency:
                 # The CPU is shared with other work whose load changes: the
                 # in-process baseline is measured right next to each run.
-                runs, near = [], []
+                runs, near, near_cpu, server_cpu = [], [], [], []
                 for _ in range(args.repeats):
                     near.append(local.decode_and_model())
-                    runs.append(asyncio.run(load(server.url, images, concurrency, args.requests, args.seconds)))
+                    near_cpu.append(local.cpu_ms_per_image)
+                    before = server.cpu_seconds()
+                    run = asyncio.run(load(server.url, images, concurrency, args.requests, args.seconds))
+                    after = server.cpu_seconds()
+                    if before is not None and after is not None and run["ok"]:
+                        server_cpu.append((after - before) / run["ok"] * 1000)
+                    runs.append(run)
                 baselines.extend(near)
                 cell = median_run(runs)
+                # CPU per image is steadier than throughput on a shared machine:
+                # the server's cost next to the same work done in-process.
+                cell["server_cpu_ms_per_image"] = round(statistics.median(server_cpu), 2) if server_cpu else None
+                cell["in_process_cpu_ms_per_image"] = round(statistics.median(near_cpu), 2)
                 cell.update(mode=label, max_batch=max_batch, concurrency=concurrency)
                 cell["in_process_images_per_s"] = round(statistics.median(near), 1)
                 cell["vs_in_process"] = round(
@@ -216,13 +238,14 @@ def main() -> None:
 
     print()
     header = (f"{'mode':15s} {'C':>3s} {'images/s':>9s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} "
-              f"{'errors':>6s} {'in-process':>10s} {'ratio':>6s}")
+              f"{'errors':>6s} {'in-process':>10s} {'ratio':>6s} {'CPU ms/img server':>17s} {'in-process':>10s}")
     print(header)
     print("-" * len(header))
     for row in rows:
         print(f"{row['mode']:15s} {row['concurrency']:3d} {row['images_per_s']:9.1f} {row['p50_ms']:8.1f} "
               f"{row['p95_ms']:8.1f} {row['p99_ms']:8.1f} {row['errors']:6d} {row['in_process_images_per_s']:10.1f} "
-              f"{row['vs_in_process']:6.0%}")
+              f"{row['vs_in_process']:6.0%} {row['server_cpu_ms_per_image'] or float('nan'):17.2f} "
+              f"{row['in_process_cpu_ms_per_image']:10.2f}")
     baseline = {
         "decode_and_model_images_per_s": round(statistics.median(baselines), 1),
         "model_only_images_per_s": round(statistics.median(model_only), 1),

@@ -120,3 +120,23 @@ def test_close_finishes_queued_work_and_refuses_new():
 def test_bad_settings(option):
     with pytest.raises(UsageError):
         MicroBatcher(lambda items: items, **option)
+
+
+def test_a_lone_item_does_not_wait_when_nothing_else_is_coming():
+    fn = Recorder()
+    batcher = MicroBatcher(fn, max_batch=8, max_wait=60.0, expecting=lambda: 0)
+    assert batcher.submit(4).result(timeout=10) == 40  # not held for the 60 s max_wait
+    batcher.close()
+
+
+def test_the_worker_waits_for_items_on_their_way():
+    on_their_way = [1]
+    fn = Recorder()
+    batcher = MicroBatcher(fn, max_batch=8, max_wait=60.0, expecting=lambda: on_their_way[0])
+    first = batcher.submit(1)
+    threading.Event().wait(0.05)  # the worker holds item 1, waiting for the one on its way
+    on_their_way[0] = 0
+    second = batcher.submit(2)
+    assert (first.result(10), second.result(10)) == (10, 20)
+    assert fn.sizes == [2]
+    batcher.close()

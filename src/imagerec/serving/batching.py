@@ -5,7 +5,9 @@ A :class:`MicroBatcher` owns one worker thread and a bounded queue. Callers
 waits at most ``max_wait`` seconds for more (never longer than it takes to
 fill ``max_batch``), runs the batch function once, and hands each caller its
 own result. While a batch runs, new items queue up, so under load batches
-fill without any waiting at all. A full queue refuses new items at once with
+fill without any waiting at all. With ``expecting`` (how many items are on
+their way, e.g. still being decoded) the worker waits only while something
+is on its way, so a lone request is never held back. A full queue refuses new items at once with
 :class:`QueueFullError` instead of letting memory grow.
 
 >>> import numpy as np
@@ -64,6 +66,7 @@ class MicroBatcher(Generic[T, R]):
         max_wait: float = 0.005,
         max_queue: int = 256,
         on_batch: Callable[[BatchStats], None] | None = None,
+        expecting: Callable[[], int] | None = None,
         name: str = "batcher",
     ) -> None:
         if max_batch < 1:
@@ -77,6 +80,7 @@ class MicroBatcher(Generic[T, R]):
         self.max_wait = max_wait
         self.max_queue = max_queue
         self.on_batch = on_batch
+        self.expecting = expecting
         self._queue: queue.Queue[tuple[T, Future] | None] = queue.Queue(maxsize=max_queue)
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._work, name=f"imagerec-{name}", daemon=True)
@@ -143,7 +147,7 @@ class MicroBatcher(Generic[T, R]):
                     entry = self._queue.get_nowait()
                 except queue.Empty:
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                    if remaining <= 0 or (self.expecting is not None and self.expecting() <= 0):
                         break
                     try:
                         entry = self._queue.get(timeout=remaining)

@@ -96,6 +96,7 @@ class ModelHost:
         self._pool = decode_pool
         self._lock = threading.Lock()
         self._admitted = 0
+        self._decoding = 0  # admitted images not yet handed to the batcher
         self.batcher: MicroBatcher[tuple[np.ndarray, int], list[Prediction]] = MicroBatcher(
             self._run_batch,
             max_batch=config.max_batch,
@@ -104,6 +105,8 @@ class ModelHost:
             # the batcher's own bound is only a second line of defence.
             max_queue=config.max_queue,
             on_batch=self._record_batch,
+            # Wait for more only while admitted images are still being decoded.
+            expecting=lambda: self._decoding,
             name=f"batcher-{name}",
         )
 
@@ -155,6 +158,7 @@ class ModelHost:
                     f"{self.config.max_queue}); retry in a moment"
                 )
             self._admitted += count
+            self._decoding += count
             self.metrics.queue_depth.set(self._admitted, model=self.name)
 
     def _release(self, count: int) -> None:
@@ -162,14 +166,21 @@ class ModelHost:
             self._admitted -= count
             self.metrics.queue_depth.set(self._admitted, model=self.name)
 
+    def _decoded(self) -> None:
+        with self._lock:
+            self._decoding -= 1
+
     async def _predict_one(self, loop: asyncio.AbstractEventLoop, image: NamedImage, top_k: int) -> ImageOutcome:
-        if image.error is not None:
-            return ImageOutcome(image.name, error=image.error)
         try:
-            array = await loop.run_in_executor(self._pool, self._decode, image)
-        except ImagerecError as exc:
-            return ImageOutcome(image.name, error=exc)
-        future = self.batcher.submit((array, top_k))
+            if image.error is not None:
+                return ImageOutcome(image.name, error=image.error)
+            try:
+                array = await loop.run_in_executor(self._pool, self._decode, image)
+            except ImagerecError as exc:
+                return ImageOutcome(image.name, error=exc)
+            future = self.batcher.submit((array, top_k))
+        finally:
+            self._decoded()
         # Cancelling the awaiting task (timeout, client gone) cancels the
         # queued item too, so the batcher skips it.
         predictions = await asyncio.wrap_future(future)
