@@ -20,6 +20,7 @@ from .images import Limits, Preprocessing, load_image  # noqa: E402
 from .recognizer import FileResult, Prediction, Recognizer, load  # noqa: E402
 from .transfer import learn  # noqa: E402  (also registers the .imagerec loader)
 from . import keras_io as _keras_io  # noqa: F401,E402  (registers the .keras loader)
+from .training import train  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ __all__ = [
     "Prediction",
     "Recognizer",
     "load",
+    "train",
     "learn",
     "__version__",
 ]

@@ -81,6 +81,7 @@ def save_model(
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(METADATA_NAME, json.dumps(metadata, indent=1, default=_jsonable))
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; these are meant to be shared
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

@@ -137,6 +137,11 @@ class Recognizer:
         return int(self._keep.sum())
 
     @property
+    def predictable(self) -> np.ndarray:
+        """Boolean mask over ``labels``: False for labels in ``ignore`` (never predicted)."""
+        return self._keep.copy()
+
+    @property
     def can_embed(self) -> bool:
         return "embedding" in self.backend.outputs
 

@@ -307,6 +307,7 @@ def _export(model, dest: Path, stamp: str, embedding_layer, output_name, flip_av
         onnx.save(proto, str(tmp))
         if check:
             _check_export(module, tmp, names, sample)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; these are meant to be shared
         os.replace(tmp, dest)
     except ModelFileError:
         raise

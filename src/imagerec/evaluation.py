@@ -1,0 +1,410 @@
+"""Measure a recognizer on labelled images: accuracy, top-k, per-class P/R/F1, a report.
+
+Works for every model :func:`imagerec.load` opens — a trained ``.keras``
+model, a zoo model, a learned ``.imagerec`` recognizer — because it only
+uses :meth:`~imagerec.recognizer.Recognizer.predict_proba` and ``labels``.
+The dataset's class names are matched to the model's labels by name (and
+by each label's synonyms, ignoring case, spaces, ``_`` and ``-``), so a
+folder ``hotdog/`` evaluates an ImageNet model's ``hotdog, hot dog, red
+hot`` class. A prediction of a label that is not one of the dataset's
+classes counts as wrong ("other" in the confusion matrix).
+
+>>> import imagerec
+>>> from imagerec.evaluation import evaluate
+>>> result = evaluate("mobilenet_v2", {"macaw": ["../shared/photos/parrot.jpg"],
+...                                     "hotdog": ["../shared/photos/hot_dog.jpg"]})
+>>> result.accuracy
+1.0
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .data import Dataset, DatasetSource, load_dataset
+from .errors import DatasetError, UsageError
+
+__all__ = ["evaluate", "Evaluation", "classification_metrics", "match_classes", "write_report"]
+
+
+@dataclass
+class Evaluation:
+    """Everything measured in one evaluation; ``to_dict()`` is JSON-ready."""
+
+    model: str
+    data: str
+    classes: list[str]
+    class_map: list[int]  # dataset class → model label index
+    targets: np.ndarray  # dataset class index per image
+    predicted: np.ndarray  # dataset class index per image, -1 for a label outside the dataset
+    predicted_labels: list[str]
+    confidence: np.ndarray  # probability of the predicted label
+    top_k: int
+    top_k_accuracy: float
+    metrics: dict
+    paths: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    report_dir: Path | None = None
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.metrics["accuracy"])
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "data": self.data,
+            "images": int(len(self.targets)),
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "accuracy": self.accuracy,
+            f"top_{self.top_k}_accuracy": self.top_k_accuracy,
+            "top_k": self.top_k,
+            "macro_avg": self.metrics["macro_avg"],
+            "weighted_avg": self.metrics["weighted_avg"],
+            "per_class": self.metrics["per_class"],
+            "confusion_matrix": self.metrics["confusion_matrix"],
+            "confusion_columns": self.classes + ["(other)"],
+            "class_map": {c: int(i) for c, i in zip(self.classes, self.class_map)},
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(len(self.targets) / self.seconds, 2) if self.seconds else None,
+            "report": str(self.report_dir) if self.report_dir else None,
+        }
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]+", " ", name.strip().lower())
+
+
+def match_classes(classes: Sequence[str], labels: Sequence[str], synonyms: Sequence[Sequence[str]] | None = None) -> list[int]:
+    """For each dataset class, the index of the model label it names.
+
+    Exact label matches win; then a case/space/underscore-insensitive match
+    of the label or any of its synonyms. Raises ``DatasetError`` naming the
+    classes that match nothing.
+
+    >>> match_classes(["hot_dog", "Cat"], ["background", "cat", "hotdog"], [("background",), ("cat",), ("hotdog", "hot dog")])
+    [2, 1]
+    """
+    exact = {label: i for i, label in enumerate(labels)}
+    loose: dict[str, int] = {}
+    for i, names in enumerate(synonyms or [(label,) for label in labels]):
+        for name in (labels[i], *names):
+            loose.setdefault(_norm(name), i)
+    mapping, missing = [], []
+    for name in classes:
+        if name in exact:
+            mapping.append(exact[name])
+        elif _norm(name) in loose:
+            mapping.append(loose[_norm(name)])
+        else:
+            missing.append(name)
+    if missing:
+        sample = ", ".join(repr(label) for label in list(labels)[:6])
+        raise DatasetError(
+            f"dataset classes {', '.join(repr(m) for m in missing[:8])} match none of the model's "
+            f"{len(labels)} labels (e.g. {sample}); rename the folders to the model's label names"
+        )
+    if len(set(mapping)) != len(mapping):
+        raise DatasetError("two dataset classes map onto the same model label; merge or rename them")
+    return mapping
+
+
+def classification_metrics(targets: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> dict:
+    """Accuracy, per-class precision/recall/F1/support, macro and weighted averages, confusion matrix.
+
+    ``predicted`` may hold -1 for "none of these classes": such an image
+    counts against its true class's recall and no class's precision (as in
+    scikit-learn with ``labels=range(len(classes))``; zero division gives 0).
+
+    >>> m = classification_metrics(np.array([0, 0, 1, 1]), np.array([0, 1, 1, -1]), ["a", "b"])
+    >>> m["accuracy"], m["per_class"][1]["precision"], m["per_class"][1]["recall"]
+    (0.5, 0.5, 0.5)
+    """
+    n = len(classes)
+    targets = np.asarray(targets, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
+    columns = np.where(predicted < 0, n, predicted)
+    confusion = np.zeros((n, n + 1), dtype=np.int64)
+    np.add.at(confusion, (targets, columns), 1)
+    true_positive = np.diag(confusion[:, :n]).astype(np.float64)
+    predicted_count = confusion[:, :n].sum(axis=0).astype(np.float64)
+    support = confusion.sum(axis=1).astype(np.float64)
+    precision = np.divide(true_positive, predicted_count, out=np.zeros(n), where=predicted_count > 0)
+    recall = np.divide(true_positive, support, out=np.zeros(n), where=support > 0)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros(n), where=denominator > 0)
+    total = support.sum()
+    weights = support / total if total else np.zeros(n)
+    per_class = [
+        {"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for name, p, r, f, s in zip(classes, precision, recall, f1, support)
+    ]
+    return {
+        "accuracy": float(true_positive.sum() / total) if total else 0.0,
+        "per_class": per_class,
+        "macro_avg": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean())},
+        "weighted_avg": {
+            "precision": float((precision * weights).sum()),
+            "recall": float((recall * weights).sum()),
+            "f1": float((f1 * weights).sum()),
+        },
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def evaluate(
+    model: Any,
+    data: DatasetSource,
+    *,
+    top_k: int = 5,
+    report: str | os.PathLike[str] | None = None,
+    restrict: bool = False,
+    batch_size: int = 64,
+    workers: int | None = None,
+    progress: bool | None = None,
+    mistakes: int = 24,
+) -> Evaluation:
+    """Evaluate ``model`` (a Recognizer, a zoo name or a model file) on labelled ``data``.
+
+    ``restrict`` only lets the model choose among the dataset's classes
+    (closed-set accuracy; probabilities renormalised over them). With
+    ``report`` a folder is written with ``index.html``, ``confusion.png``,
+    ``mistakes.png`` (the ``mistakes`` most confidently wrong images) and
+    ``metrics.json``.
+    """
+    from .recognizer import Recognizer, load
+
+    if top_k < 1:
+        raise UsageError(f"top_k must be at least 1, got {top_k}")
+    recognizer = model if isinstance(model, Recognizer) else load(model)
+    dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    class_map = match_classes(dataset.classes, recognizer.labels, recognizer.synonyms)
+    started = time.perf_counter()
+    pixels = dataset.arrays(recognizer.preprocessing, workers=workers)
+    if not len(dataset):
+        raise DatasetError("no readable images to evaluate", path=dataset.source)
+    probabilities = _predict(recognizer, pixels, batch_size, progress)
+    keep = np.asarray(getattr(recognizer, "predictable", np.ones(len(recognizer.labels), bool)), dtype=bool)
+    if restrict:
+        allowed = np.zeros(len(recognizer.labels), bool)
+        allowed[class_map] = True
+        keep = keep & allowed
+    scores = np.where(keep[None, :], probabilities, -np.inf)
+    if restrict:
+        sub = probabilities[:, class_map]
+        sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1e-12, None)
+        scores = np.full_like(probabilities, -np.inf)
+        scores[:, class_map] = sub
+    seconds = time.perf_counter() - started
+    best = np.argmax(scores, axis=1)
+    label_to_class = {label: i for i, label in enumerate(class_map)}
+    predicted = np.array([label_to_class.get(int(b), -1) for b in best], dtype=np.int64)
+    targets = dataset.targets
+    true_labels = np.asarray(class_map)[targets]
+    k = min(top_k, int(keep.sum()))
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    top_k_accuracy = float((top == true_labels[:, None]).any(axis=1).mean())
+    metrics = classification_metrics(targets, predicted, dataset.classes)
+    result = Evaluation(
+        model=getattr(recognizer, "name", "model"),
+        data=dataset.source,
+        classes=list(dataset.classes),
+        class_map=class_map,
+        targets=targets,
+        predicted=predicted,
+        predicted_labels=[recognizer.labels[int(b)] for b in best],
+        confidence=np.take_along_axis(scores, best[:, None], axis=1)[:, 0].astype(np.float64),
+        top_k=k,
+        top_k_accuracy=top_k_accuracy,
+        metrics=metrics,
+        paths=list(dataset.paths),
+        skipped=list(dataset.skipped),
+        seconds=seconds,
+    )
+    if report is not None:
+        write_report(result, report, pixels=pixels, mistakes=mistakes)
+    return result
+
+
+def _predict(recognizer, pixels: np.ndarray, batch_size: int, progress: bool | None) -> np.ndarray:
+    chunks = []
+    show = progress if progress is not None else (len(pixels) > batch_size * 4 and sys.stderr.isatty())
+    bar = None
+    if show:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        bar = Progress("evaluating", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                       console=Console(stderr=True), transient=True)
+        bar.start()
+        task = bar.add_task("", total=len(pixels))
+    try:
+        for start in range(0, len(pixels), batch_size):
+            chunk = np.ascontiguousarray(pixels[start:start + batch_size])
+            chunks.append(np.asarray(recognizer.predict_proba(chunk), dtype=np.float64))
+            if bar is not None:
+                bar.advance(task, len(chunk))
+    finally:
+        if bar is not None:
+            bar.stop()
+    return np.concatenate(chunks)
+
+
+# -- the report ------------------------------------------------------------------
+
+
+def write_report(result: Evaluation, folder: str | os.PathLike[str], *, pixels: np.ndarray | None = None,
+                 mistakes: int = 24) -> Path:
+    """Write ``index.html``, ``confusion.png``, ``mistakes.png`` and ``metrics.json`` into ``folder``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    result.report_dir = out
+    _confusion_png(result, out / "confusion.png")
+    wrong = _most_confidently_wrong(result, mistakes)
+    has_sheet = _mistakes_png(result, wrong, out / "mistakes.png", pixels)
+    _atomic_text(out / "metrics.json", json.dumps(result.to_dict(), indent=1))
+    _atomic_text(out / "index.html", _html(result, wrong, has_sheet))
+    return out
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes files private; these are meant to be shared
+    os.replace(tmp, path)
+
+
+def _save_figure(figure, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        figure.savefig(tmp, dpi=100)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; these are meant to be shared
+        os.replace(tmp, path)
+    finally:
+        plt.close(figure)
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _confusion_png(result: Evaluation, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(result.metrics["confusion_matrix"], dtype=np.float64)
+    has_other = matrix[:, -1].sum() > 0
+    if not has_other:
+        matrix = matrix[:, :-1]
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    n = len(result.classes)
+    side = min(24, max(4, 0.5 * n + 2))
+    figure, axis = plt.subplots(figsize=(side + (0.5 if has_other else 0), side))
+    image = axis.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    columns = result.classes + (["(other)"] if has_other else [])
+    show_ticks = n <= 60
+    if show_ticks:
+        axis.set_xticks(range(len(columns)), columns, rotation=60, ha="right", fontsize=8)
+        axis.set_yticks(range(n), result.classes, fontsize=8)
+    if n <= 20:
+        for i in range(n):
+            for j in range(len(columns)):
+                if matrix[i, j]:
+                    axis.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
+                              color="white" if share[i, j] > 0.5 else "black")
+    axis.set(xlabel="predicted", ylabel="true", title=f"{result.model}: accuracy {result.accuracy:.1%}")
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="share of the true class")
+    figure.tight_layout()
+    _save_figure(figure, path)
+
+
+def _most_confidently_wrong(result: Evaluation, limit: int) -> list[int]:
+    wrong = np.flatnonzero(result.predicted != result.targets)
+    order = wrong[np.argsort(-result.confidence[wrong], kind="stable")]
+    return [int(i) for i in order[:limit]]
+
+
+def _mistakes_png(result: Evaluation, wrong: list[int], path: Path, pixels: np.ndarray | None) -> bool:
+    import matplotlib.pyplot as plt
+
+    from .images import Preprocessing, load_image
+
+    if not wrong:
+        path.unlink(missing_ok=True)
+        return False
+    columns = min(6, len(wrong))
+    rows = (len(wrong) + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.5 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, index in zip(axes.ravel(), wrong):
+        if pixels is not None:
+            image = np.asarray(pixels[index])
+        else:
+            image = load_image(result.paths[index], Preprocessing(size=(128, 128)))
+        axis.imshow(image, interpolation="nearest" if image.shape[0] < 64 else "antialiased")
+        truth = result.classes[result.targets[index]]
+        axis.set_title(f"{truth} → {result.predicted_labels[index]}\n{result.confidence[index]:.0%}", fontsize=8)
+    figure.suptitle("most confidently wrong (true → predicted, confidence)", fontsize=10)
+    figure.tight_layout()
+    _save_figure(figure, path)
+    return True
+
+
+def _html(result: Evaluation, wrong: list[int], has_sheet: bool) -> str:
+    e = html.escape
+    summary = result.to_dict()
+    rows = "\n".join(
+        f"<tr><td>{e(c['class'])}</td><td>{c['precision']:.3f}</td><td>{c['recall']:.3f}</td>"
+        f"<td>{c['f1']:.3f}</td><td>{c['support']}</td></tr>"
+        for c in result.metrics["per_class"]
+    )
+    mistakes = "\n".join(
+        f"<li><code>{e(result.paths[i])}</code>: {e(result.classes[result.targets[i]])} → "
+        f"{e(result.predicted_labels[i])} ({result.confidence[i]:.1%})</li>"
+        for i in wrong
+    )
+    skipped = "".join(f"<li><code>{e(p)}</code>: {e(r)}</li>" for p, r in result.skipped)
+    macro, weighted = result.metrics["macro_avg"], result.metrics["weighted_avg"]
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>imagerec evaluation: {e(result.model)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
+<h1>Evaluation of <code>{e(result.model)}</code></h1>
+<p>Data: <code>{e(result.data)}</code> — {summary['images']} images, {len(result.classes)} classes,
+{len(result.skipped)} skipped.</p>
+<p><b>Accuracy {result.accuracy:.2%}</b>, top-{result.top_k} accuracy {result.top_k_accuracy:.2%};
+macro F1 {macro['f1']:.3f}, weighted F1 {weighted['f1']:.3f}.
+{summary['images_per_second'] or 0:.1f} images/s.</p>
+<h2>Confusion matrix</h2><p><a href="confusion.png"><img src="confusion.png" alt="confusion matrix"></a></p>
+<h2>Per class</h2>
+<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
+{rows}
+<tr><th>macro avg</th><td>{macro['precision']:.3f}</td><td>{macro['recall']:.3f}</td><td>{macro['f1']:.3f}</td><td></td></tr>
+<tr><th>weighted avg</th><td>{weighted['precision']:.3f}</td><td>{weighted['recall']:.3f}</td><td>{weighted['f1']:.3f}</td><td></td></tr>
+</table>
+<h2>Most confidently wrong</h2>
+{'<p><a href="mistakes.png"><img src="mistakes.png" alt="most confidently wrong images"></a></p>' if has_sheet else '<p>No mistakes.</p>'}
+<ol>{mistakes}</ol>
+{'<h2>Skipped files</h2><ul>' + skipped + '</ul>' if skipped else ''}
+<p><a href="metrics.json">metrics.json</a></p>
+</body></html>
+"""

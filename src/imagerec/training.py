@@ -1,0 +1,1012 @@
+"""Train a Keras network on a labelled image dataset: ``imagerec.train``.
+
+>>> import imagerec, tempfile, os
+>>> from imagerec.data import make_shapes
+>>> root = make_shapes(tempfile.mkdtemp(), per_class=20, size=24)
+>>> result = imagerec.train(root, arch="course_cnn", epochs=1, image_size=24, verbose=False,
+...                         output=os.path.join(tempfile.mkdtemp(), "shapes.keras"))
+>>> result.classes
+['circle', 'cross', 'square', 'triangle']
+>>> imagerec.load(result.path).labels == result.classes
+True
+
+What the loop does, and why:
+
+* Images are decoded once into a uint8 array (cached on disk by
+  :mod:`imagerec.data`); each batch is augmented on uint8 with one gather
+  (:func:`imagerec.data.augment`), normalised with the same function the
+  inference backend uses, and fed to the network.
+* The network is a Keras model, and what is saved is that Keras model. The
+  training step, though, runs the model's layers as PyTorch operations on
+  the Keras variables themselves (:class:`TorchGraph`): Keras's own torch
+  backend transposes every NHWC tensor around every convolution and
+  computes batch norm from elementary ops, which made a training step about
+  1.5× slower here than the same network in plain PyTorch (see
+  ``bench/cifar10_train.py``). Layers the graph runner does not know are
+  called through Keras unchanged, and the runner is checked against Keras's
+  own output before training starts; if they disagree, Keras runs the model.
+* The optimizer and loss are named as in Keras (``"adam"``, ``"sgd"``,
+  ``"categorical_crossentropy"``...) and map onto their PyTorch
+  equivalents with Keras's default hyper-parameters.
+* The best epoch by validation accuracy is saved to ``output`` as soon as it
+  is reached; a state file beside it (``<output>.state.pt``) is written
+  after every epoch and on Ctrl-C, so ``resume=True`` continues where the
+  run stopped (or extends a finished run to more epochs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+from .data import Dataset, DatasetSource, augment, load_dataset  # noqa: E402
+from .errors import ImagerecError, UsageError  # noqa: E402
+from .images import Preprocessing  # noqa: E402
+
+__all__ = ["train", "TrainConfig", "TrainResult", "TorchGraph", "OPTIMIZERS", "LOSSES", "defaults_for"]
+
+STATE_VERSION = 1
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "radam")
+LOSSES = (
+    "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
+    "crossentropy",
+    "categorical_focal_crossentropy",
+    "categorical_hinge",
+    "mean_squared_error",
+)
+SCHEDULES = ("constant", "onecycle", "linear", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (saved with the model and in the resume state)."""
+
+    arch: str = "fast_resnet"
+    epochs: int = 10
+    batch_size: int = 256
+    image_size: int = 32
+    optimizer: str = "sgd"
+    lr: float = 0.2
+    loss: str = "categorical_crossentropy"
+    activation: str | None = None
+    label_smoothing: float = 0.2
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    schedule: str = "onecycle"
+    warmup: float = 0.2
+    flip: bool = True
+    translate: int = 2
+    tta: bool = True
+    val_fraction: float = 0.1
+    seed: int = 0
+    patience: int | None = None
+    max_minutes: float | None = None
+    normalization: str = "unit"
+    resize: str = "crop"
+    arch_options: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# What each architecture trains best with here (the course's choices for course_cnn).
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "course_cnn": dict(
+        epochs=30, batch_size=32, optimizer="adam", lr=1e-3, label_smoothing=0.0, weight_decay=0.0,
+        schedule="constant", flip=False, translate=0, tta=False, patience=5, activation="relu",
+    ),
+    "fast_resnet": dict(
+        epochs=10, batch_size=256, optimizer="sgd", lr=0.2, label_smoothing=0.2, weight_decay=5e-4,
+        schedule="onecycle", flip=True, translate=2, tta=True, patience=None, activation="gelu",
+    ),
+    "custom": dict(
+        epochs=10, batch_size=64, optimizer="adam", lr=1e-3, label_smoothing=0.0, weight_decay=0.0,
+        schedule="constant", flip=True, translate=0, tta=False, patience=5, activation=None,
+    ),
+}
+
+_DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 1e-2, "adadelta": 1.0,
+               "adamax": 2e-3, "nadam": 1e-3, "radam": 1e-3}
+
+
+def defaults_for(arch: str) -> dict[str, Any]:
+    """The default settings :func:`train` uses for ``arch`` (a copy).
+
+    >>> defaults_for("course_cnn")["optimizer"], defaults_for("course_cnn")["batch_size"]
+    ('adam', 32)
+    """
+    return dict(_DEFAULTS.get(arch, _DEFAULTS["custom"]))
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the model (Keras), where it was saved, and how it went."""
+
+    model: Any
+    path: Path
+    classes: list[str]
+    preprocessing: Preprocessing
+    config: TrainConfig
+    history: list[dict]
+    best_epoch: int
+    best_val_accuracy: float
+    curves_path: Path | None
+    state_path: Path
+    seconds: float
+    stopped: str  # "completed", "early_stopping", "time_budget"
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def recognizer(self, **options: Any):
+        """The saved model as a :class:`~imagerec.recognizer.Recognizer` (ONNX Runtime)."""
+        from .recognizer import load
+
+        return load(self.path, **options)
+
+    def metrics(self) -> dict:
+        last = self.history[-1] if self.history else {}
+        return {
+            "best_epoch": self.best_epoch,
+            "best_val_accuracy": self.best_val_accuracy,
+            "epochs_run": len(self.history),
+            "seconds": round(self.seconds, 2),
+            "stopped": self.stopped,
+            "final": last,
+            "history": self.history,
+        }
+
+
+# -- running a Keras graph as torch operations -----------------------------
+
+
+class TorchGraph:
+    """Run a functional Keras model's layers as PyTorch ops on its own variables.
+
+    4-d tensors flow as NCHW in channels-last memory (what PyTorch's CPU
+    convolutions are fastest with); ``Flatten`` and any layer handed back to
+    Keras see the NHWC view they expect, so the weights mean exactly what
+    they mean to Keras. Batch-norm statistics are updated in the Keras
+    variables, so after training the Keras model *is* the trained model.
+    """
+
+    def __init__(self, model: Any) -> None:
+        import keras
+
+        if not isinstance(model, keras.Model) or not hasattr(model, "_run_through_graph") or not model.inputs:
+            raise UsageError("TorchGraph needs a functional Keras model")
+        self.model = model
+        self._fns: dict[int, Callable] = {}
+        self.fallback_layers: list[str] = []
+        self.training = False
+
+    def __call__(self, images, training: bool):
+        self.training = training
+        return self.model._run_through_graph([images], operation_fn=self._operation)
+
+    def _operation(self, layer):
+        key = id(layer)
+        if key not in self._fns:
+            self._fns[key] = self._compile(layer)
+        fn = self._fns[key]
+        return lambda *args, **kwargs: fn(*args)
+
+    def _compile(self, layer) -> Callable:
+        import torch
+        import torch.nn.functional as F
+
+        kind = type(layer).__name__
+        if kind == "Conv2D" and layer.data_format == "channels_last" and layer.groups == 1:
+            kernel_size = tuple(layer.kernel_size)
+            if layer.padding == "valid":
+                padding: Any = 0
+            elif all(k % 2 == 1 for k in kernel_size) and tuple(layer.strides) == (1, 1):
+                padding = tuple(((k - 1) * d) // 2 for k, d in zip(kernel_size, layer.dilation_rate))
+            else:
+                return self._fallback(layer)
+            act = _torch_activation(layer.activation)
+            if act is None:
+                return self._fallback(layer)
+            strides, dilation = tuple(layer.strides), tuple(layer.dilation_rate)
+
+            def conv(x):
+                kernel = layer.kernel.value.permute(3, 2, 0, 1)
+                bias = layer.bias.value if layer.use_bias else None
+                return act(F.conv2d(x, kernel, bias, strides, padding, dilation))
+
+            return conv
+        if kind == "Dense":
+            act = _torch_activation(layer.activation)
+            if act is None:
+                return self._fallback(layer)
+
+            def dense(x):
+                if x.dim() != 2:
+                    return _nchw_call(layer, x, self.training)
+                y = x @ layer.kernel.value
+                if layer.use_bias:
+                    y = y + layer.bias.value
+                return act(y)
+
+            return dense
+        if kind == "BatchNormalization" and layer.axis in (-1, 3) and not layer.synchronized:
+            momentum, epsilon = 1.0 - float(layer.momentum), float(layer.epsilon)
+
+            def batch_norm(x):
+                if x.dim() != 4 and x.dim() != 2:
+                    return _nchw_call(layer, x, self.training)
+                return F.batch_norm(
+                    x,
+                    layer.moving_mean.value,
+                    layer.moving_variance.value,
+                    layer.gamma.value if layer.scale else None,
+                    layer.beta.value if layer.center else None,
+                    training=self.training and layer.trainable,
+                    momentum=momentum,
+                    eps=epsilon,
+                )
+
+            return batch_norm
+        if kind in ("MaxPooling2D", "AveragePooling2D") and layer.padding == "valid" and layer.data_format == "channels_last":
+            pool = F.max_pool2d if kind == "MaxPooling2D" else F.avg_pool2d
+            size, strides = tuple(layer.pool_size), tuple(layer.strides)
+            return lambda x: pool(x, size, strides)
+        if kind in ("GlobalMaxPooling2D", "GlobalAveragePooling2D") and layer.data_format == "channels_last":
+            if layer.keepdims:
+                return self._fallback(layer)
+            if kind == "GlobalMaxPooling2D":
+                return lambda x: torch.amax(x, dim=(2, 3))
+            return lambda x: torch.mean(x, dim=(2, 3))
+        if kind == "Activation":
+            act = _torch_activation(layer.activation)
+            return act if act is not None else self._fallback(layer)
+        if kind == "Dropout":
+            rate = float(layer.rate)
+            return lambda x: F.dropout(x, rate, self.training) if rate > 0 else x
+        if kind == "Add":
+            def add(inputs):
+                total = inputs[0]
+                for other in inputs[1:]:
+                    total = total + other
+                return total
+
+            return add
+        if kind == "Flatten":
+            return lambda x: (x.permute(0, 2, 3, 1) if x.dim() == 4 else x).reshape(x.shape[0], -1)
+        if kind == "Rescaling":
+            scale, offset = layer.scale, layer.offset
+            if np.ndim(scale) == 0 and np.ndim(offset) == 0:
+                return lambda x: x * float(scale) + float(offset)
+        return self._fallback(layer)
+
+    def _fallback(self, layer) -> Callable:
+        self.fallback_layers.append(layer.name)
+        return lambda x: _nchw_call(layer, x, self.training)
+
+
+def _nchw_call(layer, x, training: bool):
+    """Call a Keras layer on executor tensors: 4-d tensors are NCHW here, NHWC to Keras."""
+    def to_keras(t):
+        return t.permute(0, 2, 3, 1) if hasattr(t, "dim") and t.dim() == 4 else t
+
+    def from_keras(t):
+        return t.permute(0, 3, 1, 2) if hasattr(t, "dim") and t.dim() == 4 else t
+
+    args = [to_keras(t) for t in x] if isinstance(x, (list, tuple)) else to_keras(x)
+    try:
+        out = layer(args, training=training)
+    except TypeError:
+        out = layer(args)
+    if isinstance(out, (list, tuple)):
+        return type(out)(from_keras(t) for t in out)
+    return from_keras(out)
+
+
+def _torch_activation(fn) -> Callable | None:
+    """The PyTorch op for a Keras activation function (None: let Keras run it)."""
+    import torch
+    import torch.nn.functional as F
+
+    name = getattr(fn, "__name__", None)
+    table: dict[str, Callable] = {
+        "linear": lambda x: x,
+        "relu": F.relu,
+        "gelu": F.gelu,  # Keras's default gelu is the exact (erf) form, as is torch's
+        "elu": F.elu,
+        "selu": F.selu,
+        "tanh": torch.tanh,
+        "sigmoid": torch.sigmoid,
+        "silu": F.silu,
+        "swish": F.silu,
+        "softplus": F.softplus,
+        "softsign": F.softsign,
+        "relu6": F.relu6,
+        "hard_sigmoid": F.hardsigmoid,
+        "mish": F.mish,
+        "leaky_relu": lambda x: F.leaky_relu(x, 0.2),  # Keras's default slope
+        "exponential": torch.exp,
+        "softmax": lambda x: torch.softmax(x, dim=1 if x.dim() == 4 else -1),
+        "log_softmax": lambda x: torch.log_softmax(x, dim=1 if x.dim() == 4 else -1),
+    }
+    return table.get(name)
+
+
+# -- optimisation pieces -----------------------------------------------------
+
+
+def _make_optimizer(name: str, params: list, lr: float, weight_decay: float, momentum: float):
+    import torch
+
+    decay = [p for p in params if p.dim() > 1]
+    no_decay = [p for p in params if p.dim() <= 1]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    name = name.lower()
+    # Keras's defaults where they differ from PyTorch's (epsilon 1e-7, rmsprop rho 0.9).
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, eps=1e-7)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, eps=1e-7)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=lr, alpha=0.9, eps=1e-7)
+    if name == "adagrad":
+        return torch.optim.Adagrad(groups, lr=lr, eps=1e-7, initial_accumulator_value=0.1)
+    if name == "adadelta":
+        return torch.optim.Adadelta(groups, lr=lr, rho=0.95, eps=1e-7)
+    if name == "adamax":
+        return torch.optim.Adamax(groups, lr=lr, eps=1e-7)
+    if name == "nadam":
+        return torch.optim.NAdam(groups, lr=lr, eps=1e-7)
+    if name == "radam":
+        return torch.optim.RAdam(groups, lr=lr, eps=1e-7)
+    raise UsageError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+
+
+def _make_loss(name: str, label_smoothing: float, num_classes: int, outputs_logits: bool) -> Callable:
+    import torch
+    import torch.nn.functional as F
+
+    name = name.lower()
+    if name not in LOSSES:
+        raise UsageError(f"unknown loss {name!r}; choose from {', '.join(LOSSES)}")
+
+    def log_probs(out):
+        return torch.log_softmax(out, dim=-1) if outputs_logits else torch.log(out.clamp_min(1e-7))
+
+    def soft_targets(targets):
+        one_hot = F.one_hot(targets, num_classes).to(torch.float32)
+        return one_hot * (1 - label_smoothing) + label_smoothing / num_classes
+
+    if name in ("categorical_crossentropy", "sparse_categorical_crossentropy", "crossentropy"):
+        def crossentropy(out, targets):
+            if outputs_logits:
+                return F.cross_entropy(out, targets, label_smoothing=label_smoothing)
+            return -(soft_targets(targets) * log_probs(out)).sum(dim=-1).mean()
+
+        return crossentropy
+    if name == "categorical_focal_crossentropy":
+        def focal(out, targets, gamma: float = 2.0, alpha: float = 0.25):
+            logp = log_probs(out)
+            p = logp.exp()
+            return -(alpha * soft_targets(targets) * (1 - p) ** gamma * logp).sum(dim=-1).mean()
+
+        return focal
+    if name == "categorical_hinge":
+        def hinge(out, targets):
+            p = torch.softmax(out, dim=-1) if outputs_logits else out
+            y = soft_targets(targets)
+            pos = (y * p).sum(dim=-1)
+            neg = ((1 - y) * p).amax(dim=-1)
+            return F.relu(neg - pos + 1).mean()
+
+        return hinge
+
+    def mse(out, targets):
+        p = torch.softmax(out, dim=-1) if outputs_logits else out
+        return ((p - soft_targets(targets)) ** 2).mean()
+
+    return mse
+
+
+def _lr_factor(schedule: str, progress: float, warmup: float) -> float:
+    """Multiplier on the peak learning rate at ``progress`` ∈ [0, 1] of the run."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    # onecycle: linear warm-up from 20 % of the peak, then linear decay to 0.
+    if warmup > 0 and progress < warmup:
+        return 0.2 + 0.8 * progress / warmup
+    return max(0.0, (1.0 - progress) / max(1e-9, 1.0 - warmup))
+
+
+def _torch_normalize(x, normalization: str):
+    """The same arithmetic as :func:`imagerec.backends.onnx.normalize`, on a float NCHW tensor."""
+    import torch
+
+    from .backends.onnx import _CAFFE_MEAN_BGR, _IMAGENET_MEAN, _IMAGENET_STD, NORMALIZATIONS
+
+    if normalization == "uint8":
+        return x
+    if normalization == "unit":
+        return x * (1 / 255)
+    if normalization == "tf":
+        return x * (1 / 127.5) - 1.0
+    if normalization == "torch":
+        mean = torch.from_numpy(_IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.from_numpy(_IMAGENET_STD).view(1, 3, 1, 1)
+        return (x * (1 / 255) - mean) / std
+    if normalization == "caffe":
+        return x.flip(1) - torch.from_numpy(_CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+    raise UsageError(f"unknown normalization {normalization!r}; expected one of {', '.join(NORMALIZATIONS)}")
+
+
+# -- the public entry point ----------------------------------------------------
+
+
+def train(
+    data: DatasetSource,
+    *,
+    arch: str = "fast_resnet",
+    model: Any = None,
+    output: str | os.PathLike[str] = "model.keras",
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    image_size: int = 32,
+    optimizer: str | None = None,
+    lr: float | None = None,
+    loss: str = "categorical_crossentropy",
+    activation: str | None = None,
+    label_smoothing: float | None = None,
+    weight_decay: float | None = None,
+    schedule: str | None = None,
+    augment_flip: bool | None = None,
+    translate: int | None = None,
+    tta: bool | None = None,
+    val_fraction: float = 0.1,
+    val_data: DatasetSource | None = None,
+    seed: int = 0,
+    patience: int | None = -1,
+    max_minutes: float | None = None,
+    normalization: str = "unit",
+    resume: bool = False,
+    verbose: bool | None = None,
+    workers: int | None = None,
+    callbacks: Iterable[Callable[[str, dict], None]] = (),
+    **arch_options: Any,
+) -> TrainResult:
+    """Train a network on labelled images and save it as a ``.keras`` file.
+
+    ``data`` is anything :func:`imagerec.data.load_dataset` reads (a class
+    folder, a CSV, a ``.tar.gz``, a dict) or a :class:`~imagerec.data.Dataset`.
+    A stratified ``val_fraction`` is held out (from ``seed``) unless
+    ``val_data`` is given. ``arch`` names a builder in
+    :mod:`imagerec.architectures` (extra keyword arguments go to it), or pass
+    your own functional Keras ``model`` (``N×H×W×3`` in, softmax out).
+    Settings left as ``None`` take the architecture's defaults
+    (:func:`defaults_for`). ``patience`` epochs without a better validation
+    accuracy stop the run (``None``: never; ``-1``: the default).
+    ``max_minutes`` stops after the epoch that crosses the time budget.
+    ``resume`` continues from ``<output>.state.pt``. ``callbacks`` are called
+    as ``fn(event, info)`` for ``"step"`` and ``"epoch"`` events.
+
+    Returns a :class:`TrainResult`; the best epoch's model is at ``output``,
+    its learning curves at ``<output stem>.curves.png``.
+    """
+    started = time.perf_counter()
+    output = Path(output)
+    if output.suffix.lower() != ".keras":
+        raise UsageError(f"{output}: the output must be a .keras file")
+    state_path = output.with_name(output.name + ".state.pt")
+    arch_name = "custom" if model is not None else arch
+    if model is None and arch not in ("course_cnn", "fast_resnet"):
+        from .architectures import ARCHITECTURES
+
+        if arch not in ARCHITECTURES:
+            raise UsageError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+    base = defaults_for(arch_name)
+    chosen_optimizer = (optimizer or base["optimizer"]).lower()
+    if chosen_optimizer not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {chosen_optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+    if loss.lower() not in LOSSES:
+        raise UsageError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
+    if lr is None:
+        lr = base["lr"] if chosen_optimizer == base["optimizer"] else _DEFAULT_LR[chosen_optimizer]
+    config = TrainConfig(
+        arch=arch_name,
+        epochs=int(epochs if epochs is not None else base["epochs"]),
+        batch_size=int(batch_size or base["batch_size"]),
+        image_size=int(image_size),
+        optimizer=chosen_optimizer,
+        lr=float(lr),
+        loss=loss.lower(),
+        activation=activation or base["activation"],
+        label_smoothing=float(base["label_smoothing"] if label_smoothing is None else label_smoothing),
+        weight_decay=float(base["weight_decay"] if weight_decay is None else weight_decay),
+        schedule=schedule or base["schedule"],
+        flip=bool(base["flip"] if augment_flip is None else augment_flip),
+        translate=int(base["translate"] if translate is None else translate),
+        tta=bool(base["tta"] if tta is None else tta),
+        val_fraction=float(val_fraction),
+        seed=int(seed),
+        patience=base["patience"] if patience == -1 else patience,
+        max_minutes=max_minutes,
+        normalization=normalization,
+        arch_options=dict(arch_options),
+    )
+    _validate(config)
+
+    dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    if val_data is not None:
+        train_set = dataset
+        val_set = val_data if isinstance(val_data, Dataset) else load_dataset(val_data)
+        if val_set.classes != train_set.classes:
+            raise UsageError(
+                f"the validation classes {val_set.classes} differ from the training classes {train_set.classes}"
+            )
+    else:
+        train_set, val_set = dataset.split(config.val_fraction, seed=config.seed)
+    preprocessing = Preprocessing(size=(config.image_size, config.image_size), resize=config.resize,
+                                  normalization=config.normalization)
+    x_train = np.array(train_set.arrays(preprocessing, workers=workers))  # in memory: random access every step
+    x_val = np.array(val_set.arrays(preprocessing, workers=workers)) if len(val_set) else None
+    y_train, y_val = train_set.targets, val_set.targets
+    classes = list(dataset.classes)
+
+    import torch
+
+    from .pipeline import default_workers
+
+    torch.set_num_threads(default_workers())
+    torch.manual_seed(config.seed)
+    keras_model = model if model is not None else _build(config, len(classes))
+    _check_model(keras_model, config, len(classes))
+    runner = _Runner(keras_model, config, len(classes))
+
+    trainer = _Trainer(
+        runner, config, classes, preprocessing, output, state_path,
+        x_train, y_train, x_val, y_val, _data_digest(train_set, val_set), verbose, list(callbacks),
+    )
+    if resume:
+        trainer.load_state()
+    elif state_path.exists():
+        state_path.unlink()
+    trainer.fit()
+    result = trainer.finish(time.perf_counter() - started)
+    result.skipped = list(dataset.skipped) + [s for s in val_set.skipped if s not in dataset.skipped]
+    return result
+
+
+def _validate(config: TrainConfig) -> None:
+    if config.epochs < 1:
+        raise UsageError(f"epochs must be at least 1, got {config.epochs}")
+    if config.batch_size < 1:
+        raise UsageError(f"batch size must be at least 1, got {config.batch_size}")
+    if not 8 <= config.image_size <= 1024:
+        raise UsageError(f"image size must be between 8 and 1024 pixels, got {config.image_size}")
+    if config.schedule not in SCHEDULES:
+        raise UsageError(f"unknown schedule {config.schedule!r}; choose from {', '.join(SCHEDULES)}")
+    if config.lr <= 0 or not math.isfinite(config.lr):
+        raise UsageError(f"the learning rate must be a positive number, got {config.lr}")
+    if not 0 <= config.label_smoothing < 1:
+        raise UsageError(f"label smoothing must be in [0, 1), got {config.label_smoothing}")
+    from .backends.onnx import NORMALIZATIONS
+
+    if config.normalization not in NORMALIZATIONS:
+        raise UsageError(f"unknown normalization {config.normalization!r}; expected one of {', '.join(NORMALIZATIONS)}")
+
+
+def _build(config: TrainConfig, num_classes: int):
+    from .architectures import build
+
+    kwargs = dict(config.arch_options)
+    if config.activation:
+        kwargs.setdefault("activation", config.activation)
+    return build(config.arch, input_shape=(config.image_size, config.image_size, 3), num_classes=num_classes, **kwargs)
+
+
+def _check_model(model: Any, config: TrainConfig, num_classes: int) -> None:
+    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else None
+    if shape is None or len(shape) != 4 or shape[3] != 3:
+        raise UsageError(f"the model must take N×H×W×3 images, it takes {shape}")
+    if tuple(shape[1:3]) != (config.image_size, config.image_size):
+        raise UsageError(
+            f"the model takes {shape[1]}×{shape[2]} images but image size is {config.image_size}; "
+            "pass image_size to match"
+        )
+    outputs = model.outputs[0].shape[-1]
+    if outputs != num_classes:
+        raise UsageError(f"the model has {outputs} outputs but the dataset has {num_classes} classes")
+
+
+def _data_digest(train_set: Dataset, val_set: Dataset) -> str:
+    digest = hashlib.sha256()
+    for part in (train_set, val_set):
+        digest.update(json.dumps([part.paths, part.targets.tolist(), part.classes]).encode())
+    return digest.hexdigest()
+
+
+class _Runner:
+    """The model's forward pass for training and evaluation (torch graph or Keras)."""
+
+    def __init__(self, model: Any, config: TrainConfig, num_classes: int) -> None:
+        from .architectures import logits_model
+
+        self.model = model
+        self.config = config
+        self.scores_model = logits_model(model)
+        self.outputs_logits = self.scores_model is not model
+        self.graph: TorchGraph | None = None
+        try:
+            graph = TorchGraph(self.scores_model)
+            if self._agrees(graph):
+                self.graph = graph
+        except (UsageError, AttributeError, TypeError, ValueError):
+            self.graph = None
+        self.engine = "torch-graph" if self.graph is not None else "keras"
+
+    def _agrees(self, graph: TorchGraph) -> bool:
+        """The graph runner must compute what Keras computes (inference mode)."""
+        import torch
+
+        size = self.config.image_size
+        sample = np.random.default_rng(0).integers(0, 256, (2, size, size, 3)).astype(np.uint8)
+        with torch.no_grad():
+            ours = graph(self.to_input(sample), training=False)
+            theirs = self.scores_model(self.to_input(sample).permute(0, 2, 3, 1), training=False)
+        ours, theirs = ours.detach().numpy(), theirs.detach().numpy()
+        scale = max(1.0, float(np.abs(theirs).max()))
+        return bool(np.abs(ours - theirs).max() / scale < 1e-4)
+
+    def to_input(self, batch: np.ndarray):
+        """uint8 NHWC numpy → normalised float NCHW (channels-last memory) torch tensor."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float()
+        return _torch_normalize(x, self.config.normalization)
+
+    def forward(self, batch: np.ndarray, training: bool):
+        x = self.to_input(batch)
+        if self.graph is not None:
+            return self.graph(x, training=training)
+        return self.scores_model(x.permute(0, 2, 3, 1), training=training)
+
+    def parameters(self) -> list:
+        return [v.value for v in self.model.trainable_variables]
+
+    def variables(self) -> list:
+        return [v.value for v in self.model.variables]
+
+
+class _Trainer:
+    def __init__(self, runner: _Runner, config: TrainConfig, classes, preprocessing, output: Path, state_path: Path,
+                 x_train, y_train, x_val, y_val, data_digest: str, verbose, callbacks) -> None:
+        import torch
+
+        self.runner, self.config, self.classes = runner, config, classes
+        self.preprocessing, self.output, self.state_path = preprocessing, output, state_path
+        self.x_train, self.y_train, self.x_val, self.y_val = x_train, y_train, x_val, y_val
+        self.data_digest = data_digest
+        self.verbose = sys.stderr.isatty() if verbose is None else bool(verbose)
+        self.callbacks = callbacks
+        self.batch_size = min(config.batch_size, len(x_train))
+        self.steps_per_epoch = max(1, len(x_train) // self.batch_size)
+        self.optimizer = _make_optimizer(config.optimizer, runner.parameters(), config.lr, config.weight_decay,
+                                         config.momentum)
+        self.loss_fn = _make_loss(config.loss, config.label_smoothing, len(classes), runner.outputs_logits)
+        self.epoch = 0  # completed epochs
+        self.step = 0  # steps done in the current epoch
+        self.partial: dict[str, float] = {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
+        self.history: list[dict] = []
+        self.best_accuracy = -1.0
+        self.best_epoch = 0
+        self.best_weights: list | None = None
+        self.stopped = "completed"
+        self.elapsed_before = 0.0
+        self._torch = torch
+
+    # -- state -----------------------------------------------------------
+
+    def state(self) -> dict:
+        return {
+            "version": STATE_VERSION,
+            "config": self.config.to_dict(),
+            "classes": self.classes,
+            "data": self.data_digest,
+            "epoch": self.epoch,
+            "step": self.step,
+            "partial": dict(self.partial),
+            "weights": [v.detach().clone() for v in self.runner.variables()],
+            "optimizer": self.optimizer.state_dict(),
+            "history": self.history,
+            "best_accuracy": self.best_accuracy,
+            "best_epoch": self.best_epoch,
+            "best_weights": self.best_weights,
+            "elapsed": self.elapsed_before + self._elapsed(),
+        }
+
+    def save_state(self) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.state_path.name}-", dir=self.state_path.parent)
+        os.close(fd)
+        try:
+            self._torch.save(self.state(), tmp)
+            os.chmod(tmp, 0o644)  # mkstemp makes files private; these are meant to be shared
+            os.replace(tmp, self.state_path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def load_state(self) -> None:
+        torch = self._torch
+        if not self.state_path.is_file():
+            raise UsageError(f"{self.state_path}: no saved state to resume from (train once without --resume)")
+        try:
+            state = torch.load(self.state_path, weights_only=True)  # never unpickles arbitrary objects
+        except Exception as exc:
+            raise ImagerecError(f"{self.state_path}: unreadable resume state ({exc}); delete it to start over",
+                                path=str(self.state_path)) from exc
+        if state.get("version") != STATE_VERSION:
+            raise ImagerecError(f"{self.state_path}: resume state version {state.get('version')} is not "
+                                f"{STATE_VERSION}; delete it to start over", path=str(self.state_path))
+        if state["classes"] != self.classes or state["data"] != self.data_digest:
+            raise UsageError(f"{self.state_path}: saved for a different dataset or split; "
+                             "resume with the same data, --val-fraction and --seed (or delete the state)")
+        saved = state["config"]
+        for key in ("arch", "image_size", "optimizer", "batch_size", "normalization"):
+            if saved[key] != getattr(self.config, key):
+                raise UsageError(f"{self.state_path}: the run used {key}={saved[key]!r}, not "
+                                 f"{getattr(self.config, key)!r}; resume with the same settings")
+        with torch.no_grad():
+            for variable, value in zip(self.runner.variables(), state["weights"]):
+                variable.copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.partial = dict(state["partial"])
+        self.history = list(state["history"])
+        self.best_accuracy, self.best_epoch = float(state["best_accuracy"]), int(state["best_epoch"])
+        self.best_weights = state["best_weights"]
+        self.elapsed_before = float(state["elapsed"])
+        self._say(f"resuming at epoch {self.epoch + 1}" + (f", step {self.step}" if self.step else ""))
+
+    # -- the loop ----------------------------------------------------------
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._start if hasattr(self, "_start") else 0.0
+
+    def _say(self, text: str) -> None:
+        if self.verbose:
+            print(text, file=sys.stderr, flush=True)
+
+    def _emit(self, event: str, info: dict) -> None:
+        for callback in self.callbacks:
+            callback(event, info)
+
+    def fit(self) -> None:
+        self._start = time.perf_counter()
+        config = self.config
+        if self.epoch >= config.epochs:
+            self._say(f"already trained for {self.epoch} epochs; pass more --epochs to continue")
+            return
+        try:
+            while self.epoch < config.epochs:
+                record = self._run_epoch()
+                self.history.append(record)
+                self._emit("epoch", dict(record))
+                improved = record.get("val_accuracy", record["accuracy"]) > self.best_accuracy
+                if improved:
+                    self.best_accuracy = record.get("val_accuracy", record["accuracy"])
+                    self.best_epoch = record["epoch"]
+                    self.best_weights = [v.detach().clone() for v in self.runner.variables()]
+                    self._save_model(checkpoint=True)
+                self.save_state()
+                if config.patience is not None and record["epoch"] - self.best_epoch >= config.patience:
+                    self.stopped = "early_stopping"
+                    self._say(f"stopping: no better validation accuracy for {config.patience} epochs")
+                    break
+                total = self.elapsed_before + self._elapsed()
+                if config.max_minutes is not None and total >= config.max_minutes * 60:
+                    self.stopped = "time_budget"
+                    self._say(f"stopping: time budget of {config.max_minutes} minutes reached")
+                    break
+        except KeyboardInterrupt:
+            self.save_state()
+            self._say(f"interrupted: state saved to {self.state_path}; run again with --resume to continue")
+            raise
+
+    def _run_epoch(self) -> dict:
+        torch = self._torch
+        config = self.config
+        rng = np.random.default_rng([config.seed, self.epoch])
+        order = rng.permutation(len(self.x_train))
+        total_steps = config.epochs * self.steps_per_epoch
+        with _EpochBar(self.epoch + 1, config.epochs, self.steps_per_epoch, self.verbose) as bar:
+            bar.update(self.step, self.partial)
+            while self.step < self.steps_per_epoch:
+                tick = time.perf_counter()
+                index = order[self.step * self.batch_size:(self.step + 1) * self.batch_size]
+                step_rng = np.random.default_rng([config.seed, self.epoch, self.step])
+                images = augment(self.x_train[index], step_rng, flip=config.flip, translate=config.translate)
+                targets = torch.from_numpy(self.y_train[index])
+                progress = (self.epoch * self.steps_per_epoch + self.step) / total_steps
+                for group in self.optimizer.param_groups:
+                    group["lr"] = config.lr * _lr_factor(config.schedule, progress, config.warmup)
+                self.optimizer.zero_grad(set_to_none=True)
+                out = self.runner.forward(images, training=True)
+                loss = self.loss_fn(out, targets)
+                if not torch.isfinite(loss):
+                    raise ImagerecError(
+                        f"the loss became {loss.item()} at epoch {self.epoch + 1}, step {self.step + 1}; "
+                        "lower the learning rate (--lr)"
+                    )
+                loss.backward()
+                self.optimizer.step()
+                self.step += 1
+                self.partial["loss"] += loss.item() * len(index)
+                self.partial["correct"] += float((out.argmax(dim=-1) == targets).sum())
+                self.partial["seen"] += len(index)
+                self.partial["seconds"] += time.perf_counter() - tick
+                bar.update(self.step, self.partial)
+                self._emit("step", {"epoch": self.epoch + 1, "step": self.step, "loss": self.partial["loss"] / self.partial["seen"]})
+            record = {
+                "epoch": self.epoch + 1,
+                "loss": self.partial["loss"] / max(1, self.partial["seen"]),
+                "accuracy": self.partial["correct"] / max(1, self.partial["seen"]),
+                "train_seconds": self.partial["seconds"],
+                "images_per_second": self.partial["seen"] / max(1e-9, self.partial["seconds"]),
+            }
+            if self.x_val is not None and len(self.x_val):
+                tick = time.perf_counter()
+                val_loss, val_accuracy = self.evaluate(self.x_val, self.y_val)
+                record.update(val_loss=val_loss, val_accuracy=val_accuracy, val_seconds=time.perf_counter() - tick)
+            record["elapsed"] = self.elapsed_before + self._elapsed()
+            bar.finish(record)
+        self.epoch += 1
+        self.step = 0
+        self.partial = {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
+        return record
+
+    def probabilities(self, images: np.ndarray, batch: int = 500) -> np.ndarray:
+        torch = self._torch
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, len(images), batch):
+                part = images[start:start + batch]
+                out = self._probs(self.runner.forward(part, training=False))
+                if self.config.tta:
+                    mirrored = np.ascontiguousarray(part[:, :, ::-1])
+                    out = (out + self._probs(self.runner.forward(mirrored, training=False))) / 2
+                chunks.append(out.numpy())
+        return np.concatenate(chunks)
+
+    def _probs(self, out):
+        return self._torch.softmax(out, dim=-1) if self.runner.outputs_logits else out
+
+    def evaluate(self, images: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+        probs = self.probabilities(images)
+        picked = probs[np.arange(len(targets)), targets]
+        loss = float(-np.log(np.clip(picked, 1e-7, 1)).mean())
+        return loss, float((probs.argmax(axis=1) == targets).mean())
+
+    # -- results -------------------------------------------------------------
+
+    def _save_model(self, checkpoint: bool) -> None:
+        from .keras_io import save_model
+
+        metrics = {
+            "best_epoch": self.best_epoch,
+            "best_val_accuracy": self.best_accuracy,
+            "epochs_run": len(self.history),
+            "history": self.history,
+            "engine": self.runner.engine,
+            "checkpoint": checkpoint,
+        }
+        save_model(self.runner.model, self.output, classes=self.classes, preprocessing=self.preprocessing,
+                   config=self.config.to_dict(), metrics=metrics, flip_average=self.config.tta)
+
+    def finish(self, seconds: float) -> TrainResult:
+        torch = self._torch
+        if self.best_weights is not None:
+            with torch.no_grad():
+                for variable, value in zip(self.runner.variables(), self.best_weights):
+                    variable.copy_(value)
+        self._save_model(checkpoint=False)
+        curves = _plot_curves(self.history, self.output.with_name(self.output.stem + ".curves.png"))
+        self._say(f"saved {self.output} (best epoch {self.best_epoch}, validation accuracy {self.best_accuracy:.2%})")
+        return TrainResult(
+            model=self.runner.model, path=self.output, classes=self.classes, preprocessing=self.preprocessing,
+            config=self.config, history=self.history, best_epoch=self.best_epoch,
+            best_val_accuracy=self.best_accuracy, curves_path=curves, state_path=self.state_path,
+            seconds=seconds, stopped=self.stopped,
+        )
+
+
+class _EpochBar:
+    """One rich progress bar per epoch (loss, accuracy, images/s) on a terminal; a line otherwise."""
+
+    def __init__(self, epoch: int, epochs: int, steps: int, verbose: bool) -> None:
+        self.epoch, self.epochs, self.steps, self.verbose = epoch, epochs, steps, verbose
+        self.bar = None
+        self.task = None
+
+    def __enter__(self) -> "_EpochBar":
+        if self.verbose and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn(f"epoch {self.epoch}/{self.epochs}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=Console(stderr=True),
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("", total=self.steps, stats="")
+        return self
+
+    def update(self, step: int, partial: Mapping[str, float]) -> None:
+        if self.bar is None or not partial["seen"]:
+            return
+        stats = (f"loss {partial['loss'] / partial['seen']:.4f}  acc {partial['correct'] / partial['seen']:.2%}  "
+                 f"{partial['seen'] / max(1e-9, partial['seconds']):.0f} img/s")
+        self.bar.update(self.task, completed=step, stats=stats)
+
+    def finish(self, record: dict) -> None:
+        text = (f"epoch {record['epoch']}/{self.epochs}: loss {record['loss']:.4f}  acc {record['accuracy']:.2%}  "
+                f"{record['images_per_second']:.0f} img/s")
+        if "val_accuracy" in record:
+            text += f"  val_loss {record['val_loss']:.4f}  val_acc {record['val_accuracy']:.2%}"
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.steps, stats=text.split(": ", 1)[1])
+        elif self.verbose:
+            print(text, file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _plot_curves(history: list[dict], path: Path) -> Path | None:
+    """Loss and accuracy per epoch (training and validation) as a PNG."""
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, [h["loss"] for h in history], "o-", label="training")
+    right.plot(epochs, [h["accuracy"] for h in history], "o-", label="training")
+    if "val_loss" in history[-1]:
+        left.plot(epochs, [h.get("val_loss", np.nan) for h in history], "o-", label="validation")
+        right.plot(epochs, [h.get("val_accuracy", np.nan) for h in history], "o-", label="validation")
+    left.set(title="loss", xlabel="epoch")
+    right.set(title="accuracy", xlabel="epoch", ylim=(0, 1))
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        figure.savefig(tmp, dpi=100)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; these are meant to be shared
+        os.replace(tmp, path)
+    finally:
+        plt.close(figure)
+        Path(tmp).unlink(missing_ok=True)
+    return path
