@@ -217,6 +217,14 @@ class LogisticHead(_StoredExamplesHead):
         self.seed = seed
 
     def fit(self, X: np.ndarray, y: np.ndarray, labels: Sequence[str]) -> "LogisticHead":
+        from threadpoolctl import threadpool_limits
+
+        # One BLAS thread: 12× faster than two on this busy two-core machine
+        # (measured: 3,000 × 1,280 features, 7.2 s vs 0.6 s), as for the dense head.
+        with threadpool_limits(1):
+            return self._fit(X, y, labels)
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, labels: Sequence[str]) -> "LogisticHead":
         from sklearn.linear_model import LogisticRegression
 
         y = np.asarray(y, dtype=np.int64)

@@ -245,7 +245,7 @@ def load_learned(
         raise ModelFileError(f"{path}: the manifest's backbone entry is incomplete ({exc})", path=str(path)) from exc
     if described.get("kind") == "keras":
         backbone = get_backbone(f"keras:{backbone_options.pop('application')}", num_threads=num_threads,
-                                expected_sha256=expected_sha, **backbone_options)
+                                **backbone_options)
     else:
         backbone = get_backbone(name, num_threads=num_threads)
     if backbone.sha256 != expected_sha:
