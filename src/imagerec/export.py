@@ -7,12 +7,15 @@ source                                 ``onnx``                                 
 =====================================  ===============================================  =========================
 ``.keras`` (trained with imagerec)     one graph: uint8 NHWC images → the model's       not here (needs TensorFlow
                                        normalisation → network → ``scores``             or litert-torch)
-``.imagerec`` / learned recognizer     not here (no TFLite→ONNX converter for the       one graph: the int8 backbone
-(LiteRT backbone + head)               int8 backbone)                                   + the head (+ ``confidence``)
+``.imagerec`` / learned recognizer     one graph: uint8 NHWC images → the int8         one graph: the int8 backbone
+(LiteRT backbone + head)               backbone (QDQ, via tflite2onnx) → the head       + the head (+ ``confidence``)
 =====================================  ===============================================  =========================
 
 ``keras`` is not offered: a ``.keras`` file already is one, and a learned
 recognizer's backbone is an int8 TFLite network with no Keras equivalent.
+The learned → ONNX graph is the backbone converted by ``tflite2onnx`` (a
+QDQ graph ONNX Runtime runs with the same integer arithmetic: identical
+scores on the shared photos) with the head added as ONNX nodes.
 
 Every export is checked before it is kept: the exported file is run on
 sample images (``samples``; without them, fixed synthetic images) and its
@@ -137,7 +140,7 @@ def export(
         raise UsageError(
             "export to keras is not available: a .keras model already is a Keras file, and a learned "
             "recognizer's backbone is an int8 TFLite network with no Keras equivalent; use --format onnx "
-            "(trained Keras models) or --format tflite (learned recognizers)"
+            "(trained Keras models, learned recognizers) or --format tflite (learned recognizers)"
         )
     source, kind = _open_source(model)
     named = Path(os.fspath(model)) if isinstance(model, (str, os.PathLike)) else source
@@ -148,11 +151,8 @@ def export(
                 "which imagerec does not install"
             )
         return _keras_to_onnx(Path(source), _destination(output, source, ".onnx"), samples, tolerance)
-    if format != "tflite":
-        raise UsageError(
-            f"{_describe(source)}: a learned recognizer exports to tflite (its backbone is an int8 TFLite network); "
-            "onnx would need a TFLite-to-ONNX converter imagerec does not have"
-        )
+    if format == "onnx":
+        return _learned_to_onnx(source, _destination(output, named, ".onnx"), samples, tolerance)
     return _learned_to_tflite(source, _destination(output, named, ".tflite"), samples, tolerance)
 
 
@@ -351,28 +351,175 @@ def _set_onnx_metadata(proto, info: dict) -> None:
 # -- learned recognizer -> TFLite ----------------------------------------------------------
 
 
-def _learned_to_tflite(recognizer, dest: Path, samples, tolerance: float) -> ExportResult:
+def _zoo_backbone(recognizer):
+    """The backbone's model file and zoo spec, checked to be the one the head was learned on."""
     from . import zoo
-    from .backends.litert import LiteRTBackend
 
     backbone = recognizer.metadata["backbone"]
     if backbone.get("kind", "zoo") != "zoo":
-        raise UsageError(f"{recognizer.name!r}: only learned recognizers on a zoo (TFLite) backbone export to tflite")
+        raise UsageError(f"{recognizer.name!r}: only learned recognizers on a zoo (TFLite) backbone can be exported")
     spec = zoo.get(backbone["name"])
     model_path = zoo.fetch(spec.model)
     if zoo.sha256_file(model_path) != backbone["sha256"]:
         raise ModelFileError(f"{model_path}: not the backbone the head was learned on (sha256 differs)", path=str(model_path))
-    head = recognizer.head
-    thresholded = recognizer.threshold is not None
-    info = {
+    return model_path, spec
+
+
+def _learned_info(recognizer, thresholded: bool, batch: str) -> dict:
+    return {
         "labels": list(recognizer.labels),
         "preprocessing": recognizer.preprocessing.to_dict(),
         "threshold": recognizer.threshold,
-        "head": head.kind,
-        "backbone": backbone["name"],
+        "head": recognizer.head.kind,
+        "backbone": recognizer.metadata["backbone"]["name"],
         "outputs": ["scores", "confidence"] if thresholded else ["scores"],
-        "input": "uint8 1×H×W×3 RGB, resized as 'preprocessing' says",
+        "input": f"uint8 {batch}×H×W×3 RGB, resized as 'preprocessing' says",
     }
+
+
+def _learned_reference(recognizer, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    embeddings = recognizer.backend.run(batch, ("embedding",))["embedding"]
+    head = recognizer.head
+    return np.asarray(head.predict_proba(embeddings), np.float32), np.asarray(head.confidence(embeddings))
+
+
+def _run_onnx(path: Path, batch: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Run an exported graph (fixed batch of one) image by image."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    rows = [session.run(list(names), {"image": image[None]}) for image in batch]
+    return {name: np.concatenate([row[i].reshape(1, -1) for row in rows]) for i, name in enumerate(names)}
+
+
+def _learned_to_onnx(recognizer, dest: Path, samples, tolerance: float) -> ExportResult:
+    import onnx
+
+    model_path, spec = _zoo_backbone(recognizer)
+    head = recognizer.head
+    thresholded = recognizer.threshold is not None
+    proto = _onnx_backbone_with_head(
+        model_path, spec.embedding_tensor, _head_layers(head), thresholded and _prototypes(head)
+    )
+    _set_onnx_metadata(proto, _learned_info(recognizer, thresholded, "1"))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".onnx", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    outputs = ("scores", "confidence") if thresholded else ("scores",)
+    try:
+        onnx.save(proto, str(tmp))
+        batch, source = _sample_arrays(samples, recognizer.preprocessing)
+        expected, confidence = _learned_reference(recognizer, batch)
+        got = _run_onnx(tmp, batch, outputs)
+        confidence_diff = float(np.abs(confidence - got["confidence"][:, 0]).max()) if thresholded else None
+        check = _compare(expected, got["scores"], len(batch), source, tolerance, confidence_diff)
+        labels_path = _finish(tmp, dest, recognizer.labels, check, "ONNX model")
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportResult(dest, "onnx", _describe(recognizer), labels_path, check, "image: uint8 1×H×W×3", outputs)
+
+
+def _onnx_backbone_with_head(model_path: Path, embedding_tensor: str, layers, prototypes):
+    """The int8 TFLite backbone as an ONNX (QDQ) graph, with uint8 NHWC input and the head on top."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    try:
+        import tflite2onnx
+    except ImportError as exc:
+        raise UsageError("exporting a learned recognizer to onnx needs tflite2onnx: pip install tflite2onnx") from exc
+    from ai_edge_litert.interpreter import Interpreter
+
+    scale, zero_point = Interpreter(model_path=str(model_path)).get_input_details()[0]["quantization"]
+    with tempfile.TemporaryDirectory(prefix="imagerec-export-") as folder:
+        converted = Path(folder) / "backbone.onnx"
+        try:
+            tflite2onnx.convert(str(model_path), str(converted))
+        except Exception as exc:  # the converter signals unsupported graphs in many ways
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelFileError(f"{model_path}: cannot convert the backbone to ONNX ({first})", path=str(model_path)) from exc
+        proto = onnx.load(str(converted))
+    graph = proto.graph
+    produced = {output for existing in graph.node for output in existing.output}
+    embedding = next(
+        (name for name in (f"TFLITE2ONNX_Quant_{embedding_tensor}_dequantized", embedding_tensor) if name in produced), None
+    )
+    if embedding is None:
+        raise ModelFileError(f"{model_path}: the converted backbone has no tensor {embedding_tensor!r}", path=str(model_path))
+    old_input = graph.input[0]
+    nchw = [d.dim_value for d in old_input.type.tensor_type.shape.dim]
+    batch, height, width = nchw[0], nchw[2], nchw[3]
+    nodes, constants = [], []
+
+    def const(name: str, value, dtype=np.float32) -> str:
+        constants.append(numpy_helper.from_array(np.asarray(value, dtype), name))
+        return name
+
+    def node(op: str, inputs, output: str, **attributes) -> str:
+        nodes.append(helper.make_node(op, list(inputs), [output], name=output, **attributes))
+        return output
+
+    # uint8 NHWC pixels -> the float NCHW values the quantised input stands for.
+    x = node("Cast", ["image"], "imagerec/image_float", to=TensorProto.FLOAT)
+    x = node("Sub", [x, const("imagerec/zero_point", zero_point)], "imagerec/image_centred")
+    x = node("Mul", [x, const("imagerec/scale", scale)], "imagerec/image_scaled")
+    node("Transpose", [x], old_input.name, perm=[0, 3, 1, 2])
+    before = len(nodes)
+    flat = node("Reshape", [embedding, const("imagerec/flat_shape", [batch, -1], np.int64)], "imagerec/embedding")
+    norm = node("ReduceL2", [flat], "imagerec/embedding_norm", axes=[1], keepdims=1)
+    norm = node("Max", [norm, const("imagerec/epsilon", 1e-12)], "imagerec/embedding_norm_safe")
+    current = normalized = node("Div", [flat, norm], "imagerec/embedding_l2")
+    for number, (weights, bias, relu) in enumerate(layers):
+        current = node("MatMul", [current, const(f"imagerec/head_{number}/weights", weights.T)], f"imagerec/head_{number}/matmul")
+        current = node("Add", [current, const(f"imagerec/head_{number}/bias", bias)], f"imagerec/head_{number}")
+        if relu:
+            current = node("Relu", [current], f"imagerec/head_{number}/relu")
+    node("Softmax", [current], "scores", axis=1)
+    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, layers[-1][0].shape[0]])]
+    if prototypes:
+        means, bias = prototypes
+        cosine = node("MatMul", [normalized, const("imagerec/cosine/weights", means.T)], "imagerec/cosine/matmul")
+        cosine = node("Add", [cosine, const("imagerec/cosine/bias", bias)], "imagerec/cosine")
+        node("ReduceMax", [cosine], "confidence", axes=[1], keepdims=0)
+        outputs.append(helper.make_tensor_value_info("confidence", TensorProto.FLOAT, [batch]))
+    head_nodes = nodes[before:]
+    preprocessing_nodes = nodes[:before]
+    kept = _needed_nodes(list(graph.node) + head_nodes, {o.name for o in outputs})
+    graph.input.remove(old_input)
+    graph.input.insert(0, helper.make_tensor_value_info("image", TensorProto.UINT8, [batch, height, width, 3]))
+    del graph.output[:]
+    graph.output.extend(outputs)
+    del graph.node[:]
+    graph.node.extend(preprocessing_nodes + kept)
+    graph.initializer.extend(constants)
+    used = {name for n in graph.node for name in n.input}
+    keep_init = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep_init)
+    return proto
+
+
+def _needed_nodes(nodes, outputs: set[str]):
+    """The nodes the ``outputs`` depend on, in their original (topological) order."""
+    needed = set(outputs)
+    keep = [False] * len(nodes)
+    for index in range(len(nodes) - 1, -1, -1):
+        if any(output in needed for output in nodes[index].output):
+            keep[index] = True
+            needed.update(nodes[index].input)
+    return [n for n, kept in zip(nodes, keep) if kept]
+
+
+def _learned_to_tflite(recognizer, dest: Path, samples, tolerance: float) -> ExportResult:
+    from .backends.litert import LiteRTBackend
+
+    model_path, spec = _zoo_backbone(recognizer)
+    head = recognizer.head
+    thresholded = recognizer.threshold is not None
+    info = _learned_info(recognizer, thresholded, "1")
     content = _append_head(model_path.read_bytes(), spec.embedding_tensor, _head_layers(head), thresholded and _prototypes(head), info)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".tflite", dir=dest.parent)
@@ -381,13 +528,10 @@ def _learned_to_tflite(recognizer, dest: Path, samples, tolerance: float) -> Exp
     try:
         tmp.write_bytes(content)
         batch, source = _sample_arrays(samples, recognizer.preprocessing)
-        embeddings = recognizer.backend.run(batch, ("embedding",))["embedding"]
-        expected = np.asarray(head.predict_proba(embeddings), np.float32)
+        expected, confidence = _learned_reference(recognizer, batch)
         exported = LiteRTBackend(tmp, num_threads=1, extra_outputs={"confidence": "confidence"} if thresholded else None)
         got = exported.run(batch, exported.outputs)
-        confidence_diff = None
-        if thresholded:
-            confidence_diff = float(np.abs(np.asarray(head.confidence(embeddings)) - got["confidence"][:, 0]).max())
+        confidence_diff = float(np.abs(confidence - got["confidence"][:, 0]).max()) if thresholded else None
         check = _compare(expected, got["scores"], len(batch), source, tolerance, confidence_diff)
         labels_path = _finish(tmp, dest, recognizer.labels, check, "TFLite model")
     finally:
