@@ -31,7 +31,14 @@ def learn(
     data: Optional[str] = typer.Argument(
         None, help="A folder with one sub-folder of images per class (or a .csv / .tar.gz dataset)."
     ),
-    backbone: str = typer.Option("mobilenet_v2", "--backbone", "-b", help="Frozen feature extractor: a zoo model with an embedding."),
+    backbone: str = typer.Option(
+        "mobilenet_v2", "--backbone", "-b",
+        help="Frozen feature extractor: mobilenet_v2, mobilenet_v1_embedder, or keras:APPLICATION (e.g. keras:MobileNetV2).",
+    ),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", help="Keras backbones: 'imagenet' (default, Keras's cache), a weights file, or 'none' (random)."
+    ),
+    input_size: Optional[int] = typer.Option(None, "--input-size", min=32, help="Keras backbones: image side in pixels."),
     head: str = typer.Option("logistic", "--head", help="logistic | dense | imprint."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Where to save the learned recognizer (NAME.imagerec)."),
     add: Optional[str] = typer.Option(None, "--add", help="Add the classes / examples in this folder ..."),
@@ -60,7 +67,7 @@ def learn(
             raise UsageError("give a DATA folder to learn from (or --add DATA --to NAME.imagerec)")
         target = Path(output) if output else Path(f"{Path(data).name.split('.')[0] or 'learned'}.imagerec")
         model = learn_api(
-            data, backbone=backbone, head=head, augment=augment or 0, threshold=_threshold(threshold),
+            data, backbone=_backbone(backbone, weights, input_size, threads), head=head, augment=augment or 0, threshold=_threshold(threshold),
             num_threads=threads, progress=progress, name=target.stem,
         )
     saved = model.save(target)
@@ -69,6 +76,19 @@ def learn(
         sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
     else:
         _print(summary)
+
+
+def _backbone(name: str, weights: str | None, input_size: int | None, threads: int | None):
+    if not name.startswith("keras:"):
+        if weights is not None or input_size is not None:
+            raise UsageError(f"--weights and --input-size are for keras: backbones, not {name!r}")
+        return name
+    from ..transfer.features import get_backbone
+
+    options: dict = {"weights": None if (weights or "").lower() == "none" else (weights or "imagenet")}
+    if input_size is not None:
+        options["input_size"] = input_size
+    return get_backbone(name, num_threads=threads, **options)
 
 
 def _summary(model, path: Path) -> dict:
