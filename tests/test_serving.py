@@ -18,6 +18,7 @@ warnings.filterwarnings("ignore", message=".*httpx2.*")  # starlette's TestClien
 import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
+import imagerec  # noqa: E402
 from imagerec.images import Preprocessing  # noqa: E402
 from imagerec.recognizer import Recognizer  # noqa: E402
 from imagerec.serving import ServeConfig, create_app  # noqa: E402
@@ -423,7 +424,7 @@ def test_metrics_render_is_valid_exposition_format():
 # -- teaching a class (imprint head from issue 4's imagerec.learn / add_examples) ---------
 
 
-def test_teach_adds_a_class_that_is_then_recognised(recognizer, photos_dir, photos):
+def test_teach_adds_a_class_that_is_then_recognised(recognizer, photos_dir, photos, tmp_path):
     few_shot = photos_dir / "few-shot"
 
     def lesson(label, names, model=None):
@@ -457,6 +458,18 @@ def test_teach_adds_a_class_that_is_then_recognised(recognizer, photos_dir, phot
         assert_error(fresh.post("/v1/teach", data={"label": "nothing"}), 415, "multipart")
         # A failed lesson changes nothing.
         assert fresh.get("/v1/models").json()["models"][1]["labels"] == 2
+
+        # The taught model can be taken away: as .imagerec, or as one checked TFLite graph.
+        saved = fresh.get("/v1/models/taught/file")
+        assert saved.status_code == 200 and 'filename="taught.imagerec"' in saved.headers["content-disposition"]
+        (tmp_path / "taught.imagerec").write_bytes(saved.content)
+        assert imagerec.load(tmp_path / "taught.imagerec").labels == ["hot dog", "cat"]
+        lite = fresh.get("/v1/models/taught/file?format=tflite")
+        (tmp_path / "taught.tflite").write_bytes(lite.content)
+        alone = imagerec.load(tmp_path / "taught.tflite", labels=["hot dog", "cat"])
+        assert alone.predict(photos_dir / "cat_720p.jpg", top_k=1)[0][0].label == "cat"
+        assert_error(fresh.get("/v1/models/mobilenet_v2/file"), 400, "pretrained model")
+        assert_error(fresh.get("/v1/models/taught/file?format=zip"), 400, "unknown format")
 
 
 def test_teach_can_be_turned_off(recognizer, photos):

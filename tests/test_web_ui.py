@@ -104,6 +104,16 @@ def test_upload_and_teach_in_the_browser(server, browser, photos_dir: Path, tmp_
             arg=photo,
         )
         assert top_label(page.locator(".result").first) == expected
+    # The taught model can be kept: the page downloads its .imagerec file.
+    with page.expect_download() as download:
+        page.click("#teach-downloads button[data-format='imagerec']")
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == "taught.imagerec"
+    import imagerec
+
+    assert imagerec.load(saved).labels == ["hot dog", "cat"]
+
     taught = tmp_path / "web-ui-taught.png"
     page.screenshot(path=str(taught), full_page=True)
     print(f"screenshots: {shots} {taught}")

@@ -191,6 +191,8 @@ $("#teach-form").addEventListener("submit", async (event) => {
       return;
     }
     await loadModels(reply.body.model.name);
+    taughtModel = reply.body.model.name;
+    $("#teach-downloads").hidden = false;
     say(teachStatus, `Learned “${label}”. Model ${reply.body.model.name} now knows: ${reply.body.classes.join(", ")}. Drop a photo above to try it.`);
     $("#teach-label").value = "";
     $("#teach-files").value = "";
@@ -200,6 +202,39 @@ $("#teach-form").addEventListener("submit", async (event) => {
     button.disabled = false;
   }
 });
+
+// Download the taught model: its .imagerec file, or exported to TFLite / ONNX.
+let taughtModel = "";
+for (const button of document.querySelectorAll("#teach-downloads button")) {
+  button.addEventListener("click", async () => {
+    const format = button.dataset.format;
+    const teachStatus = $("#teach-status");
+    button.disabled = true;
+    say(teachStatus, `Preparing ${taughtModel}.${format}…`);
+    try {
+      const headers = apiKey() ? { "x-api-key": apiKey() } : {};
+      const path = `/v1/models/${encodeURIComponent(taughtModel)}/file?format=${format}`;
+      const reply = await fetch(path, { headers });
+      if (!reply.ok) {
+        let body = null;
+        try { body = await reply.json(); } catch (_) { body = null; }
+        say(teachStatus, `Could not download it: ${errorText({ status: reply.status, body })}`, true);
+        return;
+      }
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(await reply.blob());
+      link.download = `${taughtModel}.${format}`;
+      document.body.append(link);
+      link.click();
+      link.remove();
+      say(teachStatus, `Downloaded ${taughtModel}.${format}.`);
+    } catch (error) {
+      say(teachStatus, `Could not download it: network error: ${error.message}`, true);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
 
 // -- API key ------------------------------------------------------------------
 
