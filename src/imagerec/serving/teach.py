@@ -76,7 +76,9 @@ class Teacher:
                 *(loop.run_in_executor(self.registry.decode_pool, self._decode, image, preprocessing) for image in images)
             )
             recognizer = await loop.run_in_executor(None, self._learn, existing, model, label, list(arrays))
-            host = self.registry.add(model, recognizer, replace=existing is not None)
+            # Replacing closes the old host, which finishes its queued images
+            # first: done on a worker thread so the event loop never waits.
+            host = await asyncio.to_thread(self.registry.add, model, recognizer, replace=existing is not None)
             self._taught.add(model)
             return host
 
