@@ -21,6 +21,7 @@ from .recognizer import FileResult, Prediction, Recognizer, load  # noqa: E402
 from .transfer import learn  # noqa: E402  (also registers the .imagerec loader)
 from . import keras_io as _keras_io  # noqa: F401,E402  (registers the .keras loader)
 from .training import train  # noqa: E402
+from .evaluation import evaluate  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "Recognizer",
     "load",
     "train",
+    "evaluate",
     "learn",
     "__version__",
 ]

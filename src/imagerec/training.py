@@ -488,6 +488,7 @@ def train(
     resume: bool = False,
     verbose: bool | None = None,
     workers: int | None = None,
+    threads: int | None = None,
     callbacks: Iterable[Callable[[str, dict], None]] = (),
     **arch_options: Any,
 ) -> TrainResult:
@@ -503,7 +504,10 @@ def train(
     (:func:`defaults_for`). ``patience`` epochs without a better validation
     accuracy stop the run (``None``: never; ``-1``: the default).
     ``max_minutes`` stops after the epoch that crosses the time budget.
-    ``resume`` continues from ``<output>.state.pt``. ``callbacks`` are called
+    ``resume`` continues from ``<output>.state.pt``. ``threads`` sets
+    PyTorch's thread count (default: the cores this process may use; on a
+    machine busy with other work, 1 can be much faster, as threads that
+    wait for each other get descheduled). ``callbacks`` are called
     as ``fn(event, info)`` for ``"step"`` and ``"epoch"`` events.
 
     Returns a :class:`TrainResult`; the best epoch's model is at ``output``,
@@ -573,7 +577,7 @@ def train(
 
     from .pipeline import default_workers
 
-    torch.set_num_threads(default_workers())
+    torch.set_num_threads(threads or default_workers())
     torch.manual_seed(config.seed)
     keras_model = model if model is not None else _build(config, len(classes))
     _check_model(keras_model, config, len(classes))
@@ -589,7 +593,7 @@ def train(
         state_path.unlink()
     trainer.fit()
     result = trainer.finish(time.perf_counter() - started)
-    result.skipped = list(dataset.skipped) + [s for s in val_set.skipped if s not in dataset.skipped]
+    result.skipped = list(dict.fromkeys([*dataset.skipped, *train_set.skipped, *val_set.skipped]))
     return result
 
 
@@ -667,7 +671,8 @@ class _Runner:
 
         size = self.config.image_size
         sample = np.random.default_rng(0).integers(0, 256, (2, size, size, 3)).astype(np.uint8)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras notes that the input is not wrapped like its Input's name
             ours = graph(self.to_input(sample), training=False)
             theirs = self.scores_model(self.to_input(sample).permute(0, 2, 3, 1), training=False)
         ours, theirs = ours.detach().numpy(), theirs.detach().numpy()

@@ -19,6 +19,8 @@ from ._app import app, run_app
 # Importing a verb module registers its command on the app.
 from . import models as _models  # noqa: F401,E402
 from . import predict as _predict  # noqa: F401,E402
+from . import train as _train  # noqa: F401,E402
+from . import evaluate as _evaluate  # noqa: F401,E402
 from . import learn as _learn  # noqa: F401,E402
 from . import serve as _serve  # noqa: F401,E402
 from . import export as _export  # noqa: F401,E402

@@ -1,0 +1,105 @@
+"""imagerec.architectures: the builders, and the torch graph runner that trains their layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imagerec.architectures import build, course_cnn, fast_resnet, logits_model
+from imagerec.errors import UsageError
+
+
+def _layers(model, kind: str) -> list:
+    return [layer for layer in model.layers if type(layer).__name__ == kind]
+
+
+def test_course_cnn_is_the_course_network() -> None:
+    model = course_cnn(input_shape=(32, 32, 3), num_classes=10)
+    assert [layer.filters for layer in _layers(model, "Conv2D")] == [32, 32, 64, 64]
+    assert [layer.rate for layer in _layers(model, "Dropout")] == [0.25, 0.25, 0.5]
+    assert len(_layers(model, "MaxPooling2D")) == 2
+    assert [layer.units for layer in _layers(model, "Dense")] == [512, 10]
+    assert model.output_shape == (None, 10)
+    # The CIFAR-10 network of the course has 1,250,858 parameters.
+    assert model.count_params() == 1_250_858
+
+
+def test_course_cnn_activation_is_used_everywhere() -> None:
+    model = course_cnn(num_classes=3, activation="elu")
+    for layer in _layers(model, "Conv2D") + _layers(model, "Dense")[:1]:
+        assert layer.activation.__name__ == "elu"
+    with pytest.raises(UsageError, match="unknown activation 'relux'"):
+        course_cnn(activation="relux")
+
+
+def test_fast_resnet_shape() -> None:
+    model = fast_resnet(input_shape=(32, 32, 3), num_classes=10)
+    assert model.get_layer("embedding").output.shape == (None, 256)
+    assert len(_layers(model, "BatchNormalization")) == 7
+    assert len(_layers(model, "Add")) == 3
+    assert model.output_shape == (None, 10)
+    plain = fast_resnet(num_classes=10, residual=False, widths=(16, 32))
+    assert not _layers(plain, "Add")
+
+
+def test_build_by_name_and_unknown_names() -> None:
+    assert build("fast_resnet", num_classes=2, widths=(8,), stem=4).name == "fast_resnet"
+    with pytest.raises(UsageError, match="unknown architecture 'vgg'"):
+        build("vgg")
+
+
+def test_logits_model_shares_weights() -> None:
+    model = course_cnn(input_shape=(16, 16, 3), num_classes=3, width=4, dense=8)
+    logits = logits_model(model)
+    x = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
+    probabilities = np.asarray(model(x, training=False).detach())
+    from imagerec.recognizer import softmax
+
+    np.testing.assert_allclose(softmax(np.asarray(logits(x, training=False).detach())), probabilities, atol=1e-6)
+
+
+def _compare(model, training: bool, seed: int = 0) -> float:
+    """Largest difference between the torch graph runner and Keras, same weights, same input."""
+    import torch
+
+    from imagerec.training import TorchGraph
+
+    x = torch.from_numpy(np.random.default_rng(seed).random((4, 16, 16, 3)).astype(np.float32))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        ours = TorchGraph(model)(x.permute(0, 3, 1, 2), training=training)
+        theirs = model(x, training=training)
+    return float(np.abs(ours.numpy() - theirs.detach().numpy()).max())
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "elu", "selu", "tanh", "swish", "leaky_relu", "softplus"])
+def test_torch_graph_matches_keras_inference(activation: str) -> None:
+    model = course_cnn(input_shape=(16, 16, 3), num_classes=3, width=4, dense=8, activation=activation)
+    assert _compare(model, training=False) < 1e-5
+
+
+def test_torch_graph_matches_keras_batch_norm_in_training_mode() -> None:
+    model = fast_resnet(input_shape=(16, 16, 3), num_classes=3, widths=(8, 16), stem=4)
+    # Dropout-free network: training mode differs only in batch statistics, which must agree.
+    assert _compare(model, training=True) < 1e-4
+
+
+def test_torch_graph_hands_unknown_layers_to_keras() -> None:
+    import keras
+
+    from imagerec.training import TorchGraph
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    x = keras.layers.LayerNormalization()(x)  # not in the runner's table
+    x = keras.layers.ZeroPadding2D(1)(x)
+    x = keras.layers.Conv2D(4, 3, strides=2)(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    assert _compare(model, training=False) < 1e-5
+    graph = TorchGraph(model)
+    import torch
+
+    graph(torch.zeros(1, 3, 16, 16), training=False)
+    assert set(graph.fallback_layers) >= {model.layers[2].name, model.layers[3].name}

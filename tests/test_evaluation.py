@@ -1,0 +1,153 @@
+"""imagerec.evaluation: metrics equal scikit-learn's, class matching, the report, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imagerec.errors import DatasetError
+from imagerec.evaluation import classification_metrics, evaluate, match_classes
+from imagerec.images import Preprocessing
+from imagerec.recognizer import Recognizer, softmax
+
+COLOURS = ("red", "green", "blue")
+
+
+class ChannelBackend:
+    """Scores are a softmax of the mean of each colour channel: a 'model' that needs no training."""
+
+    input_size = (8, 8)
+    outputs = ("scores",)
+
+    def run(self, batch, outputs=("scores",)):
+        means = batch.reshape(len(batch), -1, 3).mean(axis=1) / 16.0
+        return {"scores": softmax(means).astype(np.float32)}
+
+
+@pytest.fixture(scope="module")
+def colour_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Mostly pure colours, plus some deliberately misleading mixtures (so there are mistakes)."""
+    root = tmp_path_factory.mktemp("colours")
+    rng = np.random.default_rng(0)
+    for index, name in enumerate(COLOURS):
+        (root / name).mkdir()
+        for n in range(12):
+            pixel = rng.integers(0, 60, 3)
+            pixel[index] = rng.integers(150, 256)
+            if n % 4 == 3:  # a misleading image: another channel dominates
+                pixel[(index + 1) % 3] = 255
+            image = np.broadcast_to(pixel.astype(np.uint8), (8, 8, 3))
+            Image.fromarray(np.ascontiguousarray(image)).save(root / name / f"{n}.png")
+    return root
+
+
+@pytest.fixture
+def colour_model() -> Recognizer:
+    return Recognizer(ChannelBackend(), list(COLOURS), Preprocessing(size=(8, 8)), name="channels")
+
+
+def test_metrics_equal_scikit_learn() -> None:
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    rng = np.random.default_rng(1)
+    targets = rng.integers(0, 5, 300)
+    predicted = np.where(rng.random(300) < 0.6, targets, rng.integers(-1, 5, 300))
+    predicted[:3] = -1  # "none of these classes"
+    metrics = classification_metrics(targets, predicted, list("abcde"))
+    labels = list(range(5))
+    p, r, f, s = precision_recall_fscore_support(targets, predicted, labels=labels, zero_division=0)
+    for name, values in (("precision", p), ("recall", r), ("f1", f), ("support", s)):
+        np.testing.assert_allclose([row[name] for row in metrics["per_class"]], values)
+    for average, key in (("macro", "macro_avg"), ("weighted", "weighted_avg")):
+        p, r, f, _ = precision_recall_fscore_support(targets, predicted, labels=labels, average=average, zero_division=0)
+        assert metrics[key] == pytest.approx({"precision": p, "recall": r, "f1": f})
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(targets, predicted))
+    full = confusion_matrix(targets, predicted, labels=[*labels, -1])
+    np.testing.assert_array_equal(np.asarray(metrics["confusion_matrix"]), full[:5])
+
+
+def test_a_class_nobody_predicts_has_zero_precision_not_nan() -> None:
+    metrics = classification_metrics(np.array([0, 1, 1]), np.array([1, 1, 1]), ["a", "b"])
+    assert metrics["per_class"][0] == {"class": "a", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+
+
+def test_evaluate_matches_scikit_learn_on_the_same_predictions(colour_model, colour_folder: Path) -> None:
+    from sklearn.metrics import accuracy_score, f1_score, top_k_accuracy_score
+
+    result = evaluate(colour_model, colour_folder, top_k=2)
+    assert len(result.targets) == 36
+    assert 0.6 < result.accuracy < 1.0  # the misleading images are wrong
+    assert result.accuracy == pytest.approx(accuracy_score(result.targets, result.predicted))
+    assert result.metrics["macro_avg"]["f1"] == pytest.approx(
+        f1_score(result.targets, result.predicted, average="macro", zero_division=0)
+    )
+    pixels = np.stack([np.asarray(Image.open(p)) for p in result.paths])
+    scores = colour_model.predict_proba(pixels)
+    # Dataset classes are sorted (blue, green, red); the model's labels are not: compare in label space.
+    assert result.classes == ["blue", "green", "red"] and result.class_map == [2, 1, 0]
+    true_labels = np.asarray(result.class_map)[result.targets]
+    assert result.top_k_accuracy == pytest.approx(top_k_accuracy_score(true_labels, scores, k=2, labels=[0, 1, 2]))
+    assert result.top_k_accuracy > result.accuracy
+
+
+def test_report_files_are_valid_images_and_linked(colour_model, colour_folder: Path, tmp_path: Path) -> None:
+    result = evaluate(colour_model, colour_folder, report=tmp_path / "report", mistakes=5)
+    for name in ("confusion.png", "mistakes.png"):
+        with Image.open(tmp_path / "report" / name) as image:
+            image.verify()
+            assert image.format == "PNG"
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert 'src="confusion.png"' in page and 'src="mistakes.png"' in page
+    assert page.count("<li><code>") == 5  # the five most confidently wrong
+    saved = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert saved["accuracy"] == result.accuracy and saved["images"] == 36
+
+
+def test_class_names_map_through_synonyms() -> None:
+    labels = ["background", "tabby", "hotdog"]
+    synonyms = [("background",), ("tabby", "tabby cat"), ("hotdog", "hot dog", "red hot")]
+    assert match_classes(["Hot_Dog", "tabby-cat"], labels, synonyms) == [2, 1]
+    with pytest.raises(DatasetError, match="'pizza' match none of the model's 3 labels"):
+        match_classes(["pizza", "hotdog"], labels, synonyms)
+
+
+def test_zoo_model_on_a_labelled_folder(recognizer, photos_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    for folder, photo in (("hot dog", "hot_dog.jpg"), ("Macaw", "parrot.jpg"), ("military_uniform", "grace_hopper.bmp")):
+        (root / folder).mkdir(parents=True)
+        (root / folder / photo).write_bytes((photos_dir / photo).read_bytes())
+    result = evaluate(recognizer, root)
+    assert result.accuracy == 1.0
+    assert result.classes == ["Macaw", "hot dog", "military_uniform"]  # sorted as strings
+    assert [recognizer.labels[i] for i in result.class_map] == ["macaw", "hotdog", "military uniform"]
+    # Restricted to the folder's classes the answer cannot be a fourth label.
+    restricted = evaluate(recognizer, root, restrict=True)
+    assert set(restricted.predicted_labels) <= {"hotdog", "macaw", "military uniform"}
+
+
+def test_cli_evaluate_json_and_errors(colour_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import imagerec.recognizer as recognizer_module
+    from imagerec.cli import app
+
+    def fake_loader(path, **options):
+        return Recognizer(ChannelBackend(), list(COLOURS), Preprocessing(size=(8, 8)), name="channels")
+
+    monkeypatch.setitem(recognizer_module._LOADERS, ".fake", fake_loader)
+    model = tmp_path / "m.fake"
+    model.write_text("x")
+    runner = CliRunner()
+    out = runner.invoke(app, ["evaluate", str(model), str(colour_folder), "--json", "--top-k", "2"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["images"] == 36 and "top_2_accuracy" in data and len(data["per_class"]) == 3
+    (colour_folder.parent / "bad").mkdir(exist_ok=True)
+    (colour_folder.parent / "bad" / "only").mkdir(exist_ok=True)
+    from imagerec.cli import run_app
+
+    assert run_app(["evaluate", str(model), str(colour_folder.parent / "bad")]) == 1

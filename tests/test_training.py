@@ -1,0 +1,217 @@
+"""imagerec.train / imagerec train: learning, saving with metadata, resuming, bad data, safe loading."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import imagerec
+from imagerec.backends.onnx import EXPORT_TOLERANCE, normalize
+from imagerec.data import DatasetWarning, load_dataset, make_shapes
+from imagerec.errors import DatasetError, ModelFileError, UsageError
+from imagerec.keras_io import read_metadata
+
+# One thread: on a shared, busy machine two threads waiting on each other are far slower.
+SMALL = dict(arch="fast_resnet", widths=(16, 32), stem=8, image_size=24, batch_size=16, threads=1)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_shapes(tmp_path_factory.mktemp("shapes"), per_class=60, size=24, seed=0)
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_shapes(tmp_path_factory.mktemp("held_out"), per_class=15, size=24, seed=99)
+
+
+@pytest.fixture(scope="module")
+def trained(shapes: Path, tmp_path_factory: pytest.TempPathFactory):
+    output = tmp_path_factory.mktemp("model") / "shapes.keras"
+    return imagerec.train(shapes, output=output, epochs=5, lr=0.1, verbose=False, **SMALL)
+
+
+def test_training_beats_chance_on_held_out_images(trained, held_out: Path) -> None:
+    assert trained.classes == ["circle", "cross", "square", "triangle"]
+    assert trained.best_val_accuracy > 0.6  # chance is 0.25
+    result = imagerec.evaluate(trained.recognizer(), held_out)
+    assert result.accuracy > 0.6, result.metrics["per_class"]
+
+
+def test_history_checkpoint_and_curves(trained) -> None:
+    assert [h["epoch"] for h in trained.history] == [1, 2, 3, 4, 5]
+    assert all({"loss", "accuracy", "val_loss", "val_accuracy", "images_per_second"} <= h.keys() for h in trained.history)
+    assert trained.best_val_accuracy == max(h["val_accuracy"] for h in trained.history)
+    with Image.open(trained.curves_path) as image:
+        image.verify()
+        assert image.format == "PNG"
+    assert trained.state_path.is_file()
+
+
+def test_saved_model_carries_classes_preprocessing_config_and_metrics(trained) -> None:
+    metadata = read_metadata(trained.path)
+    assert metadata["classes"] == trained.classes
+    assert metadata["preprocessing"] == {"size": [24, 24], "resize": "crop", "normalization": "unit"}
+    assert metadata["config"]["arch"] == "fast_resnet" and metadata["config"]["arch_options"]["widths"] == [16, 32]
+    assert metadata["metrics"]["best_val_accuracy"] == trained.best_val_accuracy
+    assert metadata["flip_average"] is True
+    with zipfile.ZipFile(trained.path) as archive:  # still a normal Keras file
+        assert {"config.json", "metadata.json", "model.weights.h5"} <= set(archive.namelist())
+
+
+def test_save_load_predict_gives_identical_scores(trained, held_out: Path) -> None:
+    files = sorted(str(p) for p in held_out.rglob("*.png"))[:12]
+    first = imagerec.load(trained.path)
+    second = imagerec.load(trained.path)  # from the cached ONNX export
+    a, b = first.predict_proba(files), second.predict_proba(files)
+    np.testing.assert_array_equal(a, b)
+    # ... and equal to the trained Keras model itself (with the same flip averaging).
+    pixels = first.preprocess(files)
+    x = normalize(pixels, "unit")
+    model = trained.model
+    keras_scores = (np.asarray(model.predict(x, verbose=0)) + np.asarray(model.predict(x[:, :, ::-1], verbose=0))) / 2
+    np.testing.assert_allclose(a, keras_scores, atol=EXPORT_TOLERANCE)
+
+
+def test_predict_cli_needs_no_other_flag(trained, held_out: Path) -> None:
+    from typer.testing import CliRunner
+
+    from imagerec.cli import app
+
+    photo = sorted((held_out / "circle").iterdir())[0]
+    out = CliRunner().invoke(app, ["predict", "--model", str(trained.path), str(photo), "--json", "-k", "2"])
+    assert out.exit_code == 0, out.output
+    row = json.loads(out.stdout)
+    assert row["predictions"][0]["label"] in trained.classes
+
+
+def test_resume_continues_from_the_saved_epoch(shapes: Path, tmp_path: Path) -> None:
+    output = tmp_path / "r.keras"
+    first = imagerec.train(shapes, output=output, epochs=1, verbose=False, **SMALL)
+    assert len(first.history) == 1
+    steps: list[tuple[int, int]] = []
+    resumed = imagerec.train(shapes, output=output, epochs=2, resume=True, verbose=False,
+                             callbacks=[lambda event, info: steps.append((info["epoch"], info["step"])) if event == "step" else None],
+                             **SMALL)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    assert resumed.history[0] == first.history[0]
+    assert steps[0] == (2, 1)  # no step of epoch 1 was run again
+
+
+def test_ctrl_c_saves_state_and_resume_finishes_the_epoch(shapes: Path, tmp_path: Path) -> None:
+    output = tmp_path / "i.keras"
+
+    def interrupt(event: str, info: dict) -> None:
+        if event == "step" and info["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        imagerec.train(shapes, output=output, epochs=1, verbose=False, callbacks=[interrupt], **SMALL)
+    state_file = output.with_name("i.keras.state.pt")
+    assert state_file.is_file() and not output.exists()
+    steps: list[int] = []
+    result = imagerec.train(shapes, output=output, epochs=1, resume=True, verbose=False,
+                            callbacks=[lambda event, info: steps.append(info["step"]) if event == "step" else None],
+                            **SMALL)
+    assert steps[0] == 3 and len(result.history) == 1 and output.is_file()
+
+
+def test_resume_refuses_different_data_or_settings(shapes: Path, tmp_path: Path) -> None:
+    output = tmp_path / "d.keras"
+    imagerec.train(shapes, output=output, epochs=1, verbose=False, **SMALL)
+    with pytest.raises(UsageError, match="different dataset or split"):
+        imagerec.train(shapes, output=output, epochs=2, resume=True, seed=5, verbose=False, **SMALL)
+    with pytest.raises(UsageError, match="no saved state"):
+        imagerec.train(shapes, output=tmp_path / "none.keras", resume=True, verbose=False, **SMALL)
+
+
+def test_corrupt_image_is_skipped_and_reported(tmp_path: Path) -> None:
+    root = make_shapes(tmp_path / "s", per_class=12, size=24, classes=("circle", "square"))
+    (root / "circle" / "zz_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.warns(DatasetWarning, match="zz_corrupt.png"):
+        result = imagerec.train(root, output=tmp_path / "c.keras", epochs=1, verbose=False, **SMALL)
+    assert [Path(p).name for p, _ in result.skipped] == ["zz_corrupt.png"]
+
+
+def test_bad_datasets_give_one_line_errors(tmp_path: Path) -> None:
+    from imagerec.cli import run_app
+
+    root = make_shapes(tmp_path / "s", per_class=3, size=24, classes=("circle", "square"))
+    (root / "empty").mkdir()
+    with pytest.raises(DatasetError, match="class folder 'empty' has no images"):
+        imagerec.train(root, output=tmp_path / "x.keras", verbose=False)
+    single = make_shapes(tmp_path / "one", per_class=3, size=24, classes=("circle",))
+    with pytest.raises(DatasetError, match="at least 2 classes"):
+        imagerec.train(single, output=tmp_path / "x.keras", verbose=False)
+    assert run_app(["train", str(single), "-o", str(tmp_path / "x.keras")]) == 1
+
+
+def test_bad_settings_are_usage_errors(shapes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.keras"
+    for kwargs, message in (
+        ({"optimizer": "lbfgs"}, "unknown optimizer"),
+        ({"loss": "kl"}, "unknown loss"),
+        ({"arch": "vgg"}, "unknown architecture"),
+        ({"schedule": "step"}, "unknown schedule"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            imagerec.train(shapes, output=out, verbose=False, **kwargs)
+    with pytest.raises(UsageError, match="must be a .keras file"):
+        imagerec.train(shapes, output=tmp_path / "x.h5", verbose=False)
+
+
+def test_cli_train_course_cnn_json(shapes: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from imagerec.cli import app
+
+    output = tmp_path / "course.keras"
+    args = ["train", str(shapes), "--arch", "course_cnn", "--epochs", "1", "--image-size", "16",
+            "--optimizer", "rmsprop", "--activation", "elu", "--batch-size", "64", "--threads", "1",
+            "-o", str(output), "--json"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.stdout)
+    assert summary["model"] == str(output) and summary["config"]["optimizer"] == "rmsprop"
+    assert summary["config"]["activation"] == "elu" and summary["epochs_run"] == 1
+    assert imagerec.load(output).labels == summary["classes"]
+
+
+def test_a_users_own_keras_model(shapes: Path, tmp_path: Path) -> None:
+    import keras
+
+    inputs = keras.Input((24, 24, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="embedding")(x)
+    outputs = keras.layers.Dense(4, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    result = imagerec.train(load_dataset(shapes), model=model, output=tmp_path / "own.keras", epochs=1,
+                            image_size=24, verbose=False)
+    assert result.config.arch == "custom"
+    recognizer = imagerec.load(result.path)
+    assert recognizer.can_embed and recognizer.embed(np.zeros((1, 24, 24, 3), np.uint8)).shape == (1, 8)
+
+
+def test_safe_mode_refuses_a_model_that_carries_code(tmp_path: Path) -> None:
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Lambda(lambda t: t * 2)(inputs)
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(ModelFileError, match="safe mode"):
+        imagerec.load(path)
+
+
+def test_not_a_keras_file(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.keras"
+    bogus.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ModelFileError, match="not a .keras file|cannot load"):
+        imagerec.load(bogus)
+    with pytest.raises(ModelFileError, match="no such model file"):
+        imagerec.load(tmp_path / "missing.keras")
