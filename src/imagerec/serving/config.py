@@ -32,7 +32,7 @@ class ServeConfig:
     authentication.
     """
 
-    max_batch: int = 32
+    max_batch: int = 8  # LiteRT runs a batch image by image: bigger batches only add latency
     max_wait_ms: float = 5.0
     max_queue: int = 256
     max_images: int = 16  # per request, as Cloud Vision allows
