@@ -188,7 +188,9 @@ class LogisticHead(_StoredExamplesHead):
 
     ``C=None`` chooses the inverse regularisation strength from ``Cs`` by
     stratified ``cv``-fold cross-validation (on at most ``cv_samples``
-    examples, so large datasets stay fast); a number fixes it.
+    examples, so large datasets stay fast); a number fixes it. (On MobileNet
+    V2 embeddings of CIFAR-10 the best C was 0.001–0.01; C ≥ 1 only costs
+    more iterations.)
 
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(40, 6)) + np.repeat(np.eye(2, 6) * 3, 20, axis=0)
@@ -203,9 +205,9 @@ class LogisticHead(_StoredExamplesHead):
         self,
         C: float | None = None,
         *,
-        Cs: Sequence[float] = (1e-3, 1e-2, 0.1, 1.0, 10.0),
-        cv: int = 5,
-        cv_samples: int = 5000,
+        Cs: Sequence[float] = (1e-4, 1e-3, 1e-2, 0.1, 1.0),
+        cv: int = 3,
+        cv_samples: int = 2000,
         max_iter: int = 500,
         seed: int = 0,
     ) -> None:
