@@ -319,3 +319,23 @@ def test_cli_learn_predict_and_add(shapes, tmp_path, capsys):
 
     assert run_app(["learn", "--add", str(extra)]) == 2
     assert "--add DATA and --to" in capsys.readouterr().err
+
+
+def test_an_interrupted_save_keeps_the_previous_file(saved, tmp_path, monkeypatch):
+    target = tmp_path / "keep.imagerec"
+    target.write_bytes(saved.read_bytes())
+    model = imagerec.load(target)
+    original = zipfile.ZipFile.writestr
+
+    def failing(self, name, data, *args, **kwargs):
+        if str(getattr(name, "filename", name)).startswith("arrays/"):
+            raise OSError("disk full")
+        return original(self, name, data, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", failing)
+    with pytest.raises(ModelFileError, match="cannot save the learned recognizer.*disk full.*unchanged"):
+        model.save(target)
+    monkeypatch.undo()
+    assert target.read_bytes() == saved.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.imagerec"]  # no half-written temporary file
+    assert imagerec.load(target).labels == TAUGHT

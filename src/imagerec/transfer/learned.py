@@ -119,6 +119,13 @@ def save_recognizer(recognizer, path: str | os.PathLike[str]) -> Path:
         with open(temp, "rb") as done:
             os.fsync(done.fileno())
         os.replace(temp, path)
+    except OSError as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(
+            f"{path}: cannot save the learned recognizer ({exc.strerror or exc}); any previous file there is unchanged",
+            path=str(path),
+        ) from exc
     finally:
         temp.unlink(missing_ok=True)
     return path
