@@ -262,7 +262,11 @@ class Catalog:
                 )
             self.migrate()
         if root is not None and not readonly:
-            self._set_root(Path(root))
+            try:
+                self._set_root(Path(root))
+            except BaseException:
+                self.db.close()
+                raise
         if self.meta("root") is None:
             self.db.close()
             raise CatalogError(f"{self.path}: catalog has no library root recorded", path=str(self.path))
@@ -285,13 +289,19 @@ class Catalog:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self, upto: int = SCHEMA_VERSION) -> None:
-        """Bring the schema to version ``upto``, one transaction per step."""
-        version = self.schema_version
-        for step in range(version, upto):
+        """Bring the schema to version ``upto``, one transaction per step.
+
+        The version is read again inside each write transaction, so two
+        processes opening a new catalog at once never apply a step twice.
+        """
+        while True:
             with self.transaction():
-                for statement in _statements(_MIGRATIONS[step]):
+                version = self.schema_version
+                if version >= upto:
+                    return
+                for statement in _statements(_MIGRATIONS[version]):
                     self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version = {step + 1}")
+                self.db.execute(f"PRAGMA user_version = {version + 1}")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -381,14 +391,25 @@ class Catalog:
             stored = str(root)
         if self.meta("root") == stored:
             return
-        with self.transaction():
+        with self.transaction():  # checked and written in one transaction: two new indexers agree
+            current = self.meta("root")
+            if current == stored:
+                return
+            if current is not None and self._resolve_root(current) != root:
+                if self.db.execute("SELECT 1 FROM files LIMIT 1").fetchone():
+                    raise UsageError(
+                        f"{self.path} is the catalog of {self._resolve_root(current)}, not of {root}; "
+                        "pass a different --catalog for this folder"
+                    )
             self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('root', ?)", (stored,))
             self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?)", (now(),))
             self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('catalog_id', ?)", (uuid.uuid4().hex,))
 
     @property
     def root(self) -> Path:
-        stored = self.meta("root") or "."
+        return self._resolve_root(self.meta("root") or ".")
+
+    def _resolve_root(self, stored: str) -> Path:
         path = Path(stored)
         return path if path.is_absolute() else (self.path.resolve().parent / path).resolve()
 

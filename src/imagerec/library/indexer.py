@@ -115,7 +115,6 @@ def index_library(
     if top_k < 1:
         raise UsageError(f"top_k must be at least 1, got {top_k}")
     catalog_path = Path(catalog) if catalog is not None else default_catalog_path(root_path)
-    _check_root(catalog_path, root_path)
     loaded = load_models(models, num_threads=num_threads)
     recognizers = [recognizer for recognizer, _ in loaded]
     with Catalog(catalog_path, root=root_path) as cat:
@@ -137,18 +136,6 @@ def index_library(
         summary.seconds = time.perf_counter() - started
         cat.finish_run(run_id, summary.to_dict())
     return summary
-
-
-def _check_root(catalog_path: Path, root: Path) -> None:
-    if not catalog_path.is_file():
-        return
-    with Catalog(catalog_path, create=False) as existing:
-        recorded = existing.root
-    if recorded != root.resolve():
-        raise UsageError(
-            f"{catalog_path} is the catalog of {recorded}, not of {root.resolve()}; "
-            "pass a different --catalog for this folder"
-        )
 
 
 class _Run:
