@@ -339,3 +339,14 @@ def test_an_interrupted_save_keeps_the_previous_file(saved, tmp_path, monkeypatc
     assert target.read_bytes() == saved.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.imagerec"]  # no half-written temporary file
     assert imagerec.load(target).labels == TAUGHT
+
+
+def test_more_examples_of_a_known_class_and_a_loaded_backbone(shapes, recognizer):
+    train, held_out = shapes
+    # A loaded zoo recognizer serves as the backbone (a server reuses its model).
+    model = imagerec.learn({c: train[c][:3] for c in TAUGHT}, backbone=recognizer, head="imprint")
+    assert model.metadata["backbone"]["sha256"] == recognizer.sha256
+    more = add_examples(model, {"circle": train["circle"][3:10]})
+    assert more.labels == TAUGHT
+    assert more.head.counts_.tolist() == [10, 3, 3]
+    assert more.metadata["training"]["examples"] == {"circle": 10, "square": 3, "triangle": 3}

@@ -33,7 +33,7 @@ from ..errors import UsageError
 from ..images import IMAGE_SUFFIXES
 from ..pipeline import expand_paths
 from ..recognizer import UNKNOWN, Recognizer, register_loader
-from .features import Backbone, extract, get_backbone, variants_for
+from .features import Backbone, backbone_from_recognizer, extract, get_backbone, variants_for
 from .heads import Head, ImprintHead, calibrate, held_out_scores, make_head
 from .learned import SUFFIX, load_learned
 
@@ -166,7 +166,7 @@ def _calibrate(head: Head, X: np.ndarray, y: np.ndarray, classes: list[str], thr
 def learn(
     data: Any,
     *,
-    backbone: str | Backbone = "mobilenet_v2",
+    backbone: str | Backbone | Recognizer = "mobilenet_v2",
     head: str | Head = "logistic",
     head_options: dict | None = None,
     augment: int = 0,
@@ -181,7 +181,10 @@ def learn(
     """Learn a recognizer for new classes on a frozen backbone.
 
     ``data``: a folder of class sub-folders, a dict ``{label: [images]}``
-    (paths, bytes, arrays…) or a dataset (see :func:`gather`). ``head``:
+    (paths, bytes, arrays…) or a dataset (see :func:`gather`). ``backbone``:
+    a name (``"mobilenet_v2"``, ``"keras:MobileNetV2"``), a
+    :class:`~imagerec.transfer.features.Backbone`, or an already loaded
+    recognizer with an embedding (a server reuses its model). ``head``:
     ``"logistic"`` (C by cross-validation), ``"dense"`` (the course's Keras
     head) or ``"imprint"`` (class means; one photo per class is enough).
     ``augment``: extra flipped / cropped copies of each photo (0–7).
@@ -234,16 +237,9 @@ def _rate(result) -> float | None:
 
 
 def _backbone_of(recognizer: Recognizer) -> Backbone:
-    described = recognizer.metadata.get("backbone") or {}
-    if recognizer.head is None or not described:
+    if recognizer.head is None or not recognizer.metadata.get("backbone"):
         raise UsageError(f"{recognizer.name!r} was not made by imagerec.learn; examples can only be added to a learned recognizer")
-    backend = recognizer.backend
-    return Backbone(
-        name=described["name"], kind=described.get("kind", "zoo"), sha256=described["sha256"],
-        preprocessing=recognizer.preprocessing, dim=int(described["dim"]),
-        run=lambda batch: backend.run(batch, ("embedding",))["embedding"], backend=backend,
-        options=dict(described.get("options") or {}),
-    )
+    return backbone_from_recognizer(recognizer)
 
 
 def add_examples(

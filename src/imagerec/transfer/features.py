@@ -100,7 +100,22 @@ class Backbone:
 
 
 def backbone_from_recognizer(recognizer, *, name: str | None = None, kind: str = "zoo", options: dict | None = None) -> Backbone:
-    """Wrap a :class:`~imagerec.Recognizer` whose model has an embedding output."""
+    """Wrap a :class:`~imagerec.Recognizer` whose model has an embedding output.
+
+    A learned recognizer gives back the backbone it was learned on (same
+    name, sha256 and options, so the embedding cache keys match); a zoo
+    recognizer is its own backbone — a server can reuse the model it has
+    already loaded instead of loading it again.
+    """
+    described = getattr(recognizer, "metadata", {}).get("backbone") if getattr(recognizer, "head", None) is not None else None
+    if described:
+        backend = recognizer.backend
+        return Backbone(
+            name=described["name"], kind=described.get("kind", "zoo"), sha256=described["sha256"],
+            preprocessing=recognizer.preprocessing, dim=int(described["dim"]),
+            run=lambda batch: backend.run(batch, ("embedding",))["embedding"], backend=backend,
+            options=dict(described.get("options") or {}),
+        )
     if not recognizer.can_embed:
         raise UsageError(
             f"model {recognizer.name!r} has no embedding output, so it cannot serve as a backbone; "
@@ -122,14 +137,21 @@ def backbone_from_recognizer(recognizer, *, name: str | None = None, kind: str =
     )
 
 
-def get_backbone(name: str | Backbone, *, num_threads: int | None = None, **options) -> Backbone:
+def get_backbone(name, *, num_threads: int | None = None, **options) -> Backbone:
     """A backbone by name: a zoo model (``"mobilenet_v2"``) or a Keras one (``"keras:MobileNetV2"``).
+
+    A :class:`Backbone` is returned as it is, a Recognizer is wrapped
+    (:func:`backbone_from_recognizer`).
 
     Keras backbones take ``weights=`` (``"imagenet"``, a weights file, or None
     for random weights in tests), ``pooling=`` and ``input_size=``.
     """
     if isinstance(name, Backbone):
         return name
+    if hasattr(name, "backend") and hasattr(name, "preprocessing"):
+        return backbone_from_recognizer(name)
+    if not isinstance(name, str):
+        raise UsageError(f"backbone must be a model name, a Backbone or a Recognizer, got {type(name).__name__}")
     if name.startswith("keras:"):
         from .keras_backbones import keras_backbone
 
