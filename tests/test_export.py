@@ -141,3 +141,21 @@ def test_cli_export(learned, sample_photos, tmp_path):
     code = run_app(["export", str(saved), "--format", "tflite", "--output", str(out), "--samples", sample_photos[0]])
     assert code == 0 and out.is_file()
     assert run_app(["export", str(saved), "--format", "keras"]) == 2  # a usage error, one line
+
+
+def test_learned_on_a_keras_backbone_to_one_onnx_graph(photos_dir, sample_photos, tmp_path):
+    from imagerec.backends.onnx import OnnxBackend
+    from imagerec.transfer.features import get_backbone
+
+    # Random weights: the features are meaningless, but the graph and the check are the real ones.
+    backbone = get_backbone("keras:MobileNetV2", weights=None, input_size=96)
+    shots = photos_dir / "few-shot"
+    data = {"cat": [str(shots / "cat_train_0.bmp")], "hot dog": [str(shots / "hotdog_train_0.bmp"), str(shots / "hotdog_train_1.bmp")]}
+    model = imagerec.learn(data, backbone=backbone, head="imprint", cache=False)
+    result = export(model, "onnx", tmp_path / "keras-backbone.onnx", samples=sample_photos[:4])
+    assert result.check.ok and result.inputs == "image: uint8 N×H×W×3"
+    exported = Recognizer(OnnxBackend(result.path), model.labels, model.preprocessing)
+    photos = [str(photos_dir / "owl.jpg"), str(photos_dir / "face.jpg")]  # a batch of two in one run
+    np.testing.assert_allclose(exported.predict_proba(photos), model.predict_proba(photos), atol=TOLERANCE)
+    with pytest.raises(UsageError, match="exports to onnx, not tflite"):
+        export(model, "tflite", tmp_path / "x.tflite")

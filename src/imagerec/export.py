@@ -8,7 +8,9 @@ source                                 ``onnx``                                 
 ``.keras`` (trained with imagerec)     one graph: uint8 NHWC images → the model's       not here (needs TensorFlow
                                        normalisation → network → ``scores``             or litert-torch)
 ``.imagerec`` / learned recognizer     one graph: uint8 NHWC images → the int8         one graph: the int8 backbone
-(LiteRT backbone + head)               backbone (QDQ, via tflite2onnx) → the head       + the head (+ ``confidence``)
+on a zoo (int8 TFLite) backbone        backbone (QDQ, via tflite2onnx) → the head       + the head (+ ``confidence``)
+learned on a Keras-application         one graph: uint8 images → normalisation →       not here (needs TensorFlow)
+backbone (``keras:MobileNetV2``...)    the backbone's ONNX export → the head
 =====================================  ===============================================  =========================
 
 ``keras`` is not offered: a ``.keras`` file already is one, and a learned
@@ -357,7 +359,9 @@ def _zoo_backbone(recognizer):
 
     backbone = recognizer.metadata["backbone"]
     if backbone.get("kind", "zoo") != "zoo":
-        raise UsageError(f"{recognizer.name!r}: only learned recognizers on a zoo (TFLite) backbone can be exported")
+        raise UsageError(
+            f"{recognizer.name!r} has a Keras backbone ({backbone.get('name')}): it exports to onnx, not tflite"
+        )
     spec = zoo.get(backbone["name"])
     model_path = zoo.fetch(spec.model)
     if zoo.sha256_file(model_path) != backbone["sha256"]:
@@ -397,13 +401,11 @@ def _run_onnx(path: Path, batch: np.ndarray, names: Sequence[str]) -> dict[str, 
 def _learned_to_onnx(recognizer, dest: Path, samples, tolerance: float) -> ExportResult:
     import onnx
 
-    model_path, spec = _zoo_backbone(recognizer)
     head = recognizer.head
     thresholded = recognizer.threshold is not None
-    proto = _onnx_backbone_with_head(
-        model_path, spec.embedding_tensor, _head_layers(head), thresholded and _prototypes(head)
-    )
-    _set_onnx_metadata(proto, _learned_info(recognizer, thresholded, "1"))
+    proto = _onnx_backbone_with_head(recognizer, _head_layers(head), thresholded and _prototypes(head))
+    batch_dim = "N" if recognizer.metadata["backbone"].get("kind") == "keras" else "1"
+    _set_onnx_metadata(proto, _learned_info(recognizer, thresholded, batch_dim))
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".onnx", dir=dest.parent)
     os.close(fd)
@@ -419,11 +421,33 @@ def _learned_to_onnx(recognizer, dest: Path, samples, tolerance: float) -> Expor
         labels_path = _finish(tmp, dest, recognizer.labels, check, "ONNX model")
     finally:
         tmp.unlink(missing_ok=True)
-    return ExportResult(dest, "onnx", _describe(recognizer), labels_path, check, "image: uint8 1×H×W×3", outputs)
+    return ExportResult(dest, "onnx", _describe(recognizer), labels_path, check, f"image: uint8 {batch_dim}×H×W×3", outputs)
 
 
-def _onnx_backbone_with_head(model_path: Path, embedding_tensor: str, layers, prototypes):
-    """The int8 TFLite backbone as an ONNX (QDQ) graph, with uint8 NHWC input and the head on top."""
+def _onnx_backbone_with_head(recognizer, layers, prototypes):
+    """The backbone as an ONNX graph taking uint8 NHWC images, with the head on top."""
+    kind = recognizer.metadata["backbone"].get("kind", "zoo")
+    if kind == "keras":
+        proto, embedding = _keras_backbone_onnx(recognizer.backend)
+    else:
+        model_path, spec = _zoo_backbone(recognizer)
+        proto, embedding = _tflite_backbone_onnx(model_path, spec.embedding_tensor)
+    return _append_onnx_head(proto, embedding, layers, prototypes)
+
+
+def _keras_backbone_onnx(backend):
+    """A Keras-application backbone: already ONNX (exported once, cached); add the normalisation."""
+    import onnx
+
+    path = getattr(backend, "path", None)
+    if path is None or "embedding" not in backend.outputs:
+        raise UsageError("this learned recognizer's Keras backbone has no ONNX file with an 'embedding' output")
+    proto = _with_uint8_input(onnx.load(str(path)), backend.normalization)
+    return proto, "embedding"
+
+
+def _tflite_backbone_onnx(model_path: Path, embedding_tensor: str):
+    """An int8 TFLite backbone converted by tflite2onnx (a QDQ graph), taking uint8 NHWC images."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -450,8 +474,35 @@ def _onnx_backbone_with_head(model_path: Path, embedding_tensor: str, layers, pr
     if embedding is None:
         raise ModelFileError(f"{model_path}: the converted backbone has no tensor {embedding_tensor!r}", path=str(model_path))
     old_input = graph.input[0]
-    nchw = [d.dim_value for d in old_input.type.tensor_type.shape.dim]
-    batch, height, width = nchw[0], nchw[2], nchw[3]
+    batch, _, height, width = [d.dim_value for d in old_input.type.tensor_type.shape.dim]
+    constants = [
+        numpy_helper.from_array(np.asarray(zero_point, np.float32), "imagerec/zero_point"),
+        numpy_helper.from_array(np.asarray(scale, np.float32), "imagerec/scale"),
+    ]
+    # uint8 NHWC pixels -> the float NCHW values the quantised input stands for.
+    nodes = [
+        helper.make_node("Cast", ["image"], ["imagerec/image_float"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["imagerec/image_float", "imagerec/zero_point"], ["imagerec/image_centred"]),
+        helper.make_node("Mul", ["imagerec/image_centred", "imagerec/scale"], ["imagerec/image_scaled"]),
+        helper.make_node("Transpose", ["imagerec/image_scaled"], [old_input.name], perm=[0, 3, 1, 2]),
+    ]
+    graph.input.remove(old_input)
+    graph.input.insert(0, helper.make_tensor_value_info("image", TensorProto.UINT8, [batch, height, width, 3]))
+    graph.initializer.extend(constants)
+    existing = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + existing)
+    return proto, embedding
+
+
+def _append_onnx_head(proto, embedding: str, layers, prototypes):
+    """Add L2 normalisation, the head's layers, softmax ``scores`` (and ``confidence``); prune the rest."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=11)
+    batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
+    batch = batch_dim.dim_param or batch_dim.dim_value or "N"
     nodes, constants = [], []
 
     def const(name: str, value, dtype=np.float32) -> str:
@@ -462,14 +513,13 @@ def _onnx_backbone_with_head(model_path: Path, embedding_tensor: str, layers, pr
         nodes.append(helper.make_node(op, list(inputs), [output], name=output, **attributes))
         return output
 
-    # uint8 NHWC pixels -> the float NCHW values the quantised input stands for.
-    x = node("Cast", ["image"], "imagerec/image_float", to=TensorProto.FLOAT)
-    x = node("Sub", [x, const("imagerec/zero_point", zero_point)], "imagerec/image_centred")
-    x = node("Mul", [x, const("imagerec/scale", scale)], "imagerec/image_scaled")
-    node("Transpose", [x], old_input.name, perm=[0, 3, 1, 2])
-    before = len(nodes)
-    flat = node("Reshape", [embedding, const("imagerec/flat_shape", [batch, -1], np.int64)], "imagerec/embedding")
-    norm = node("ReduceL2", [flat], "imagerec/embedding_norm", axes=[1], keepdims=1)
+    def reduce(op: str, source: str, output: str, keepdims: int) -> str:
+        if opset >= 18:  # axes moved from an attribute to an input
+            return node(op, [source, const(f"{output}/axes", [1], np.int64)], output, keepdims=keepdims)
+        return node(op, [source], output, axes=[1], keepdims=keepdims)
+
+    flat = node("Reshape", [embedding, const("imagerec/flat_shape", [0, -1], np.int64)], "imagerec/embedding")
+    norm = reduce("ReduceL2", flat, "imagerec/embedding_norm", 1)
     norm = node("Max", [norm, const("imagerec/epsilon", 1e-12)], "imagerec/embedding_norm_safe")
     current = normalized = node("Div", [flat, norm], "imagerec/embedding_l2")
     for number, (weights, bias, relu) in enumerate(layers):
@@ -483,17 +533,13 @@ def _onnx_backbone_with_head(model_path: Path, embedding_tensor: str, layers, pr
         means, bias = prototypes
         cosine = node("MatMul", [normalized, const("imagerec/cosine/weights", means.T)], "imagerec/cosine/matmul")
         cosine = node("Add", [cosine, const("imagerec/cosine/bias", bias)], "imagerec/cosine")
-        node("ReduceMax", [cosine], "confidence", axes=[1], keepdims=0)
+        reduce("ReduceMax", cosine, "confidence", 0)
         outputs.append(helper.make_tensor_value_info("confidence", TensorProto.FLOAT, [batch]))
-    head_nodes = nodes[before:]
-    preprocessing_nodes = nodes[:before]
-    kept = _needed_nodes(list(graph.node) + head_nodes, {o.name for o in outputs})
-    graph.input.remove(old_input)
-    graph.input.insert(0, helper.make_tensor_value_info("image", TensorProto.UINT8, [batch, height, width, 3]))
+    kept = _needed_nodes(list(graph.node) + nodes, {o.name for o in outputs})
     del graph.output[:]
     graph.output.extend(outputs)
     del graph.node[:]
-    graph.node.extend(preprocessing_nodes + kept)
+    graph.node.extend(kept)
     graph.initializer.extend(constants)
     used = {name for n in graph.node for name in n.input}
     keep_init = [init for init in graph.initializer if init.name in used]
