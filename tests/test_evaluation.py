@@ -151,3 +151,17 @@ def test_cli_evaluate_json_and_errors(colour_folder: Path, tmp_path: Path, monke
     from imagerec.cli import run_app
 
     assert run_app(["evaluate", str(model), str(colour_folder.parent / "bad")]) == 1
+
+
+def test_learned_recognizer_from_transfer_learning(models_dir: Path, photos_dir: Path, tmp_path: Path) -> None:
+    import imagerec
+
+    few = photos_dir / "few-shot"
+    data = {"cat": [few / "cat_train_0.bmp"], "dog": [few / "dog_train_0.bmp"],
+            "hotdog": [few / "hotdog_train_0.bmp", few / "hotdog_train_1.bmp"]}
+    learned = imagerec.learn(data, head="imprint", threshold=None, progress=False)
+    saved = learned.save(tmp_path / "few.imagerec")
+    with pytest.warns(Warning, match="imbalanced"):
+        result = evaluate(imagerec.load(saved), data)
+    assert result.accuracy == 1.0  # imprinting puts each training photo nearest its own class
+    assert result.classes == ["cat", "dog", "hotdog"] and result.class_map == [0, 1, 2]

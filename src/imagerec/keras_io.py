@@ -180,11 +180,10 @@ def load_recognizer(
     names = list(labels) if labels is not None else metadata.get("classes") or [f"class_{i}" for i in range(size)]
     if len(names) != size:
         raise ModelFileError(f"{where}: the model has {size} outputs but {len(names)} class names", path=str(where))
-    recognizer = Recognizer(
+    options.setdefault("metadata", metadata)
+    return Recognizer(
         backend, names, preprocessing, name=where.stem, sha256=zoo.sha256_file(where), limits=limits, **options
     )
-    recognizer.metadata = metadata
-    return recognizer
 
 
 def _register() -> None:

@@ -51,6 +51,12 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
+# PyTorch's OpenMP threads spin while waiting for each other by default; on a
+# machine shared with other work a spinning thread steals the core its
+# partner needs, and small batch-norm steps measured 20-40x slower here.
+# Passive waiting costs nothing measurable when the machine is idle. (Only
+# effective if torch was not imported before imagerec.)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .data import Dataset, DatasetSource, augment, load_dataset  # noqa: E402
 from .errors import ImagerecError, UsageError  # noqa: E402
@@ -502,7 +508,7 @@ def train(
     your own functional Keras ``model`` (``N×H×W×3`` in, softmax out).
     Settings left as ``None`` take the architecture's defaults
     (:func:`defaults_for`). ``patience`` epochs without a better validation
-    accuracy stop the run (``None``: never; ``-1``: the default).
+    accuracy stop the run (``None`` or 0: never; ``-1``: the architecture's default).
     ``max_minutes`` stops after the epoch that crosses the time budget.
     ``resume`` continues from ``<output>.state.pt``. ``threads`` sets
     PyTorch's thread count (default: the cores this process may use; on a
@@ -549,7 +555,7 @@ def train(
         tta=bool(base["tta"] if tta is None else tta),
         val_fraction=float(val_fraction),
         seed=int(seed),
-        patience=base["patience"] if patience == -1 else patience,
+        patience=base["patience"] if patience == -1 else (patience or None),
         max_minutes=max_minutes,
         normalization=normalization,
         arch_options=dict(arch_options),

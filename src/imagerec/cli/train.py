@@ -32,7 +32,7 @@ def train(
     val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.01, max=0.9, help="Share held out for validation (stratified)."),
     val_data: Optional[str] = typer.Option(None, "--val-data", help="A separate validation dataset (instead of --val-fraction)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the initial weights and the augmentation."),
-    patience: Optional[int] = typer.Option(None, "--patience", min=1, help="Stop after N epochs without a better validation accuracy."),
+    patience: Optional[int] = typer.Option(None, "--patience", min=0, help="Stop after N epochs without a better validation accuracy (0: never)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.0, help="Stop after the epoch that crosses this time budget."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="PyTorch threads (default: all cores)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT.state.pt (saved every epoch and on Ctrl-C)."),

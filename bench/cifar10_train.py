@@ -1,0 +1,314 @@
+"""CIFAR-10 training benchmark: the course's CNN vs fast_resnet, and Keras's overhead.
+
+Data: ``../shared/data/cifar10-train.tar.gz`` (50,000 JPEGs), split 45,000 /
+5,000 (stratified, seed 0) — the validation images are never trained on.
+
+Parts (run any combination):
+
+``--overhead``
+    Training-step throughput of the same airbench-sized network (widths
+    64/256/256, batch 256, SGD + label smoothing) five ways: Keras
+    ``train_on_batch``; a PyTorch loop calling the Keras model (Keras's own
+    torch ops); imagerec's training step (the Keras model's layers run as
+    PyTorch ops on its own variables, :class:`imagerec.training.TorchGraph`);
+    and a hand-written plain PyTorch twin, NCHW and channels-last. Rounds are
+    interleaved and the median of ``--rounds`` is reported, with ratios to
+    plain PyTorch (channels-last).
+
+``--run ARCH`` (``course_cnn`` and/or ``fast_resnet``)
+    A real ``imagerec.train`` run with the architecture's defaults (the
+    course's: Adam, batch 32, up to 30 epochs, early stopping), recording
+    validation accuracy against wall-clock time and where the time goes
+    (decode/cache, training steps, validation, checkpoints).
+    ``--train-per-class`` / ``--val-per-class`` shrink the data for a short
+    run, ``--minutes`` sets a time budget, ``--epochs`` overrides.
+
+The full protocol of issue 3 (takes about 1.5 hours on two idle cores):
+
+    python bench/cifar10_train.py --overhead --run course_cnn --run fast_resnet --minutes 60
+
+A short version (what fits on a busy shared machine):
+
+    python bench/cifar10_train.py --overhead --rounds 3 --steps 3 \\
+        --run fast_resnet --train-per-class 400 --val-per-class 100 --epochs 4
+
+Prints a table and writes ``bench/results/cifar10_train.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("IMAGEREC_SHARED", ROOT.parent / "shared"))
+ARCHIVE = SHARED / "data" / "cifar10-train.tar.gz"
+RESULTS = ROOT / "bench" / "results" / "cifar10_train.json"
+
+
+def machine_load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+# -- Keras overhead -------------------------------------------------------------
+
+
+def plain_torch_net(widths=(64, 256, 256), stem=32, classes=10):
+    """The same network as ``fast_resnet`` written directly in PyTorch."""
+    import torch
+    from torch import nn
+
+    def conv_bn(cin, cout, pool=False):
+        layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False)]
+        if pool:
+            layers.append(nn.MaxPool2d(2))
+        layers += [nn.BatchNorm2d(cout, momentum=0.4, eps=1e-5), nn.GELU()]
+        return nn.Sequential(*layers)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = conv_bn(3, stem)
+            self.first, self.second = nn.ModuleList(), nn.ModuleList()
+            previous = stem
+            for width in widths:
+                self.first.append(conv_bn(previous, width, pool=True))
+                self.second.append(conv_bn(width, width))
+                previous = width
+            self.head = nn.Linear(previous, classes, bias=False)
+
+        def forward(self, x):
+            x = self.stem(x)
+            for first, second in zip(self.first, self.second):
+                x = first(x)
+                x = x + second(x)
+            return self.head(torch.amax(x, dim=(2, 3))) / 9
+
+    return Net()
+
+
+def measure_overhead(batch: int, steps: int, rounds: int, threads: int | None) -> dict:
+    import keras
+    import torch
+    import torch.nn.functional as F
+
+    from imagerec.architectures import fast_resnet, logits_model
+    from imagerec.training import TrainConfig, _make_loss, _make_optimizer, _Runner
+
+    if threads:
+        torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (batch, 32, 32, 3)).astype(np.uint8)
+    x_float = pixels.astype(np.float32) / 255
+    labels = rng.integers(0, 10, batch)
+    y = torch.from_numpy(labels)
+
+    model_a = fast_resnet(num_classes=10)
+    model_a.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+                    loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.2))
+    y_onehot = np.eye(10, dtype=np.float32)[labels]
+
+    def keras_fit():
+        model_a.train_on_batch(x_float, y_onehot)
+
+    model_b = fast_resnet(num_classes=10)
+    logits_b = logits_model(model_b)
+    opt_b = torch.optim.SGD([v.value for v in model_b.trainable_variables], lr=0.05, momentum=0.9, nesterov=True)
+    x_nhwc = torch.from_numpy(x_float)
+
+    def keras_layers_torch_loop():
+        opt_b.zero_grad(set_to_none=True)
+        F.cross_entropy(logits_b(x_nhwc, training=True), y, label_smoothing=0.2).backward()
+        opt_b.step()
+
+    model_d = fast_resnet(num_classes=10)
+    runner = _Runner(model_d, TrainConfig(), 10)
+    assert runner.engine == "torch-graph"
+    opt_d = _make_optimizer("sgd", runner.parameters(), 0.05, 5e-4, 0.9)
+    loss_d = _make_loss("categorical_crossentropy", 0.2, 10, True)
+
+    def imagerec_step():
+        opt_d.zero_grad(set_to_none=True)
+        loss_d(runner.forward(pixels, training=True), y).backward()
+        opt_d.step()
+
+    def plain(channels_last: bool):
+        net = plain_torch_net()
+        x = torch.from_numpy(x_float).permute(0, 3, 1, 2).contiguous()
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(net(x), y, label_smoothing=0.2).backward()
+            opt.step()
+
+        return step
+
+    contenders = {
+        "keras train_on_batch": keras_fit,
+        "torch loop calling the Keras model": keras_layers_torch_loop,
+        "imagerec (TorchGraph over Keras variables)": imagerec_step,
+        "plain PyTorch NCHW": plain(False),
+        "plain PyTorch channels-last": plain(True),
+    }
+    for step in contenders.values():  # warm-up: first calls build kernels and caches
+        step()
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, step in contenders.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            samples[name].append(batch * steps / (time.perf_counter() - start))
+    baseline = statistics.median(samples["plain PyTorch channels-last"])
+    return {
+        name: {
+            "images_per_second": statistics.median(values),
+            "runs": values,
+            "ratio_to_plain_pytorch_channels_last": statistics.median(values) / baseline,
+        }
+        for name, values in samples.items()
+    }
+
+
+# -- full training runs ------------------------------------------------------------
+
+
+def run_training(arch: str, args: argparse.Namespace, work: Path) -> dict:
+    import imagerec
+    from imagerec.data import load_dataset
+
+    started = time.perf_counter()
+    data = load_dataset(ARCHIVE)
+    train, val = data.split(0.1, seed=0)  # 45,000 / 5,000
+    if args.train_per_class:
+        train = train.subset(args.train_per_class, seed=0)
+    if args.val_per_class:
+        val = val.subset(args.val_per_class, seed=0)
+    from imagerec.images import Preprocessing
+
+    decode_start = time.perf_counter()
+    pre = Preprocessing(size=(32, 32), normalization="unit")
+    train.arrays(pre)
+    val.arrays(pre)
+    decode_seconds = time.perf_counter() - decode_start
+    curve: list[dict] = []
+
+    def on_event(event: str, info: dict) -> None:
+        if event == "epoch":
+            curve.append({k: info.get(k) for k in ("epoch", "elapsed", "loss", "accuracy", "val_accuracy",
+                                                    "images_per_second", "train_seconds", "val_seconds")})
+            print(f"  {arch} epoch {info['epoch']}: val_acc {info.get('val_accuracy', 0):.4f} "
+                  f"at {info['elapsed'] / 60:.1f} min, {info['images_per_second']:.0f} img/s", flush=True)
+
+    options = {}
+    if arch == "fast_resnet" and args.widths:
+        options["widths"] = tuple(int(w) for w in args.widths.split(","))
+    result = imagerec.train(
+        train, val_data=val, arch=arch, output=work / f"{arch}.keras", epochs=args.epochs,
+        max_minutes=args.minutes, verbose=False, callbacks=[on_event], threads=args.threads,
+        batch_size=args.batch_size if arch == "fast_resnet" else None, **options,
+    )
+    total = time.perf_counter() - started
+    train_seconds = sum(h["train_seconds"] for h in result.history)
+    val_seconds = sum(h.get("val_seconds", 0) for h in result.history)
+    seen = sum(h["images_per_second"] * h["train_seconds"] for h in result.history)
+    # Inference speed of the exported model (ONNX Runtime) on the validation images.
+    recognizer = result.recognizer()
+    pixels = np.asarray(val.arrays(pre))[:1000]
+    tick = time.perf_counter()
+    for start in range(0, len(pixels), 250):
+        recognizer.predict_proba(np.ascontiguousarray(pixels[start:start + 250]))
+    onnx_ips = len(pixels) / (time.perf_counter() - tick)
+    return {
+        "arch": arch,
+        "train_images": len(train),
+        "val_images": len(val),
+        "config": result.config.to_dict(),
+        "engine": "torch-graph" if result.history else None,
+        "best_val_accuracy": result.best_val_accuracy,
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "stopped": result.stopped,
+        "wall_clock_seconds": total,
+        "time": {
+            "decode_and_cache_seconds": decode_seconds,
+            "train_step_seconds": train_seconds,
+            "validation_seconds": val_seconds,
+            "other_seconds (setup, checkpoints, export)": total - decode_seconds - train_seconds - val_seconds,
+        },
+        "train_images_per_second": seen / max(1e-9, train_seconds),
+        "onnx_inference_images_per_second (with flip TTA)" if result.config.tta else "onnx_inference_images_per_second": onnx_ips,
+        "curve": curve,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--overhead", action="store_true", help="Measure the Keras-vs-PyTorch training step.")
+    parser.add_argument("--run", action="append", default=[], choices=["course_cnn", "fast_resnet"])
+    parser.add_argument("--batch", type=int, default=256, help="Batch size of the overhead measurement.")
+    parser.add_argument("--steps", type=int, default=5, help="Steps per overhead sample.")
+    parser.add_argument("--rounds", type=int, default=5, help="Interleaved overhead samples (median reported).")
+    parser.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: all cores).")
+    parser.add_argument("--epochs", type=int, default=None, help="Epochs (default: the architecture's).")
+    parser.add_argument("--minutes", type=float, default=None, help="Time budget per training run.")
+    parser.add_argument("--batch-size", type=int, default=None, help="fast_resnet batch size.")
+    parser.add_argument("--widths", default=None, help="fast_resnet stage widths, e.g. 64,256,256.")
+    parser.add_argument("--train-per-class", type=int, default=None, help="Use a subset of the 45,000.")
+    parser.add_argument("--val-per-class", type=int, default=None, help="Use a subset of the 5,000.")
+    args = parser.parse_args()
+    if not args.overhead and not args.run:
+        parser.error("nothing to do: pass --overhead and/or --run ARCH")
+    if args.run and not ARCHIVE.is_file():
+        sys.exit(f"{ARCHIVE} not found (set IMAGEREC_SHARED)")
+    import torch
+
+    report: dict = {
+        "machine": {"cores": os.cpu_count(), "torch_threads": args.threads or torch.get_num_threads(),
+                    "load_average_at_start": machine_load(), "note": "shared machine: other work was running"},
+        "args": vars(args),
+    }
+    if args.overhead:
+        print(f"training-step throughput, batch {args.batch} (load average {machine_load()})", flush=True)
+        report["overhead"] = measure_overhead(args.batch, args.steps, args.rounds, args.threads)
+        print(f"{'step':46s} {'images/s':>9s} {'vs plain CL':>11s}")
+        for name, row in report["overhead"].items():
+            print(f"{name:46s} {row['images_per_second']:9.1f} {row['ratio_to_plain_pytorch_channels_last']:10.2f}x")
+    if args.run:
+        report["runs"] = []
+        with tempfile.TemporaryDirectory() as work:
+            for arch in args.run:
+                print(f"training {arch} (load average {machine_load()})", flush=True)
+                report["runs"].append(run_training(arch, args, Path(work)))
+        print(f"\n{'arch':12s} {'train':>6s} {'val':>5s} {'epochs':>6s} {'minutes':>7s} {'img/s':>6s} {'val acc':>8s}")
+        for row in report["runs"]:
+            print(f"{row['arch']:12s} {row['train_images']:6d} {row['val_images']:5d} {row['epochs_run']:6d} "
+                  f"{row['wall_clock_seconds'] / 60:7.1f} {row['train_images_per_second']:6.0f} "
+                  f"{row['best_val_accuracy']:8.2%}")
+            print("   time: " + ", ".join(f"{k} {v:.0f}s" for k, v in row["time"].items()))
+    report["machine"]["load_average_at_end"] = machine_load()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
