@@ -123,8 +123,10 @@ def test_keras_model_to_one_onnx_graph_with_uint8_input(keras_file, sample_photo
 def test_unsupported_combinations_say_what_works(keras_file, learned, tmp_path):
     with pytest.raises(UsageError, match="tflite needs TensorFlow"):
         export(keras_file, "tflite", tmp_path / "x.tflite")
-    with pytest.raises(UsageError, match="keras is not available"):
+    with pytest.raises(UsageError, match="export to keras is for recognizers learned on a Keras backbone"):
         export(keras_file, "keras")
+    with pytest.raises(UsageError, match="export to keras is for recognizers learned on a Keras backbone"):
+        export(learned, "keras", tmp_path / "x.keras")
     with pytest.raises(UsageError, match="unknown export format"):
         export(keras_file, "coreml")
     with pytest.raises(UsageError, match="not a learned recognizer"):
@@ -143,7 +145,7 @@ def test_cli_export(learned, sample_photos, tmp_path):
     assert run_app(["export", str(saved), "--format", "keras"]) == 2  # a usage error, one line
 
 
-def test_learned_on_a_keras_backbone_to_one_onnx_graph(photos_dir, sample_photos, tmp_path):
+def test_learned_on_a_keras_backbone_to_onnx_and_keras(photos_dir, sample_photos, tmp_path):
     from imagerec.backends.onnx import OnnxBackend
     from imagerec.transfer.features import get_backbone
 
@@ -159,3 +161,23 @@ def test_learned_on_a_keras_backbone_to_one_onnx_graph(photos_dir, sample_photos
     np.testing.assert_allclose(exported.predict_proba(photos), model.predict_proba(photos), atol=TOLERANCE)
     with pytest.raises(UsageError, match="exports to onnx, not tflite"):
         export(model, "tflite", tmp_path / "x.tflite")
+
+    # ... and to one Keras model (normalisation, application, head), which imagerec loads back.
+    as_keras = export(model, "keras", tmp_path / "keras-backbone.keras", samples=sample_photos[:4])
+    assert as_keras.check.ok
+    reloaded = imagerec.load(as_keras.path)
+    assert reloaded.labels == ["cat", "hot dog"]
+    np.testing.assert_allclose(reloaded.predict_proba(photos), model.predict_proba(photos), atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("normalization", ["uint8", "unit", "tf", "torch", "caffe"])
+def test_keras_normalization_layer_matches_the_backends(normalization):
+    import keras
+
+    from imagerec.backends.onnx import normalize
+    from imagerec.export import _keras_normalization
+
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3)).astype(np.uint8)
+    layer = _keras_normalization(keras, normalization)
+    got = keras.ops.convert_to_numpy(layer(pixels.astype(np.float32)))
+    np.testing.assert_allclose(got, normalize(pixels, normalization), atol=1e-4)

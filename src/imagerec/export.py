@@ -13,8 +13,12 @@ learned on a Keras-application         one graph: uint8 images → normalisation
 backbone (``keras:MobileNetV2``...)    the backbone's ONNX export → the head
 =====================================  ===============================================  =========================
 
-``keras`` is not offered: a ``.keras`` file already is one, and a learned
-recognizer's backbone is an int8 TFLite network with no Keras equivalent.
+``keras`` is offered for recognizers learned on a Keras-application backbone:
+one Keras model (normalisation as a fixed 1×1 convolution → the application
+→ L2 normalisation → the head's Dense layers → softmax) that takes raw 0–255
+pixels, saved with imagerec's metadata so ``imagerec.load`` reads it back. A
+``.keras`` model already is one, and an int8 TFLite backbone has no Keras
+equivalent.
 The learned → ONNX graph is the backbone converted by ``tflite2onnx`` (a
 QDQ graph ONNX Runtime runs with the same integer arithmetic: identical
 scores on the shared photos) with the head added as ONNX nodes.
@@ -138,14 +142,16 @@ def export(
     """
     if format not in FORMATS:
         raise UsageError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
-    if format == "keras":
-        raise UsageError(
-            "export to keras is not available: a .keras model already is a Keras file, and a learned "
-            "recognizer's backbone is an int8 TFLite network with no Keras equivalent; use --format onnx "
-            "(trained Keras models, learned recognizers) or --format tflite (learned recognizers)"
-        )
     source, kind = _open_source(model)
     named = Path(os.fspath(model)) if isinstance(model, (str, os.PathLike)) else source
+    if format == "keras":
+        if kind == "learned" and source.metadata["backbone"].get("kind") == "keras":
+            return _learned_to_keras(source, _destination(output, named, ".keras"), samples, tolerance)
+        raise UsageError(
+            "export to keras is for recognizers learned on a Keras backbone (imagerec learn --backbone "
+            "keras:MobileNetV2); a .keras model already is a Keras file, and an int8 TFLite backbone has no "
+            "Keras equivalent: use --format onnx or --format tflite"
+        )
     if kind == "keras":
         if format != "onnx":
             raise UsageError(
@@ -385,6 +391,68 @@ def _learned_reference(recognizer, batch: np.ndarray) -> tuple[np.ndarray, np.nd
     embeddings = recognizer.backend.run(batch, ("embedding",))["embedding"]
     head = recognizer.head
     return np.asarray(head.predict_proba(embeddings), np.float32), np.asarray(head.confidence(embeddings))
+
+
+def _learned_to_keras(recognizer, dest: Path, samples, tolerance: float) -> ExportResult:
+    import keras
+
+    from .keras_io import save_model
+    from .transfer.keras_backbones import backbone_digest, build_application
+
+    backbone = recognizer.metadata["backbone"]
+    options = dict(backbone.get("options") or {})
+    size = tuple(int(v) for v in options["input_size"])
+    recipe = dict(weights=options.get("weights"), pooling=options.get("pooling", "avg"), seed=int(options.get("seed", 0)))
+    if backbone_digest(options["application"], size=size, **recipe) != backbone["sha256"]:
+        raise ModelFileError(f"{options['application']}: not the weights the head was learned on (digest differs)")
+    base = build_application(options["application"], input_size=size, **recipe)
+    inputs = keras.Input((*size, 3), name="image")
+    x = _keras_normalization(keras, recognizer.backend.normalization)(inputs)
+    x = keras.layers.UnitNormalization(axis=-1, name="embedding_l2")(base(x))
+    for number, (weights, bias, relu) in enumerate(_head_layers(recognizer.head)):
+        layer = keras.layers.Dense(weights.shape[0], activation="relu" if relu else None, name=f"head_{number}")
+        x = layer(x)
+        layer.set_weights([weights.T, bias])
+    model = keras.Model(inputs, keras.layers.Softmax(name="scores")(x), name=recognizer.name)
+    batch, source = _sample_arrays(samples, recognizer.preprocessing)
+    expected, _ = _learned_reference(recognizer, batch)
+    got = _keras_scores(model, batch.astype(np.float32), False)
+    check = _compare(expected, got, len(batch), source, tolerance)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".keras", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        config = {"learned_from": backbone["name"], "threshold_not_included": recognizer.threshold}
+        save_model(model, tmp, classes=recognizer.labels,
+                   preprocessing=Preprocessing(size=size, resize=recognizer.preprocessing.resize, normalization="uint8"),
+                   config=config)
+        labels_path = _finish(tmp, dest, recognizer.labels, check, "Keras model")
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportResult(dest, "keras", _describe(recognizer), labels_path, check, "image: float32 N×H×W×3, 0–255", ("scores",))
+
+
+def _keras_normalization(keras, normalization: str):
+    """The backbone's pixel normalisation as a fixed 1×1 convolution (no Lambda: safe to load)."""
+    if normalization == "uint8":
+        return keras.layers.Identity(name="normalization")
+    kernel, bias = np.eye(3, dtype=np.float64), np.zeros(3)
+    if normalization == "unit":
+        kernel /= 255.0
+    elif normalization == "tf":
+        kernel, bias = kernel / 127.5, bias - 1.0
+    elif normalization == "torch":
+        mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+        kernel, bias = np.diag(1.0 / (255.0 * std)), -mean / std
+    elif normalization == "caffe":
+        kernel, bias = kernel[::-1].copy(), -np.array([103.939, 116.779, 123.68])  # RGB -> BGR, minus the mean
+    else:
+        raise UsageError(f"cannot express normalisation {normalization!r} as a Keras layer")
+    layer = keras.layers.Conv2D(3, 1, name="normalization", trainable=False)
+    layer.build((None, None, None, 3))
+    layer.set_weights([kernel.T.reshape(1, 1, 3, 3).astype(np.float32), bias.astype(np.float32)])
+    return layer
 
 
 def _run_onnx(path: Path, batch: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
