@@ -19,9 +19,11 @@ one Keras model (normalisation as a fixed 1×1 convolution → the application
 pixels, saved with imagerec's metadata so ``imagerec.load`` reads it back. A
 ``.keras`` model already is one, and an int8 TFLite backbone has no Keras
 equivalent.
-The learned → ONNX graph is the backbone converted by ``tflite2onnx`` (a
-QDQ graph ONNX Runtime runs with the same integer arithmetic: identical
-scores on the shared photos) with the head added as ONNX nodes.
+
+For a zoo backbone the ONNX graph is the backbone converted by
+``tflite2onnx`` (a QDQ graph ONNX Runtime runs with the same integer
+arithmetic: identical scores on the shared photos) with the head added as
+ONNX nodes.
 
 Every export is checked before it is kept: the exported file is run on
 sample images (``samples``; without them, fixed synthetic images) and its
