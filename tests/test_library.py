@@ -293,3 +293,29 @@ def test_cli_index_search_similar_duplicates(tmp_path: Path, photos_dir: Path):
 
     assert run_app(["search", "dog", "--catalog", str(tmp_path / "none.db")]) == 1
     assert run_app(["index", str(tmp_path / "no such folder")]) == 2
+
+
+def test_saved_approximate_index_grows_with_new_photos_and_rebuilds_after_removals(library):
+    root, catalog, _ = library
+    state_file = catalog.with_name("catalog.db.1.faiss.json")
+    similar(root / "parrot.jpg", catalog=catalog, exact_limit=0)
+    first = json.loads(state_file.read_text())
+    # A new photo (new bytes, same picture): added to the saved index, not rebuilt.
+    (root / "parrot again.jpg").write_bytes((root / "parrot.jpg").read_bytes() + b"new bytes")
+    index_library(root)
+    hits = similar(root / "parrot.jpg", catalog=catalog, exact_limit=0, limit=1)
+    assert [h.path for h in hits] == ["parrot again.jpg"] and hits[0].score > 0.99
+    grown = json.loads(state_file.read_text())
+    assert grown["top"] > first["top"] and grown["removed"] == first["removed"]
+    assert len(list(catalog.parent.glob("*.faiss"))) == 1  # the old file is cleaned up
+    # A deleted photo is gone from the results at once (its entry is filtered, no rebuild)...
+    os.remove(root / "parrot again.jpg")
+    index_library(root)
+    assert "parrot again.jpg" not in paths(similar(root / "parrot.jpg", catalog=catalog, exact_limit=0))
+    assert json.loads(state_file.read_text())["removed"] == grown["removed"]
+    # ...and a content dropped from the catalog (a photo overwritten) makes the index rebuild.
+    (root / "owl.jpg").write_bytes((root / "hot_dog.jpg").read_bytes() + b"lunch")
+    index_library(root)
+    hits = similar(root / "hot_dog.jpg", catalog=catalog, exact_limit=0, limit=1)
+    assert [h.path for h in hits] == ["owl.jpg"]
+    assert json.loads(state_file.read_text())["removed"] != grown["removed"]

@@ -575,7 +575,13 @@ class Catalog:
         cursor = self.db.execute(
             "DELETE FROM contents WHERE id NOT IN (SELECT content_id FROM files WHERE content_id IS NOT NULL)"
         )
-        self._changed = self._changed or cursor.rowcount > 0
+        if cursor.rowcount > 0:
+            self._changed = True
+            # Saved vector indexes cannot drop entries cheaply: this tells them to rebuild.
+            self.db.execute(
+                "INSERT INTO meta (key, value) VALUES ('contents_removed', '1') ON CONFLICT(key)"
+                " DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+            )
         return cursor.rowcount
 
     # -- reading for search ------------------------------------------------

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import heapq
 import hashlib
@@ -170,10 +171,12 @@ _INDEX_LOCK = threading.Lock()
 
 
 def vector_index(cat: Catalog, row: ModelRow, *, exact_limit: int = EXACT_LIMIT, save: bool = True):
-    """The nearest-neighbour index of ``row``'s embeddings, cached while the catalog is unchanged.
+    """The nearest-neighbour index of ``row``'s embeddings, kept up to date cheaply.
 
-    Approximate indexes are kept next to the catalog
-    (``catalog.db.<model id>.faiss``) so the next process need not rebuild them.
+    In this process it is cached until the catalog changes. An approximate
+    index is also saved next to the catalog (``catalog.db.<model id>.faiss*``):
+    the next process maps it from disk, photos indexed since are added to it,
+    and only removals (contents dropped from the catalog) make it rebuild.
     """
     stamp = cat.embedding_stamp(row.id) + f":{exact_limit}"
     key = (str(cat.path.resolve()), row.id)
@@ -181,18 +184,60 @@ def vector_index(cat: Catalog, row: ModelRow, *, exact_limit: int = EXACT_LIMIT,
         cached = _INDEX_CACHE.get(key)
         if cached and cached[0] == stamp:
             return cached[1]
-        saved = cat.path.with_name(f"{cat.path.name}.{row.id}.faiss")
-        index = ApproximateIndex.load(saved, stamp) if saved.exists() else None
+        index = _approximate_index(cat, row, exact_limit, save)
         if index is None:
             ids, vectors = cat.embeddings(row.id)
             index = build_index(ids, vectors, exact_limit=exact_limit)
             if save and isinstance(index, ApproximateIndex):
-                try:
-                    index.save(saved, stamp)
-                except OSError:
-                    pass  # a read-only library still answers, just rebuilds next time
+                with contextlib.suppress(OSError):  # a read-only library still answers, just rebuilds next time
+                    index.save(_index_base(cat, row), _vector_state(cat, row, exact_limit))
         _INDEX_CACHE[key] = (stamp, index)
         return index
+
+
+def _index_base(cat: Catalog, row: ModelRow) -> Path:
+    return cat.path.with_name(f"{cat.path.name}.{row.id}.faiss")
+
+
+def _vector_state(cat: Catalog, row: ModelRow, exact_limit: int) -> dict:
+    top = cat.db.execute("SELECT coalesce(max(content_id), 0) FROM embeddings WHERE model_id = ?", (row.id,)).fetchone()[0]
+    return {
+        "catalog": cat.meta("catalog_id"),
+        "model": row.id,
+        "removed": cat.meta("contents_removed") or "0",
+        "top": int(top),
+        "exact_limit": exact_limit,
+    }
+
+
+def _approximate_index(cat: Catalog, row: ModelRow, exact_limit: int, save: bool) -> ApproximateIndex | None:
+    """The saved approximate index, brought up to date by adding new photos; None to rebuild."""
+    base = _index_base(cat, row)
+    state = _vector_state(cat, row, exact_limit)
+    loaded = ApproximateIndex.load(base)
+    if loaded is None:
+        return None
+    index, saved = loaded
+    same = ("catalog", "model", "removed", "exact_limit")
+    if any(saved.get(name) != state[name] for name in same) or int(saved.get("top", -1)) > state["top"]:
+        return None
+    if int(saved["top"]) == state["top"]:
+        return index
+    writable = ApproximateIndex.load(base, writable=True)
+    if writable is None:
+        return None
+    index = writable[0]
+    rows = cat.db.execute(
+        "SELECT content_id, vector FROM embeddings WHERE model_id = ? AND content_id > ? ORDER BY content_id",
+        (row.id, int(saved["top"])),
+    ).fetchall()
+    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    vectors = np.frombuffer(b"".join(r[1] for r in rows), np.float16).reshape(len(rows), -1)
+    index.add(ids, vectors)
+    if save:
+        with contextlib.suppress(OSError):
+            index.save(base, state)
+    return index
 
 
 def similar(
@@ -215,7 +260,7 @@ def similar(
         row = cat.model(model, embedding=True)
         query, own = _query_vector(cat, row, Path(photo))
         index = vector_index(cat, row, exact_limit=exact_limit)
-        ids, sims = index.search(query, limit + 16)
+        ids, sims = index.search(query, 2 * limit + 16)  # room for photos gone since
         paths = cat.paths_of(ids.tolist())
         root = str(cat.root)
         hits = []

@@ -9,7 +9,8 @@ vectors: faiss IVF built in 16 s (3,100 vectors/s) with recall@10 1.00 and
 0.4 ms a query, while HNSW graphs built at 420–670 vectors/s (usearch f16 /
 i8) and 590/s (faiss HNSW) with recall 0.83–0.96; at a million photos that
 is minutes against most of an hour. The approximate index is saved next to
-the catalog and rebuilt when the catalog's embeddings change.
+the catalog; new photos are added to it, and it is rebuilt only after photos
+were removed from the catalog.
 
 >>> import numpy as np
 >>> vectors = np.eye(3, dtype=np.float16)
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -109,24 +111,43 @@ class ApproximateIndex:
         sims, ids = self.index.search(np.ascontiguousarray(queries, np.float32), k)
         return ids.astype(np.int64), sims.astype(np.float32)
 
-    def save(self, path: Path, stamp: str) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors to the trained index (new photos need no rebuild)."""
+        for start in range(0, len(ids), 65536):
+            block = np.asarray(vectors[start : start + 65536], np.float32)
+            self.index.add_with_ids(block, np.asarray(ids[start : start + 65536], np.int64))
+
+    def save(self, base: Path, state: dict) -> None:
+        """Write the index under a fresh name, then switch ``base.json`` to it.
+
+        The JSON file is the commit point: a reader (or a crash) sees the
+        old index with its old state or the new one with the new state.
+        """
         import faiss
 
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        faiss.write_index(self.index, str(tmp))
-        os.replace(tmp, path)  # readers see the old index or the new one, never half of one
-        _write_stamp(path, stamp)
+        previous = _read_state(base)
+        name = f"{base.name}.{uuid.uuid4().hex[:12]}.faiss"
+        faiss.write_index(self.index, str(base.with_name(name)))
+        tmp = base.with_name(base.name + f".json.tmp{os.getpid()}")
+        tmp.write_text(json.dumps({**state, "file": name}), encoding="utf-8")
+        os.replace(tmp, base.with_name(base.name + ".json"))
+        if previous and previous.get("file") and previous["file"] != name:
+            with contextlib.suppress(OSError):
+                base.with_name(previous["file"]).unlink()
 
     @classmethod
-    def load(cls, path: Path, stamp: str) -> "ApproximateIndex | None":
+    def load(cls, base: Path, *, writable: bool = False) -> "tuple[ApproximateIndex, dict] | None":
+        """The saved index and its state, or None when there is none (or it is damaged)."""
         import faiss
 
-        if _read_stamp(path) != stamp or not path.is_file():
+        state = _read_state(base)
+        if not state or not state.get("file"):
             return None
+        flags = 0 if writable else faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
         try:
-            return cls(faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY))
+            return cls(faiss.read_index(str(base.with_name(state["file"])), flags)), state
         except RuntimeError:
-            return None  # damaged: the caller rebuilds it
+            return None  # damaged or missing: the caller rebuilds it
 
 
 def build_index(ids: np.ndarray, vectors: np.ndarray, *, exact_limit: int = EXACT_LIMIT):
@@ -142,17 +163,8 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return values / norm if norm > 0 else values
 
 
-def _stamp_path(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
-def _write_stamp(path: Path, stamp: str) -> None:
-    tmp = _stamp_path(path).with_name(_stamp_path(path).name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"stamp": stamp}), encoding="utf-8")
-    os.replace(tmp, _stamp_path(path))
-
-
-def _read_stamp(path: Path) -> str | None:
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        return json.loads(_stamp_path(path).read_text(encoding="utf-8"))["stamp"]
+def _read_state(base: Path) -> dict | None:
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        state = json.loads(base.with_name(base.name + ".json").read_text(encoding="utf-8"))
+        return state if isinstance(state, dict) else None
     return None
