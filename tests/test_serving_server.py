@@ -156,3 +156,29 @@ def test_bad_key_file_is_one_line_error(tmp_path):
     )
     assert result.returncode == 2
     assert "cannot read the API key file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sigterm_finishes_the_requests_in_flight(models_dir, photos_dir, tmp_path):
+    import asyncio
+    import signal
+
+    running = start_server(tmp_path, "--max-batch", "4")
+    photo = (photos_dir / "hot_dog.jpg").read_bytes()
+    files = [("file", (f"{i}.jpg", photo)) for i in range(16)]  # a request that takes a while
+
+    async def scenario():
+        async with httpx.AsyncClient(timeout=60) as http:
+            tasks = [asyncio.create_task(http.post(running.url + "/v1/predict", files=files)) for _ in range(3)]
+            await asyncio.sleep(0.3)  # the requests are being served...
+            running.process.send_signal(signal.SIGTERM)  # ...when the service is told to stop
+            return await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        replies = asyncio.run(scenario())
+        assert all(isinstance(reply, httpx.Response) and reply.status_code == 200 for reply in replies), replies
+        assert all(len(reply.json()["results"]) == 16 for reply in replies)
+        # uvicorn re-raises the signal once it has shut down cleanly (systemd counts that as a clean stop).
+        assert running.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in running.log_text()
+    finally:
+        running.stop()
