@@ -45,6 +45,12 @@ def learn(
     to: Optional[str] = typer.Option(None, "--to", help="... to this learned recognizer (saved in place unless --output)."),
     augment: Optional[int] = typer.Option(None, "--augment", min=0, max=7, help="Extra flipped / cropped copies per photo."),
     threshold: str = typer.Option("auto", "--threshold", help="'auto' (calibrated), 'none', or a number: below it, 'unknown'."),
+    fine_tune: Optional[int] = typer.Option(
+        None, "--fine-tune", min=1,
+        help="Keras backbones: then unfreeze the last N layers (with weights) and train them; saves a .keras model.",
+    ),
+    epochs: int = typer.Option(5, "--epochs", min=1, help="Epochs of fine-tuning (with --fine-tune)."),
+    lr: float = typer.Option(1e-4, "--lr", min=0.0, help="Learning rate of fine-tuning (with --fine-tune)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads (default: all cores)."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary instead of a table."),
 ) -> None:
@@ -54,6 +60,9 @@ def learn(
     from ..transfer import learn as learn_api
 
     progress = False if json_output else None
+    if fine_tune is not None:
+        _fine_tune(data, backbone, weights, input_size, fine_tune, epochs, lr, output, add, to, json_output)
+        return
     if add is not None or to is not None:
         if add is None or to is None:
             raise UsageError("--add DATA and --to NAME.imagerec go together")
@@ -76,6 +85,30 @@ def learn(
         sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
     else:
         _print(summary)
+
+
+def _fine_tune(data, backbone, weights, input_size, layers, epochs, lr, output, add, to, json_output) -> None:
+    from ..transfer.finetune import fine_tune
+
+    if add is not None or to is not None:
+        raise UsageError("--fine-tune learns a new model; it does not combine with --add / --to")
+    if data is None:
+        raise UsageError("give a DATA folder to fine-tune on")
+    target = Path(output) if output else Path(f"{Path(data).name.split('.')[0] or 'fine_tuned'}.keras")
+    chosen = None if (weights or "").lower() == "none" else (weights or "imagenet")
+    result = fine_tune(data, backbone=backbone, weights=chosen, input_size=input_size, layers=layers, epochs=epochs,
+                       lr=lr, output=target, verbose=False if json_output else None)
+    summary = result.to_dict()
+    if json_output:
+        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+        return
+    console = Console()
+    console.print(
+        f"frozen head: {summary['frozen_val_accuracy']:.1%}, fine-tuned ({layers} layers, {summary['epochs_run']} epochs): "
+        f"{summary['fine_tuned_val_accuracy']:.1%} on {summary['val_images']} held-out photos "
+        f"(gain {summary['gain'] * 100:+.1f} points)"
+    )
+    console.print(f"saved {summary['path']}")
 
 
 def _backbone(name: str, weights: str | None, input_size: int | None, threads: int | None):

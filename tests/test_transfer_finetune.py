@@ -1,0 +1,67 @@
+"""Fine-tuning a Keras backbone (random weights here: no download; the mechanism, not the gain)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import imagerec
+from imagerec.errors import UsageError
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    from imagerec.data import make_shapes
+
+    return make_shapes(tmp_path_factory.mktemp("ftshapes"), per_class=8, size=64, seed=7, classes=["circle", "square"])
+
+
+def test_fine_tune_trains_only_the_last_layers_and_saves_a_loadable_model(shapes, tmp_path):
+    from imagerec.keras_io import load_keras_model
+    from imagerec.transfer.finetune import fine_tune
+    from imagerec.transfer.keras_backbones import build_application
+
+    result = fine_tune(shapes, weights=None, input_size=64, layers=3, epochs=1, output=tmp_path / "ft.keras", verbose=False)
+    summary = result.to_dict()
+    assert 0 <= summary["frozen_val_accuracy"] <= 1 and 0 <= summary["fine_tuned_val_accuracy"] <= 1
+    assert summary["val_images"] == 4 and summary["epochs_run"] == 1
+
+    tuned = load_keras_model(result.path)
+    fresh = build_application("MobileNetV2", weights=None, input_size=64, seed=0)
+    weighted = [layer for layer in fresh.layers if layer.weights]
+    changed = []
+    for layer in weighted:
+        before = [np.asarray(w) for w in layer.get_weights()]
+        after = [np.asarray(w) for w in tuned.get_layer(layer.name).get_weights()]
+        changed.append(any(not np.array_equal(a, b) for a, b in zip(before, after)))
+    # Everything but the last three layers with weights is exactly as built.
+    assert not any(changed[:-3]) and any(changed[-3:])
+
+    recognizer = imagerec.load(result.path)
+    assert recognizer.labels == ["circle", "square"]
+    assert recognizer.predict_proba(sorted(str(p) for p in shapes.rglob("*.png"))[:2]).shape == (2, 2)
+
+
+def test_fine_tune_refuses_what_it_cannot_do(shapes, tmp_path):
+    from imagerec.cli._app import run_app
+    from imagerec.transfer.finetune import fine_tune
+
+    with pytest.raises(UsageError, match="needs a Keras backbone"):
+        fine_tune(shapes, backbone="mobilenet_v2", output=tmp_path / "x.keras")
+    with pytest.raises(UsageError, match=r"\.keras file"):
+        fine_tune(shapes, weights=None, output=tmp_path / "x.imagerec")
+    assert run_app(["learn", str(shapes), "--fine-tune", "2", "--add", str(shapes), "--to", "x.imagerec"]) == 2
+
+
+def test_cli_fine_tune_reports_the_gain(shapes, tmp_path, capsys):
+    from imagerec.cli._app import run_app
+
+    out = tmp_path / "cli.keras"
+    code = run_app(["learn", str(shapes), "--backbone", "keras:MobileNetV2", "--weights", "none", "--input-size", "64",
+                    "--fine-tune", "2", "--epochs", "1", "-o", str(out), "--json"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["path"] == str(out) and out.is_file()
+    assert summary["gain"] == pytest.approx(summary["fine_tuned_val_accuracy"] - summary["frozen_val_accuracy"], abs=1e-3)
