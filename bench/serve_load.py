@@ -186,7 +186,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds per run (at most)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per cell; the median is reported")
     parser.add_argument("--max-batch", type=int, default=8, help="the server's --max-batch for the micro-batching runs")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-wait-ms", type=float, default=0.0)
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "serve_load.json")
     args = parser.parse_args()
 

@@ -22,7 +22,7 @@ def serve(
         None, "--api-key-file", help="File with one API key a line; requests must then send one."
     ),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Most images in one backend batch (1 = no batching)."),
-    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0.0, help="Longest wait to fill a batch, in ms."),
+    max_wait_ms: float = typer.Option(0.0, "--max-wait-ms", min=0.0, help="Longest wait to fill a batch, in ms (0: batch what is queued)."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Images in flight per model before 503."),
     max_images: int = typer.Option(16, "--max-images", min=1, help="Most images in one request."),
     max_request_mb: float = typer.Option(40.0, "--max-request-mb", min=0.001, help="Largest request body, MiB (413 above)."),
