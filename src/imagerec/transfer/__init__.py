@@ -16,7 +16,9 @@ photo teaches a new class.
 Modules: :mod:`~imagerec.transfer.features` (backbones, cached extraction),
 :mod:`~imagerec.transfer.heads` (logistic / dense / imprint heads, the
 "unknown" threshold), :mod:`~imagerec.transfer.learned` (the ``.imagerec``
-file).
+file), :mod:`~imagerec.transfer.keras_backbones` (Keras applications through
+ONNX), :mod:`~imagerec.transfer.finetune` (``fine_tune``: unfreeze the last
+layers of a Keras backbone).
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ from ..errors import UsageError
 from ..images import IMAGE_SUFFIXES
 from ..pipeline import expand_paths
 from ..recognizer import UNKNOWN, Recognizer, register_loader
+from .finetune import fine_tune
 from .features import Backbone, backbone_from_recognizer, extract, get_backbone, variants_for
 from .heads import Head, ImprintHead, calibrate, held_out_scores, make_head
 from .learned import SUFFIX, load_learned
 
-__all__ = ["learn", "add_examples", "gather", "load_learned"]
+__all__ = ["learn", "add_examples", "gather", "load_learned", "fine_tune"]
 
 register_loader(SUFFIX, load_learned)
 
