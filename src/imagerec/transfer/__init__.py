@@ -27,7 +27,7 @@ import copy
 import datetime as _dt
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
