@@ -166,15 +166,25 @@ def test_sigterm_finishes_the_requests_in_flight(models_dir, photos_dir, tmp_pat
     photo = (photos_dir / "hot_dog.jpg").read_bytes()
     files = [("file", (f"{i}.jpg", photo)) for i in range(16)]  # a request that takes a while
 
+    def count(text: str, prefix: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
     async def scenario():
         async with httpx.AsyncClient(timeout=60) as http:
             tasks = [asyncio.create_task(http.post(running.url + "/v1/predict", files=files)) for _ in range(3)]
-            await asyncio.sleep(0.3)  # the requests are being served...
-            running.process.send_signal(signal.SIGTERM)  # ...when the service is told to stop
-            return await asyncio.gather(*tasks, return_exceptions=True)
+            in_flight = 0.0
+            for _ in range(600):  # wait until the server holds all three requests...
+                text = (await http.get(running.url + "/metrics")).text
+                in_flight = count(text, "imagerec_queue_depth{")
+                if in_flight + count(text, "imagerec_images_total{") >= 48:  # in flight + answered
+                    break
+                await asyncio.sleep(0.02)
+            running.process.send_signal(signal.SIGTERM)  # ...then tell it to stop
+            return in_flight, await asyncio.gather(*tasks, return_exceptions=True)
 
     try:
-        replies = asyncio.run(scenario())
+        in_flight, replies = asyncio.run(scenario())
+        assert in_flight > 0  # the signal came while images were being recognised
         assert all(isinstance(reply, httpx.Response) and reply.status_code == 200 for reply in replies), replies
         assert all(len(reply.json()["results"]) == 16 for reply in replies)
         # uvicorn re-raises the signal once it has shut down cleanly (systemd counts that as a clean stop).
