@@ -152,3 +152,23 @@ def test_export_refuses_a_model_it_cannot_check(tmp_path: Path) -> None:
     flat = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
     with pytest.raises(UsageError, match="N×H×W×3"):
         export_keras(flat, tmp_path / "x.onnx")
+
+
+def test_a_changed_keras_file_replaces_its_old_export(tmp_path: Path, small_keras_model) -> None:
+    from imagerec.images import Preprocessing
+    from imagerec.keras_io import save_model
+
+    path = tmp_path / "m.keras"
+    pre = Preprocessing(size=(16, 16), normalization="unit")
+    save_model(small_keras_model, path, classes=["a", "b", "c"], preprocessing=pre)
+    first = export_keras(path)
+    assert first.parent == tmp_path and first.name.startswith("m.") and first.suffix == ".onnx"
+    layer = small_keras_model.get_layer("classifier")
+    kernel = layer.get_weights()
+    layer.set_weights([kernel[0] * 2])
+    try:
+        save_model(small_keras_model, path, classes=["a", "b", "c"], preprocessing=pre)
+    finally:
+        layer.set_weights(kernel)
+    second = export_keras(path)
+    assert second != first and second.is_file() and not first.exists()
