@@ -15,6 +15,11 @@ Parts (run any combination):
     interleaved and the median of ``--rounds`` is reported, with ratios to
     plain PyTorch (channels-last).
 
+``--inference``
+    Keras-eager vs ONNX Runtime prediction at batch 1 for MobileNet V2
+    (float, 224×224, random weights — no download), through
+    :func:`imagerec.backends.onnx.export_keras` and ``OnnxBackend``.
+
 ``--run ARCH`` (``course_cnn`` and/or ``fast_resnet``)
     A real ``imagerec.train`` run with the architecture's defaults (the
     course's: Adam, batch 32, up to 30 epochs, early stopping), recording
@@ -188,6 +193,46 @@ def measure_overhead(batch: int, steps: int, rounds: int, threads: int | None) -
     }
 
 
+def measure_inference(images: int, threads: int | None) -> dict:
+    import keras
+    import torch
+
+    from imagerec.backends.onnx import OnnxBackend, export_keras, normalize
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
+    with tempfile.TemporaryDirectory() as work:
+        tick = time.perf_counter()
+        path = export_keras(model, Path(work) / "mobilenet_v2.onnx")
+        export_seconds = time.perf_counter() - tick
+        backend = OnnxBackend(path, normalization="tf", num_threads=threads)
+        pixels = np.random.default_rng(0).integers(0, 256, (images, 224, 224, 3)).astype(np.uint8)
+
+        def keras_eager(batch):
+            with torch.no_grad():
+                return model(normalize(batch, "tf"), training=False)
+
+        rates = {}
+        for name, run in (("keras eager (torch backend)", keras_eager), ("onnx runtime", backend.run)):
+            run(pixels[:1])  # warm-up
+            samples = []
+            for image in pixels:
+                start = time.perf_counter()
+                run(image[None])
+                samples.append(time.perf_counter() - start)
+            rates[name] = 1.0 / statistics.median(samples)
+        agree = float(np.abs(backend.run(pixels[:2])["scores"] - keras_eager(pixels[:2]).numpy()).max())
+    return {
+        "model": "MobileNetV2 float 224 (random weights)",
+        "batch": 1,
+        "export_seconds": export_seconds,
+        "images_per_second": rates,
+        "ratio_onnx_to_keras": rates["onnx runtime"] / rates["keras eager (torch backend)"],
+        "max_score_difference": agree,
+    }
+
+
 # -- full training runs ------------------------------------------------------------
 
 
@@ -263,6 +308,8 @@ def run_training(arch: str, args: argparse.Namespace, work: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--overhead", action="store_true", help="Measure the Keras-vs-PyTorch training step.")
+    parser.add_argument("--inference", action="store_true", help="Keras eager vs ONNX Runtime, MobileNet V2, batch 1.")
+    parser.add_argument("--images", type=int, default=20, help="Images timed per inference engine.")
     parser.add_argument("--run", action="append", default=[], choices=["course_cnn", "fast_resnet"])
     parser.add_argument("--batch", type=int, default=256, help="Batch size of the overhead measurement.")
     parser.add_argument("--steps", type=int, default=5, help="Steps per overhead sample.")
@@ -275,8 +322,8 @@ def main() -> None:
     parser.add_argument("--train-per-class", type=int, default=None, help="Use a subset of the 45,000.")
     parser.add_argument("--val-per-class", type=int, default=None, help="Use a subset of the 5,000.")
     args = parser.parse_args()
-    if not args.overhead and not args.run:
-        parser.error("nothing to do: pass --overhead and/or --run ARCH")
+    if not (args.overhead or args.inference or args.run):
+        parser.error("nothing to do: pass --overhead, --inference and/or --run ARCH")
     if args.run and not ARCHIVE.is_file():
         sys.exit(f"{ARCHIVE} not found (set IMAGEREC_SHARED)")
     import torch
@@ -292,6 +339,13 @@ def main() -> None:
         print(f"{'step':46s} {'images/s':>9s} {'vs plain CL':>11s}")
         for name, row in report["overhead"].items():
             print(f"{name:46s} {row['images_per_second']:9.1f} {row['ratio_to_plain_pytorch_channels_last']:10.2f}x")
+    if args.inference:
+        print(f"inference at batch 1 (load average {machine_load()})", flush=True)
+        report["inference"] = measure_inference(args.images, args.threads)
+        for name, rate in report["inference"]["images_per_second"].items():
+            print(f"{name:46s} {rate:9.1f} images/s")
+        print(f"ONNX Runtime / Keras eager: {report['inference']['ratio_onnx_to_keras']:.1f}x, "
+              f"max score difference {report['inference']['max_score_difference']:.1e}")
     if args.run:
         report["runs"] = []
         with tempfile.TemporaryDirectory() as work:
