@@ -89,7 +89,9 @@ def compare(
 def _print_tables(comparison, console: Console) -> None:
     names = comparison.providers
     for i, photo in enumerate(comparison.photos):
-        table = Table(title=escape(photo), title_justify="left", show_lines=False)
+        # The path on its own line, never wrapped: a table title would break it at the table's width.
+        console.print(f"[bold]{escape(photo)}[/]", soft_wrap=True)
+        table = Table(show_lines=False)
         table.add_column("#", justify="right", style="dim")
         for name in names:
             table.add_column(name, overflow="fold")
