@@ -321,6 +321,7 @@ def main() -> None:
     parser.add_argument("--widths", default=None, help="fast_resnet stage widths, e.g. 64,256,256.")
     parser.add_argument("--train-per-class", type=int, default=None, help="Use a subset of the 45,000.")
     parser.add_argument("--val-per-class", type=int, default=None, help="Use a subset of the 5,000.")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="Where the JSON goes.")
     args = parser.parse_args()
     if not (args.overhead or args.inference or args.run):
         parser.error("nothing to do: pass --overhead, --inference and/or --run ARCH")
@@ -359,9 +360,9 @@ def main() -> None:
                   f"{row['best_val_accuracy']:8.2%}")
             print("   time: " + ", ".join(f"{k} {v:.0f}s" for k, v in row["time"].items()))
     report["machine"]["load_average_at_end"] = machine_load()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=1))
-    print(f"\nwrote {RESULTS}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {args.output}")
 
 
 if __name__ == "__main__":
