@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import struct
 import threading
 import warnings
@@ -164,6 +165,8 @@ def test_malformed_json(client, photos):
     assert_error(reply, 400, "not valid JSON")
     assert_error(client.post("/v1/predict", json={"pictures": []}), 400, "expected a JSON object")
     assert_error(client.post("/v1/predict", json={"images": []}), 400, "no images")
+    deep = b'{"images": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert_error(client.post("/v1/predict", content=deep, headers={"content-type": "application/json"}), 400, "too deeply")
     assert_still_serving(client, photos)
 
 
@@ -227,6 +230,14 @@ def test_annotate_request_errors(client, photos):
     assert_error(client.post("/v1/images:annotate", content=b""), 400, "empty")
     assert_error(client.post("/v1/images:annotate", json={"requests": []}), 400, "empty")
     assert_error(client.post("/v1/images:annotate", json=[1, 2]), 400, "expected a JSON object")
+    text = {"content-type": "text/plain"}
+    assert_error(client.post("/v1/images:annotate", content=json.dumps({"requests": [entry]}), headers=text), 415, "application/json")
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert_error(client.post("/v1/images:annotate", content=deep, headers={"content-type": "application/json"}), 400, "too deeply")
+    huge = annotate_entry(b64(photos["parrot.jpg"]), 1e400)  # JSON's 1e400 is a float overflow in Python
+    reply = client.post("/v1/images:annotate", content=json.dumps({"requests": [huge]}).replace("Infinity", "1e400"),
+                        headers={"content-type": "application/json"})
+    assert reply.status_code == 200 and "maxResults must be an integer" in reply.json()["responses"][0]["error"]["message"]
     assert_still_serving(client, photos)
 
 

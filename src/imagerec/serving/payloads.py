@@ -34,6 +34,7 @@ from .service import NamedImage
 __all__ = [
     "RequestTooLargeError",
     "UnsupportedMediaTypeError",
+    "check_json_content_type",
     "BodyBudget",
     "PredictRequest",
     "AnnotateItem",
@@ -222,6 +223,8 @@ def parse_json(body: bytes) -> Any:
         raise UsageError("the request body is not UTF-8 text (expected a JSON document)") from exc
     except json.JSONDecodeError as exc:
         raise UsageError(f"the request body is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    except RecursionError:
+        raise UsageError("the request body nests JSON arrays or objects too deeply") from None
 
 
 async def parse_predict(headers: Mapping[str, str], body: bytes, max_images: int) -> PredictRequest:
@@ -313,6 +316,18 @@ def _parse_predict_json(document: Any, max_images: int) -> PredictRequest:
     return PredictRequest(images, model=model or None, top_k=top_k)
 
 
+def check_json_content_type(content_type: str | None) -> None:
+    """Refuse a body declared as something other than JSON (415).
+
+    No declared type is accepted, as Google's endpoint does for ``curl -d``.
+
+    >>> check_json_content_type("application/json; charset=utf-8")
+    """
+    kind = media_type(content_type)
+    if kind and kind != "application/json" and not kind.endswith("+json"):
+        raise UnsupportedMediaTypeError(f"content type {kind[:60]!r} is not accepted; send the request as application/json")
+
+
 async def parse_annotate_async(body: bytes, max_images: int) -> list[AnnotateItem]:
     """:func:`parse_annotate`, on a worker thread when the body is large."""
     return await _off_the_loop_if_large(len(body), lambda: parse_annotate(body, max_images))
@@ -368,8 +383,8 @@ def _annotate_item(position: int, entry: Any) -> AnnotateItem:
         wanted = feature.get("maxResults", feature.get("max_results"))
         try:
             wanted = int(wanted) if wanted is not None else 0
-        except (TypeError, ValueError):
-            return failed(f"maxResults must be an integer, got {wanted!r}")
+        except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 is float("inf")
+            return failed(f"maxResults must be an integer, got {str(wanted)[:40]!r}")
         max_results = wanted if wanted > 0 else DEFAULT_MAX_RESULTS
     if unsupported:
         return failed(f"only LABEL_DETECTION is supported by this server, got {', '.join(unsupported)}")

@@ -41,6 +41,7 @@ async def annotate(
 ) -> JSONResponse:
     settings = config(request)
     try:
+        payloads.check_json_content_type(request.headers.get("content-type"))
         with request.app.state.body_budget.ticket() as ticket:
             async with asyncio.timeout(settings.request_timeout):
                 body = await payloads.read_body(
