@@ -181,10 +181,15 @@ def analyse_on_ray(
     """Analyse ``entries`` on Ray; yields lists of results as batches finish (any order)."""
     if not entries:
         return
-    import ray
-    import ray.data
+    started = connect(address)  # first: its error says how to install Ray
+    import ray  # connect() succeeded, so this import does
 
-    started = connect(address)
+    try:
+        import ray.data
+    except ImportError as exc:  # Ray core without its data extra
+        if started:
+            ray.shutdown()
+        raise UsageError(f"--ray needs Ray Data ({exc}): pip install 'imagerec[ray]'") from exc
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
