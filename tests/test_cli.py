@@ -81,6 +81,8 @@ def test_recursive_walks_sub_folders(tmp_path: Path, photos_dir: Path) -> None:
         (["predict", "x.jpg", "--top-k", "0"], "top-k"),
         (["predict", "x.jpg", "--model", "nope"], "no model named 'nope'"),
         (["models", "info", "nope"], "no model named 'nope'"),
+        (["predict", "x.jpg", "--model", "mobilenet_v1_embedder"], "is an embedding model"),
+        (["serve", "--log-level", "chatty"], "--log-level must be one of"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(argv: list[str], message: str, capsys) -> None:
@@ -93,6 +95,18 @@ def test_usage_errors_exit_2_with_one_line(argv: list[str], message: str, capsys
 def test_missing_model_file_is_an_error_not_a_crash(tmp_path: Path, capsys) -> None:
     assert run_app(["predict", "x.jpg", "--model", str(tmp_path / "gone.tflite")]) == 1
     assert "no such model file" in capsys.readouterr().err
+
+
+def test_file_system_errors_are_one_line(tmp_path: Path, photos_dir: Path, capsys, monkeypatch) -> None:
+    import imagerec.recognizer
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "locked.tflite"))
+
+    monkeypatch.setattr(imagerec.recognizer.Recognizer, "predict_files", refuse)
+    assert run_app(["predict", str(photos_dir / "parrot.jpg")]) == 1
+    err = capsys.readouterr().err
+    assert "locked.tflite: Permission denied" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_models_list_and_info() -> None:

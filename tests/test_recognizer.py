@@ -127,10 +127,31 @@ def test_a_bare_tflite_file_with_labels(models_dir: Path, photos_dir: Path) -> N
     recognizer = imagerec.load(models_dir / "mobilenet_v2_1.0_224_quant.tflite", labels=models_dir / "imagenet_labels.txt")
     best = recognizer.predict(photos_dir / "parrot.jpg", top_k=1)[0][0]
     assert best.label == "macaw" and best.score > 0.9
-    unlabelled = imagerec.load(models_dir / "mobilenet_v2_1.0_224_quant.tflite")
-    assert unlabelled.predict(photos_dir / "parrot.jpg", top_k=1)[0][0].label == "class_89"
     with pytest.raises(UsageError, match="1001 outputs but 2 labels"):
         imagerec.load(models_dir / "mobilenet_v2_1.0_224_quant.tflite", labels=["a", "b"])
+
+
+def test_a_copy_of_a_zoo_model_is_known_by_its_checksum(models_dir: Path, photos_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "my-model.tflite"
+    copy.write_bytes((models_dir / "mobilenet_v2_1.0_224_quant.tflite").read_bytes())
+    recognizer = imagerec.load(copy)
+    assert recognizer.name == "mobilenet_v2" and recognizer.can_embed
+    ranked = recognizer.predict(photos_dir / "grace_hopper.bmp", top_k=20)[0]
+    assert ranked[0].label == "military uniform" and "background" not in [p.label for p in ranked]
+    # Another file (here: the same graph with trailing bytes) is not the zoo model: generic labels.
+    other = tmp_path / "other.tflite"
+    other.write_bytes(copy.read_bytes() + b"\0" * 16)
+    assert imagerec.load(other).predict(photos_dir / "parrot.jpg", top_k=1)[0][0].label.startswith("class_")
+
+
+def test_an_embedding_model_refuses_to_predict_labels(models_dir: Path, photos_dir: Path) -> None:
+    embedder = imagerec.load("mobilenet_v1_embedder")
+    assert not embedder.classifies and embedder.labels == []
+    for call in (lambda: embedder.predict(photos_dir / "owl.jpg"), lambda: embedder.predict_proba(photos_dir / "owl.jpg"),
+                 lambda: list(embedder.predict_files([photos_dir / "owl.jpg"]))):
+        with pytest.raises(UsageError, match="embedding model.*imagerec learn"):
+            call()
+    assert embedder.embed(photos_dir / "owl.jpg").shape == (1, 1024)
 
 
 def test_load_errors(tmp_path: Path) -> None:

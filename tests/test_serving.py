@@ -487,3 +487,11 @@ def test_teach_can_be_turned_off(recognizer, photos):
     with TestClient(create_app([recognizer], ServeConfig(teach=False))) as fresh:
         reply = fresh.post("/v1/teach", data={"label": "x"}, files={"file": ("p.jpg", photos["parrot.jpg"])})
         assert_error(reply, 404, "turned off")
+
+
+def test_an_embedding_model_is_not_served(models_dir):
+    from imagerec.errors import UsageError
+    from imagerec.serving import load_models
+
+    with pytest.raises(UsageError, match="embedding model with no labels"):
+        load_models(["mobilenet_v2", "mobilenet_v1_embedder"])

@@ -107,7 +107,10 @@ class Recognizer:
         head=None,
         threshold: float | None = None,
         metadata: dict | None = None,
+        task: str = "classify",
     ) -> None:
+        if task not in ("classify", "embed"):
+            raise UsageError(f"task must be 'classify' or 'embed', got {task!r}")
         if head is not None:
             if "embedding" not in backend.outputs:
                 raise UsageError(f"a head needs a backend with an embedding output; {name!r} has {backend.outputs}")
@@ -115,6 +118,8 @@ class Recognizer:
             if head_labels != list(labels):
                 raise UsageError(f"the head's classes {head_labels} differ from the labels {list(labels)}")
         self.head = head
+        # An embedding model ("embed") has no classes of its own until a head is learned on it.
+        self.task = "classify" if head is not None else task
         self.threshold = None if threshold is None else float(threshold)
         self.metadata = dict(metadata or {})
         self.backend = backend
@@ -145,6 +150,19 @@ class Recognizer:
     def can_embed(self) -> bool:
         return "embedding" in self.backend.outputs
 
+    @property
+    def classifies(self) -> bool:
+        """False for an embedding model: it has no labels to predict, only :meth:`embed`."""
+        return self.task == "classify"
+
+    def _require_classes(self) -> None:
+        if not self.classifies:
+            raise UsageError(
+                f"{self.name!r} is an embedding model: it gives vectors, not labels. Use it with "
+                f"recognizer.embed(), imagerec index / similar, or teach it classes with "
+                f"`imagerec learn DATA --backbone {self.name}`"
+            )
+
     # -- arrays -----------------------------------------------------------
 
     def preprocess(self, images: ImageSource | Sequence[ImageSource]) -> np.ndarray:
@@ -168,6 +186,7 @@ class Recognizer:
 
     def predict_proba(self, images: ImageSource | Sequence[ImageSource]) -> np.ndarray:
         """Class probabilities, ``N×len(labels)`` float32 (rows sum to about 1)."""
+        self._require_classes()
         return self._scored(self.preprocess(images))[0]
 
     def predict(
@@ -176,6 +195,7 @@ class Recognizer:
         """The ``top_k`` most probable labels for each image, best first."""
         if top_k < 1:
             raise UsageError(f"top_k must be at least 1, got {top_k}")
+        self._require_classes()
         return self._top_k(*self._scored(self.preprocess(images)), top_k, min_score)
 
     def embed(self, images: ImageSource | Sequence[ImageSource]) -> np.ndarray:
@@ -202,6 +222,7 @@ class Recognizer:
         """
         if top_k < 1:
             raise UsageError(f"top_k must be at least 1, got {top_k}")
+        self._require_classes()
         decoded = decode_ordered(sources, self.preprocessing, workers=self.workers, limits=self.limits)
         for chunk in batches(decoded, self.batch_size):
             good = [item for item in chunk if item.array is not None]
@@ -326,21 +347,22 @@ def load(
     return _load_spec(spec, num_threads, limits)
 
 
-def _load_spec(spec, num_threads: int | None, limits: Limits) -> Recognizer:
+def _load_spec(spec, num_threads: int | None, limits: Limits, path: Path | None = None) -> Recognizer:
+    """The recognizer of a zoo spec, from its fetched file or from ``path`` (the same bytes)."""
     from . import zoo
     from .backends.litert import LiteRTBackend
 
-    path = zoo.fetch(spec.model)
+    path = path or zoo.fetch(spec.model)
     extra = {}
     if spec.embedding_tensor:
         extra["embedding"] = spec.embedding_tensor
     if spec.logits_tensor:
         extra["logits"] = spec.logits_tensor
     backend = LiteRTBackend(path, num_threads=num_threads, extra_outputs=extra)
-    if spec.labels is not None:
-        lines = zoo.read_labels(zoo.fetch(spec.labels))
-    else:
-        lines = [f"feature_{i}" for i in range(backend.output_dim("scores"))]
+    if spec.task == "embed":
+        return Recognizer(backend, [], spec.preprocessing, name=spec.name, sha256=spec.model.sha256,
+                          limits=limits, task="embed")
+    lines = zoo.read_labels(zoo.fetch(spec.labels))
     if spec.label_synonyms:
         synonyms = [tuple(name.strip() for name in line.split(",") if name.strip()) or (line,) for line in lines]
     else:
@@ -369,6 +391,11 @@ def _load_tflite_file(path: Path, labels, num_threads: int | None, limits: Limit
 
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file", path=str(path))
+    digest = zoo.sha256_file(path)
+    known = zoo.find_by_sha256(digest)
+    if known is not None and labels is None:
+        # A copy of a zoo model: its labels, background class and embedding come with it.
+        return _load_spec(known, num_threads, limits, path=path)
     backend = LiteRTBackend(path, num_threads=num_threads)
     size = backend.output_dim("scores")
     if labels is None:
@@ -381,5 +408,5 @@ def _load_tflite_file(path: Path, labels, num_threads: int | None, limits: Limit
         raise UsageError(f"{path}: the model has {size} outputs but {len(names)} labels were given")
     preprocessing = Preprocessing(size=backend.input_size, resize="crop", normalization="uint8")
     return Recognizer(
-        backend, names, preprocessing, name=path.stem, sha256=zoo.sha256_file(path), ignore=["background"], limits=limits
+        backend, names, preprocessing, name=path.stem, sha256=digest, ignore=["background"], limits=limits
     )

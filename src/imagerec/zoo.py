@@ -36,6 +36,7 @@ __all__ = [
     "register",
     "get",
     "list_models",
+    "find_by_sha256",
     "cache_dir",
     "model_dirs",
     "fetch",
@@ -149,6 +150,18 @@ def list_models() -> list[ModelSpec]:
     for spec in _REGISTRY.values():
         seen.setdefault(spec.name, spec)
     return list(seen.values())
+
+
+def find_by_sha256(sha256: str) -> ModelSpec | None:
+    """The registered model whose file has this sha256, if any.
+
+    >>> find_by_sha256(get("mobilenet_v2").model.sha256).name
+    'mobilenet_v2'
+    """
+    for spec in list_models():
+        if spec.model.sha256 == sha256.lower():
+            return spec
+    return None
 
 
 def cache_dir() -> Path:

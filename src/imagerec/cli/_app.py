@@ -42,10 +42,25 @@ def run_app(argv: list[str] | None = None) -> int:
     except ImagerecError as exc:
         _print_error(str(exc))
         return 1
+    except OSError as exc:
+        # The last net for what the file system says (disk full, permission denied,
+        # a file where a folder should be): one line, never a traceback.
+        _print_error(_os_error_line(exc))
+        return 1
     except KeyboardInterrupt:
         _print_error("interrupted")
         return 130
     return 0
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``"out/m.keras: Not a directory"`` from an OSError, whatever raised it.
+
+    >>> _os_error_line(FileExistsError(17, "File exists", "out"))
+    'out: File exists'
+    """
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{exc.filename}: {reason}" if exc.filename else reason
 
 
 def _print_error(message: str) -> None:

@@ -38,7 +38,7 @@ def index(
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON, no progress bar."),
 ) -> None:
     """Index (or bring up to date) the catalog of a photo library."""
-    errors = Console(stderr=True, highlight=False)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)  # an error line is never wrapped
     with _Progress(errors, enabled=not json_output) as progress:
         summary = index_library(
             root,

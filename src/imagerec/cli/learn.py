@@ -142,7 +142,7 @@ def _print(summary: dict) -> None:
     from rich.markup import escape
 
     console = Console()
-    errors = Console(stderr=True, highlight=False)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)  # an error line is never wrapped
     table = Table(title=f"{summary['head']} head on {summary['backbone']}")
     table.add_column("class", overflow="fold")
     table.add_column("photos", justify="right")

@@ -47,7 +47,7 @@ def _emit_json(results) -> int:
 
 def _emit_table(results, total: int, top_k: int) -> int:
     console = Console()
-    errors = Console(stderr=True, highlight=False)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)  # an error line is never wrapped
     table = Table(show_lines=False)
     table.add_column("photo", overflow="fold", style="bold")
     table.add_column("label", overflow="fold")

@@ -10,6 +10,8 @@ import typer
 
 from ._app import app
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
 
 @app.command()
 def serve(
@@ -42,8 +44,11 @@ def serve(
     """Serve recognition over HTTP: /v1/predict, Cloud Vision images:annotate, a web page at /."""
     import uvicorn
 
+    from ..errors import UsageError
     from ..serving import ServeConfig, create_app, load_models, read_api_keys
 
+    if log_level.lower() not in LOG_LEVELS:
+        raise UsageError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
     keys = read_api_keys(api_key_file) if api_key_file else ()
     config = ServeConfig(
         max_batch=max_batch,
@@ -77,7 +82,7 @@ def serve(
         host=host,
         port=port,
         access_log=False,
-        log_level=log_level,
+        log_level=log_level.lower(),
         limit_concurrency=max_connections,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=int(timeout) + 1,

@@ -150,6 +150,8 @@ def scores_and_embeddings(recognizer: Recognizer, batch: np.ndarray) -> tuple[np
     """
     backend = recognizer.backend
     head = getattr(recognizer, "head", None)
+    if not getattr(recognizer, "classifies", True):  # an embedding model: vectors, no labels
+        return np.zeros((len(batch), 0), np.float32), backend.run(batch, ("embedding",))["embedding"]
     if type(recognizer) is Recognizer and recognizer.can_embed:
         if head is not None:  # a learned recognizer: its head reads the embedding
             embeddings = backend.run(batch, ("embedding",))["embedding"]

@@ -47,7 +47,12 @@ def load_models(names: Iterable[str], config: ServeConfig = ServeConfig()) -> li
     """
     import imagerec
 
-    return [imagerec.load(name, num_threads=config.num_threads, limits=config.limits) for name in names]
+    recognizers = [imagerec.load(name, num_threads=config.num_threads, limits=config.limits) for name in names]
+    for recognizer in recognizers:
+        if not recognizer.classifies:
+            raise UsageError(f"cannot serve {recognizer.name!r}: it is an embedding model with no labels; "
+                             f"teach it classes first (imagerec learn DATA --backbone {recognizer.name})")
+    return recognizers
 
 
 def create_app(
