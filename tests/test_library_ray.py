@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from imagerec.cli._app import run_app
-from imagerec.errors import UsageError
+from imagerec.errors import ImagerecError, ModelFileError, UsageError
 from imagerec.library import index_library, search
-from imagerec.library.ray_runner import analyse_on_ray
+from imagerec.library import ray_runner
+from imagerec.library.ray_runner import analyse_on_ray, worker_error
 from imagerec.library.walker import Entry
 
 from test_library import catalog_dump, make_library
@@ -56,3 +57,58 @@ def test_ray_index_writes_the_same_catalog_as_a_local_run(local_ray, tmp_path: P
     assert (summary.moved, summary.removed, summary.new, summary.decoded) == (1, 1, 1, 0)
     index_library(root, catalog=local, models=[recognizer])
     assert catalog_dump(remote) == catalog_dump(local)
+
+
+def _raised(error: BaseException) -> tuple[BaseException, str]:
+    import traceback
+
+    try:
+        raise error
+    except BaseException as exc:
+        return exc, traceback.format_exc()
+
+
+def test_worker_failures_become_one_line_naming_the_cause(monkeypatch, tmp_path: Path):
+    exceptions = pytest.importorskip("ray.exceptions")
+    cause, trace = _raised(ModelFileError("/nowhere/pets.imagerec: no such model file"))
+    task = exceptions.RayTaskError("RayAnalyser.__init__", trace, cause, proctitle="ray::RayAnalyser", pid=1, ip="127.0.0.1")
+    actor = exceptions.ActorDiedError(task)  # what a pool reports when an actor's constructor raised
+    other, other_trace = _raised(PermissionError(13, "Permission denied"))
+    plain = exceptions.RayTaskError("RayAnalyser.__call__", other_trace, RuntimeError("lost"), proctitle="p", pid=1, ip="h")
+    for error, expected in [
+        (task, "/nowhere/pets.imagerec: no such model file"),
+        (task.as_instanceof_cause(), "/nowhere/pets.imagerec: no such model file"),
+        (actor, "/nowhere/pets.imagerec: no such model file"),
+        (plain, "PermissionError: [Errno 13] Permission denied"),
+        (exceptions.RayActorError(error_msg="The actor died unexpectedly before finishing this task.\n\tpid: 7"),
+         "The actor died unexpectedly before finishing this task."),
+    ]:
+        message = str(worker_error(error))
+        assert message.startswith(f"a Ray worker failed: {expected} (") and "\n" not in message, message
+
+    # analyse_on_ray raises it in place of the Ray error (no cluster needed to check the wiring).
+    class FailingDataset:
+        def map_batches(self, *args, **kwargs):
+            return self
+
+        def iter_batches(self, **kwargs):
+            raise actor
+            yield
+
+    import ray.data
+
+    monkeypatch.setattr(ray_runner, "connect", lambda address: False)
+    monkeypatch.setattr(ray, "put", lambda value: value)
+    monkeypatch.setattr(ray.data, "from_items", lambda items, **kwargs: FailingDataset())
+    with pytest.raises(ImagerecError, match="a Ray worker failed: /nowhere/pets.imagerec: no such model file") as info:
+        list(analyse_on_ray([Entry("a.jpg", 1, 1)], str(tmp_path), [], sources=["/nowhere/pets.imagerec"], actors=1))
+    assert info.value.__cause__ is actor
+
+
+def test_a_worker_that_cannot_load_the_model_is_a_one_line_error(local_ray, tmp_path: Path, photos_dir: Path, recognizer):
+    root = make_library(photos_dir, tmp_path / "library")
+    entries = [Entry("parrot.jpg", 1, 1)]
+    # The driver has its recognizer; the workers are told to load a file that is not there.
+    with pytest.raises(ImagerecError, match=r"^a Ray worker failed: .*missing\.tflite") as info:
+        list(analyse_on_ray(entries, str(root), [recognizer], sources=[str(tmp_path / "missing.tflite")], address="auto", actors=1))
+    assert "\n" not in str(info.value)

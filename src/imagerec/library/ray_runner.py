@@ -19,6 +19,7 @@ from ``IMAGEREC_MODEL_DIR`` or the cache; ``.imagerec`` files by path).
 from __future__ import annotations
 
 import os
+import re
 from typing import Collection, Iterator, Sequence
 
 import numpy as np
@@ -140,6 +141,51 @@ def _embedding_dim(recognizer) -> int | None:
     return int(backend.run(probe, ("embedding",))["embedding"].shape[1])
 
 
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): (.+)$")
+
+
+def worker_error(exc: BaseException) -> ImagerecError:
+    """A Ray task or actor failure as one line naming the worker's own cause.
+
+    The cause is the first imagerec error in the chain (a model a worker
+    cannot load, a file it cannot read); failing that, the last exception
+    line of the worker's traceback that is not Ray's own; failing that, the
+    first line of Ray's message (an actor killed for memory, a node lost).
+    """
+    return ImagerecError(
+        f"a Ray worker failed: {_worker_cause(exc)} (the workers must see the library under the same path "
+        "and be able to load the models)"
+    )
+
+
+def _worker_cause(exc: BaseException) -> str:
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    texts: list[str] = []
+    while todo:
+        error = todo.pop(0)
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, BaseException) and cause is not error:
+            # A RayTaskError (which may also subclass its cause): look at the cause itself.
+            todo.insert(0, cause)
+            texts.append(getattr(error, "traceback_str", None) or "")
+            continue
+        if isinstance(error, ImagerecError):
+            return error.message
+        texts.append(str(error))
+        todo.extend(e for e in (error.__cause__, error.__context__) if e is not None)
+    for text in texts:
+        lines = [m for m in map(_EXCEPTION_LINE.match, text.splitlines()) if m and not m.group(1).startswith("ray.")]
+        if lines:
+            name, message = lines[-1].groups()
+            return message if name.startswith("imagerec.") else f"{name.rsplit('.', 1)[-1]}: {message}"
+    first = next((line.strip() for text in texts for line in text.splitlines() if line.strip()), "")
+    return first or type(exc).__name__
+
+
 def connect(address: str) -> bool:
     """Make sure Ray is initialised; True when this call started it.
 
@@ -193,6 +239,9 @@ def analyse_on_ray(
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
+        # A worker's own exception (not Ray Data's UserCodeException wrapper)
+        # travels back, so worker_error() can name it.
+        context.raise_original_map_exception = True
         if actors is None:
             cpus = int(ray.cluster_resources().get("CPU", 1))
             actors = max(1, cpus // cpus_per_actor)
@@ -214,8 +263,11 @@ def analyse_on_ray(
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cpus_per_actor,
         )
-        for batch in analysed.iter_batches(batch_size=batch_size, batch_format="numpy"):
-            yield from_columns(batch, len(recognizers))
+        try:
+            for batch in analysed.iter_batches(batch_size=batch_size, batch_format="numpy"):
+                yield from_columns(batch, len(recognizers))
+        except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as exc:
+            raise worker_error(exc) from exc
     finally:
         if started:
             ray.shutdown()
