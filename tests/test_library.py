@@ -319,3 +319,26 @@ def test_saved_approximate_index_grows_with_new_photos_and_rebuilds_after_remova
     hits = similar(root / "hot_dog.jpg", catalog=catalog, exact_limit=0, limit=1)
     assert [h.path for h in hits] == ["owl.jpg"]
     assert json.loads(state_file.read_text())["removed"] != grown["removed"]
+
+
+def test_cli_html_into_a_missing_folder_is_refused_before_the_query(library, tmp_path: Path, capsys, monkeypatch):
+    from imagerec.cli import search as cli_search
+    from imagerec.cli._app import run_app
+
+    root, catalog, _ = library
+    ran = []
+    for name in ("search_photos", "similar_photos", "find_duplicates"):
+        monkeypatch.setattr(cli_search, name, lambda *a, _f=getattr(cli_search, name), **k: ran.append(1) or _f(*a, **k))
+    missing = str(tmp_path / "no such folder" / "sheet.html")
+    for argv in (["search", "dog"], ["similar", str(root / "cat_720p.jpg")], ["duplicates"]):
+        assert run_app([*argv, "--catalog", str(catalog), "--html", missing]) == 2
+        err = capsys.readouterr().err
+        assert "does not exist" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert run_app([*argv, "--catalog", str(catalog), "--html", str(tmp_path)]) == 2
+        assert "is a folder" in capsys.readouterr().err
+    assert ran == []  # refused before any query ran
+    # A sheet that cannot be written (here: its temporary file is a folder) is one line too.
+    (tmp_path / "sheet.html.tmp").mkdir()
+    assert run_app(["search", "dog", "--catalog", str(catalog), "--html", str(tmp_path / "sheet.html")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write the contact sheet" in err and "Traceback" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -26,6 +27,23 @@ def fail(message: str, code: int = 1) -> "typer.Exit":
     """Print ``error: message`` on stderr and return the Exit to raise."""
     err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
     return typer.Exit(code)
+
+
+def check_output_file(option: str, path: str) -> None:
+    """Refuse an output file that cannot be written, before any work is done.
+
+    ``option`` names the flag in the message (``"--html"``).
+
+    >>> check_output_file("--html", "/no/such/folder/out.html")
+    Traceback (most recent call last):
+    ...
+    imagerec.errors.UsageError: --html /no/such/folder/out.html: the folder /no/such/folder does not exist
+    """
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: the folder {folder} does not exist")
+    if Path(path).is_dir():
+        raise UsageError(f"{option} {path}: is a folder; give a file name such as report.html")
 
 
 def run_app(argv: list[str] | None = None) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -14,7 +13,7 @@ from rich.table import Table
 
 from ..errors import CloudError, UsageError
 from ..pipeline import expand_paths
-from ._app import app, fail
+from ._app import app, check_output_file, fail
 
 
 @app.command()
@@ -44,12 +43,7 @@ def compare(
     if len(set(names)) != len(names):
         raise UsageError(f"--providers names a provider twice: {providers}")
     if html:
-        # Check before any paid request is made, not after.
-        folder = Path(html).resolve().parent
-        if not folder.is_dir():
-            raise UsageError(f"--html {html}: the folder {folder} does not exist")
-        if Path(html).is_dir():
-            raise UsageError(f"--html {html}: is a folder; give a file name such as report.html")
+        check_output_file("--html", html)  # before any paid request is made, not after
     files = expand_paths(paths, recursive=recursive)
     if not files:
         raise fail("no image files found in " + ", ".join(paths), code=2)

@@ -17,7 +17,7 @@ from ..library.search import search as search_photos
 from ..library.search import similar as similar_photos
 from ..library.search import suggest
 from ..library.contact_sheet import write_contact_sheet
-from ._app import app
+from ._app import app, check_output_file, fail
 from .index import printable
 
 _CATALOG_HELP = "Catalog file (default: IMAGEREC_CATALOG, or .imagerec/catalog.db here or above)."
@@ -34,6 +34,8 @@ def search(
     html: Optional[str] = typer.Option(None, "--html", help="Also write a thumbnail contact sheet here."),
 ) -> None:
     """Photos whose content matches a word, best first."""
+    if html:
+        check_output_file("--html", html)
     hits = search_photos(query, catalog=catalog, model=model, min_score=min_score, limit=limit)
     _emit(hits, json_output, html, title=f"imagerec search: {query}", label=True)
     if not hits and not json_output:
@@ -53,6 +55,8 @@ def similar(
     html: Optional[str] = typer.Option(None, "--html", help="Also write a thumbnail contact sheet here."),
 ) -> None:
     """Photos that look like PHOTO, by embedding cosine similarity."""
+    if html:
+        check_output_file("--html", html)
     hits = similar_photos(photo, catalog=catalog, model=model, limit=limit, min_score=min_score)
     _emit(hits, json_output, html, title=f"imagerec similar: {photo}", label=False)
 
@@ -66,6 +70,8 @@ def duplicates(
     html: Optional[str] = typer.Option(None, "--html", help="Also write a contact sheet of the groups here."),
 ) -> None:
     """Groups of near-identical photos: identical bytes, or nearly identical content."""
+    if html:
+        check_output_file("--html", html)
     groups = find_duplicates(catalog=catalog, model=model, threshold=threshold)
     if json_output:
         for group in groups:
@@ -88,7 +94,7 @@ def duplicates(
             for number, group in enumerate(groups, 1)
             for path in group.paths
         ]
-        write_contact_sheet(hits, html, title="imagerec duplicates")
+        _write_sheet(hits, html, title="imagerec duplicates")
 
 
 def _emit(hits: Sequence[Hit], json_output: bool, html: str | None, *, title: str, label: bool) -> None:
@@ -108,4 +114,11 @@ def _emit(hits: Sequence[Hit], json_output: bool, html: str | None, *, title: st
             table.add_row(*row)
         Console(highlight=False).print(table)
     if html:
+        _write_sheet(hits, html, title=title)
+
+
+def _write_sheet(hits: Sequence[Hit], html: str, *, title: str) -> None:
+    try:
         write_contact_sheet(hits, html, title=title)
+    except OSError as exc:
+        raise fail(f"cannot write the contact sheet to {escape(html)} ({escape(exc.strerror or str(exc))})") from exc

@@ -13,6 +13,7 @@ gets a placeholder and its error, not a broken page.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import os
@@ -74,6 +75,11 @@ def write_contact_sheet(hits: Sequence, out: str | os.PathLike[str], *, title: s
     )
     path = Path(out)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # never leave a half-written sheet behind
+        raise
     return path
