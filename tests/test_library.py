@@ -342,3 +342,29 @@ def test_cli_html_into_a_missing_folder_is_refused_before_the_query(library, tmp
     assert run_app(["search", "dog", "--catalog", str(catalog), "--html", str(tmp_path / "sheet.html")]) == 1
     err = capsys.readouterr().err
     assert "cannot write the contact sheet" in err and "Traceback" not in err
+
+
+def test_unwritable_catalog_location_is_one_line_naming_it(tmp_path: Path, photos_dir: Path, recognizer, capsys):
+    from imagerec.cli._app import run_app
+
+    root = make_library(photos_dir, tmp_path / "library")
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CatalogError, match="cannot write the catalog here.*--catalog") as info:
+        index_library(root, catalog=blocker / "catalog.db", models=[recognizer])
+    assert str(blocker) in str(info.value)
+    assert run_app(["index", str(root), "--catalog", str(blocker / "catalog.db")]) == 1
+    err = capsys.readouterr().err
+    assert "--catalog" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    if os.geteuid() != 0:  # root may write into a read-only folder anyway
+        (tmp_path / "ro").mkdir()
+        os.chmod(root, 0o555)
+        os.chmod(tmp_path / "ro", 0o555)
+        try:
+            with pytest.raises(CatalogError, match=r"\.imagerec.*cannot write the catalog here.*--catalog"):
+                index_library(root, models=[recognizer])
+            with pytest.raises(CatalogError, match="cannot write the catalog here"):
+                index_library(root, catalog=tmp_path / "ro" / "catalog.db", models=[recognizer])
+        finally:
+            os.chmod(root, 0o755)
+            os.chmod(tmp_path / "ro", 0o755)

@@ -178,6 +178,15 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _unwritable(path: Path, exc: BaseException) -> CatalogError:
+    """The one-line error for a catalog that cannot be written where asked."""
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return CatalogError(
+        f"{path}: cannot write the catalog here ({reason}); pass --catalog FILE to keep it in a writable folder",
+        path=str(path),
+    )
+
+
 def default_catalog_path(root: str | os.PathLike[str]) -> Path:
     """Where ``imagerec index ROOT`` keeps its catalog: ``ROOT/.imagerec/catalog.db``.
 
@@ -228,7 +237,10 @@ class Catalog:
                 f"{self.path}: no such catalog (run `imagerec index ROOT` to make one)", path=str(self.path)
             )
         if not exists:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _unwritable(self.path, exc) from exc
         try:
             if readonly:
                 uri = "file:" + _quote_uri(self.path.resolve()) + "?mode=ro"
@@ -244,6 +256,8 @@ class Catalog:
                 self.db.execute("PRAGMA synchronous = NORMAL")
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
+            if not readonly and isinstance(exc, sqlite3.OperationalError) and not os.access(self.path.parent, os.W_OK):
+                raise _unwritable(self.path, exc) from exc
             raise CatalogError(f"{self.path}: not a usable catalog ({exc})", path=str(self.path)) from exc
         if version > SCHEMA_VERSION:
             self.db.close()
@@ -339,7 +353,10 @@ class Catalog:
         """
         import fcntl
 
-        handle = open(self.lock_path, "a+", encoding="utf-8")
+        try:
+            handle = open(self.lock_path, "a+", encoding="utf-8")
+        except OSError as exc:
+            raise _unwritable(self.lock_path, exc) from exc
         deadline = None if wait is None else time.monotonic() + wait
         told = False
         while True:
