@@ -94,6 +94,27 @@ def test_hierarchy_finds_every_dog_breed_and_every_bird():
     assert hierarchy.match("animal", ["dog", "hotdog", "cat"]) == {0: "animal", 2: "animal"}
 
 
+def test_search_words_in_the_plural_match_like_the_singular():
+    lines = zoo.read_labels(zoo.fetch(zoo.get("mobilenet_v2").labels))
+    synonyms = [tuple(part.strip() for part in line.split(",")) for line in lines]
+    labels = [names[0] for names in synonyms]
+    hierarchy = Hierarchy()
+
+    def names(query: str) -> set[str]:
+        return {labels[i] for i in hierarchy.match(query, labels, synonyms)}
+
+    for plural, singular in [
+        ("dogs", "dog"), ("butterflies", "butterfly"), ("foxes", "fox"), ("wolves", "wolf"), ("knives", "knife"),
+        ("loaves", "loaf"), ("geese", "goose"), ("mice", "mouse"), ("oxen", "ox"), ("people", "person"),
+        ("Timber Wolves", "timber wolf"), ("tree frogs", "tree frog"),
+    ]:
+        assert names(plural) == names(singular) != set(), plural
+    assert "timber wolf" in names("wolves") and names("geese") == {"goose"}
+    assert hierarchy.match("firemen", ["fireman"]) == {0: "fireman"}
+    assert hierarchy.match("children", ["child"]) == {0: "child"}
+    assert hierarchy.match("teeth", ["tooth", "feet"]) == {0: "tooth"}
+
+
 def test_reindex_with_nothing_changed_changes_nothing(library):
     root, catalog, _ = library
     before = catalog_dump(catalog)

@@ -37,21 +37,51 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", text.replace("_", " ").replace("-", " ")).strip().lower()
 
 
+# English plurals the suffix rules get wrong, by their last word.
+_IRREGULAR_PLURALS = {
+    "geese": "goose", "mice": "mouse", "lice": "louse", "men": "man", "women": "woman",
+    "feet": "foot", "teeth": "tooth", "children": "child", "people": "person", "oxen": "ox",
+    "dice": "die", "cacti": "cactus", "fungi": "fungus", "octopi": "octopus", "radii": "radius",
+    "larvae": "larva", "antennae": "antenna", "pupae": "pupa", "indices": "index", "matrices": "matrix",
+}
+# ... and the ones that also end longer words ("firemen", "dormice", "crowfeet").
+_IRREGULAR_ENDINGS = ("men", "mice", "geese", "feet", "teeth")
+
+
 def word_forms(query: str) -> list[str]:
-    """The normalised query and its likely singulars ("dogs" -> "dog", "puppies" -> "puppy").
+    """The normalised query and its likely singulars, most literal first.
+
+    Regular plurals ("dogs", "foxes", "butterflies"), ``-ves`` ("wolves" ->
+    "wolf", "knives" -> "knife") and the common irregular ones ("geese",
+    "mice", "men", "feet", "teeth", "children"...), also as the last word of
+    a phrase ("wild geese"). Forms that are not names match nothing.
 
     >>> word_forms("Foxes")
     ['foxes', 'foxe', 'fox']
+    >>> word_forms("wolves")[-2:], word_forms("Wild Geese")[-1], word_forms("firemen")[-1]
+    (['wolf', 'wolfe'], 'wild goose', 'fireman')
     """
     text = normalize(query)
     forms = [text]
+    if not text:
+        return forms
+    head, _, last = text.rpartition(" ")
+    prefix = head + " " if head else ""
+    if last in _IRREGULAR_PLURALS:
+        forms.append(prefix + _IRREGULAR_PLURALS[last])
+    else:
+        for ending in _IRREGULAR_ENDINGS:
+            if last.endswith(ending) and len(last) > len(ending):
+                forms.append(text[: -len(ending)] + _IRREGULAR_PLURALS[ending])
     if text.endswith("ies") and len(text) > 4:
         forms.append(text[:-3] + "y")
     if text.endswith("s") and not text.endswith("ss") and len(text) > 3:
         forms.append(text[:-1])
     if text.endswith("es") and len(text) > 4:
         forms.append(text[:-2])
-    return forms
+    if text.endswith("ves") and len(text) > 4:
+        forms += [text[:-3] + "f", text[:-3] + "fe"]
+    return list(dict.fromkeys(forms))
 
 
 class Hierarchy:
