@@ -59,6 +59,30 @@ def test_labels_match(a, b, same):
     assert labels_match(a, b) is same
 
 
+@pytest.mark.parametrize("local,cloud", [
+    ("golden retriever", "Dog"), ("macaw", "Bird"), ("daisy", "Flower"), ("pizza", "Food"),
+    ("golden retriever", "Mammal"), ("tabby", "Cat"), ("sports car", "Vehicle"), ("daisy", "Plant"),
+    ("Cat", "Mammal"),  # between two services too: one is a kind of the other
+])
+def test_a_local_label_meets_its_cloud_synonym_or_wordnet_ancestor(local, cloud):
+    assert labels_match(local, cloud) and labels_match(cloud, local)
+
+
+@pytest.mark.parametrize("a,b", [
+    ("golden retriever", "Cat"), ("tabby", "Dog"), ("macaw", "Flower"), ("pizza", "Bird"), ("Mammal", "Bird"),
+    ("daisy", "Organ"),  # siblings and strangers do not meet through shared ancestors
+])
+def test_labels_do_not_meet_through_shared_ancestors(a, b):
+    assert not labels_match(a, b)
+
+
+def test_agreement_uses_the_hierarchy(tmp_path):
+    local = Scripted("local", {"a.jpg": ["golden retriever", "tennis ball"], "b.jpg": ["macaw"], "c.jpg": ["pizza"]})
+    google = Scripted("google", {"a.jpg": ["Dog", "Grass"], "b.jpg": ["Bird"], "c.jpg": ["Food"]}, batch=16)
+    [pair] = compare(_photos(tmp_path), [local, google], top_k=2).agreement
+    assert pair.per_photo == [pytest.approx(0.5), 1.0, 1.0] and pair.photos_with_shared_label == 3
+
+
 def test_provider_aliases_count_as_the_same_label():
     assert not labels_match("Pet", "Companion animal")
     assert labels_match("Pet", "Companion animal", aliases_a=["companion animal"])
@@ -74,7 +98,7 @@ def test_pair_agreement_is_symmetric():
 
 def test_compare_agreement_latency_cost_and_errors(tmp_path):
     rejected = CloudError("aws", "the service rejected the image (InvalidImageFormatException)", kind="invalid_image")
-    google = Scripted("google", {"a.jpg": ["Cat", "Mammal"], "b.jpg": ["Dog", "Snout"], "c.jpg": ["Tree"]}, batch=16)
+    google = Scripted("google", {"a.jpg": ["Cat", "Whiskers"], "b.jpg": ["Dog", "Snout"], "c.jpg": ["Tree"]}, batch=16)
     aws = Scripted("aws", {"a.jpg": ["Cat", "Pet"], "b.jpg": ["Canine"], "c.jpg": rejected})
     result = compare(_photos(tmp_path), [google, aws], top_k=2)
     summary = result.summaries

@@ -7,13 +7,20 @@ the labels side by side:
   labels that the other also gave, averaged both ways, after normalising
   (case, spacing, simple plurals, a small synonym table, the provider's
   own aliases, and a multi-word label's head noun, so ``Egyptian cat``
-  meets ``Cat``);
+  meets ``Cat``). A label also meets the names of its WordNet synset and
+  ancestors (the ImageNet hierarchy :mod:`imagerec.library.hierarchy`
+  ships), so ImageNet's specific ``golden retriever`` meets a service's
+  generic ``Dog``, ``macaw`` meets ``Bird``, ``pizza`` meets ``Food``;
+  two siblings (``Cat``, ``Dog``) do not meet through their shared
+  ancestors;
 * **latency**: wall-clock seconds per image as measured here, upload and
   network included (a batched request's time is split over its images);
 * **cost**: from :mod:`imagerec.cloud.pricing`, per 1,000 images and for
   this run.
 
 >>> labels_match("Egyptian cat", "cat"), labels_match("Hot dog", "hotdog"), labels_match("hot dog", "dog")
+(True, True, False)
+>>> labels_match("golden retriever", "Dog"), labels_match("daisy", "Flower"), labels_match("tabby", "Dog")
 (True, True, False)
 """
 
@@ -23,6 +30,7 @@ import re
 import statistics
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import combinations
 from typing import Callable, Iterable, Sequence
 
@@ -35,6 +43,8 @@ from .base import LabelResult, Provider, UnavailableProvider
 __all__ = [
     "normalise",
     "concept_keys",
+    "Concept",
+    "concept",
     "labels_match",
     "pair_agreement",
     "ProviderSummary",
@@ -117,22 +127,83 @@ def concept_keys(label: str, aliases: Iterable[str] = ()) -> frozenset[str]:
     return frozenset(keys)
 
 
+@dataclass(frozen=True)
+class Concept:
+    """What a label means for matching: its own ``keys`` (see
+    :func:`concept_keys`), and ``broader``: the keys of every name of its
+    WordNet synset(s) and their ancestors.
+
+    Two labels meet when one's keys are among the other's keys or broader
+    names: the same thing, a synonym, or one a kind of the other.
+    """
+
+    keys: frozenset[str]
+    broader: frozenset[str] = frozenset()
+
+    def matches(self, other: "Concept") -> bool:
+        return bool(self.keys & other.keys or self.keys & other.broader or self.broader & other.keys)
+
+
+def concept(label: str, aliases: Iterable[str] = ()) -> Concept:
+    """The :class:`Concept` of a label (and the provider's aliases for it).
+
+    >>> "dog" in concept("golden retriever").broader
+    True
+    """
+    aliases = tuple(aliases)
+    return Concept(concept_keys(label, aliases), _broader(tuple(normalise(name) for name in (label, *aliases))))
+
+
+@lru_cache(maxsize=4096)
+def _broader(names: tuple[str, ...]) -> frozenset[str]:
+    hierarchy = _hierarchy()
+    synsets: set[int] = set()
+    for name in names:
+        synsets |= hierarchy.synsets_named(name)
+    reach: set[int] = set()
+    for synset in synsets:
+        reach |= hierarchy.ancestors(synset) | {synset}
+    keys = {_CANONICAL.get(compact, compact) for synset in reach for lemma in hierarchy.lemmas(synset)
+            if (compact := normalise(lemma).replace(" ", ""))}
+    return frozenset(keys - _TOO_BROAD)
+
+
+# WordNet's top nouns, ancestors of nearly everything: no evidence of agreement.
+_TOO_BROAD = frozenset({
+    "entity", "physicalentity", "object", "physicalobject", "whole", "unit", "thing", "abstraction", "abstractentity",
+    "matter",
+})
+
+
+@lru_cache(maxsize=1)
+def _hierarchy():
+    # The library's shipped WordNet/ImageNet hierarchy (library sits above
+    # cloud in the layout); imported late so that `imagerec compare` loads it
+    # only when it compares.
+    from ..library.hierarchy import Hierarchy
+
+    return Hierarchy()
+
+
 def labels_match(a: str, b: str, aliases_a: Iterable[str] = (), aliases_b: Iterable[str] = ()) -> bool:
-    """Whether two labels name the same thing after normalisation."""
-    return bool(concept_keys(a, aliases_a) & concept_keys(b, aliases_b))
+    """Whether two labels name the same thing (or one a kind of the other) after normalisation."""
+    return concept(a, aliases_a).matches(concept(b, aliases_b))
 
 
-def pair_agreement(a: Sequence[frozenset[str]], b: Sequence[frozenset[str]]) -> tuple[float, int]:
-    """(agreement in [0, 1], number of shared labels) of two label lists given as concept keys.
+def pair_agreement(a: Sequence[Concept | frozenset[str]], b: Sequence[Concept | frozenset[str]]) -> tuple[float, int]:
+    """(agreement in [0, 1], number of shared labels) of two label lists given as
+    concepts (or plain sets of concept keys, matched as they are).
 
     >>> pair_agreement([frozenset({"cat"}), frozenset({"pet"})], [frozenset({"cat"})])
     (0.75, 1)
     """
     if not a or not b:
         return 0.0, 0
-    matched_a = sum(1 for keys in a if any(keys & other for other in b))
-    matched_b = sum(1 for keys in b if any(keys & other for other in a))
-    return (matched_a / len(a) + matched_b / len(b)) / 2, min(matched_a, matched_b)
+    first = [x if isinstance(x, Concept) else Concept(frozenset(x)) for x in a]
+    second = [x if isinstance(x, Concept) else Concept(frozenset(x)) for x in b]
+    matched_a = sum(1 for item in first if any(item.matches(other) for other in second))
+    matched_b = sum(1 for item in second if any(item.matches(other) for other in first))
+    return (matched_a / len(first) + matched_b / len(second)) / 2, min(matched_a, matched_b)
 
 
 @dataclass
@@ -296,8 +367,8 @@ def _summarise(name: str, run: list[LabelResult], wall: float, requests: int, se
     )
 
 
-def _keys(provider: Provider, predictions: list[Prediction], top_k: int) -> list[frozenset[str]]:
-    return [concept_keys(p.label, provider.aliases(p.label)) for p in predictions[:top_k]]
+def _keys(provider: Provider, predictions: list[Prediction], top_k: int) -> list[Concept]:
+    return [concept(p.label, provider.aliases(p.label)) for p in predictions[:top_k]]
 
 
 def _agreement(providers: Sequence[Provider], results: dict[str, list[LabelResult]], top_k: int) -> list[PairAgreement]:
