@@ -371,3 +371,36 @@ def test_documented_limits_are_the_ones_used():
 def test_parse_retry_after_http_date():
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
     assert parse_retry_after(None) is None and parse_retry_after("-3") == 0.0
+
+
+def test_google_token_fetch_without_network_is_a_retried_network_error(fake, monkeypatch, tmp_path):
+    """The token service cannot be reached: a network error after the retries, not a credentials problem."""
+    pytest.importorskip("cryptography")
+    import socket
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    with socket.socket() as probe:  # a local port nobody listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    account = {
+        "type": "service_account", "project_id": "imagerec-test", "private_key_id": "k1", "private_key": pem,
+        "client_email": "tester@imagerec-test.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": f"http://127.0.0.1:{port}/token",
+    }
+    path = tmp_path / "sa.json"
+    path.write_text(json.dumps(account))
+    monkeypatch.delenv("GOOGLE_API_KEY")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    google = provider("google")
+    with pytest.raises(CloudError) as info:
+        google.setup()
+    assert info.value.kind == "network" and "network" in str(info.value) and "gave up after 4 attempts" in str(info.value)
+    assert "credentials" not in str(info.value).lower() and "\n" not in str(info.value)
+    assert len(google.sleep) == 3  # retried with backoff like any request
+    [result] = provider("google").label_files([jpeg_bytes()])
+    assert result.error.kind == "network" and str(result.error).startswith("google: cannot reach the token service")
+    assert fake.requests["google"] == []

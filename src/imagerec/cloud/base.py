@@ -25,7 +25,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence, TypeVar
 
 from PIL import Image
 
@@ -45,6 +45,8 @@ __all__ = [
     "parse_retry_after",
     "one_line",
 ]
+
+_T = TypeVar("_T")
 
 # Pillow's format names; the services name the same formats (MPO is a JPEG
 # with extra pictures inside, which every service reads as a JPEG).
@@ -397,12 +399,20 @@ class Provider(ABC):
             yield chunk
 
     def _call(self, uploads: list[Upload], top_k: int) -> list[list[Prediction] | CloudError]:
+        def request() -> list[list[Prediction] | CloudError]:
+            self.requests_sent += 1
+            return [self._scrub(answer) for answer in self._annotate(uploads, top_k)]
+
+        return self._retrying(request)
+
+    def _retrying(self, request: Callable[[], _T]) -> _T:
+        """``request()``, tried again with backoff while it raises :class:`Retryable`;
+        then the last error as a :class:`CloudError` saying how often it was tried."""
         attempt = 0
         while True:
             attempt += 1
-            self.requests_sent += 1
             try:
-                return [self._scrub(answer) for answer in self._annotate(uploads, top_k)]
+                return request()
             except Retryable as retry:
                 wait = self.retry.delay(attempt, retry.retry_after)
                 if wait is None:

@@ -35,7 +35,7 @@ import httpx
 from ..errors import CloudError
 from ..recognizer import Prediction
 from . import _http
-from .base import Provider, RetryPolicy, Upload, UploadLimits, one_line
+from .base import Provider, Retryable, RetryPolicy, Upload, UploadLimits, one_line
 
 __all__ = ["GoogleVision", "parse_annotate_response"]
 
@@ -162,7 +162,8 @@ class GoogleVision(Provider):
         return 4 * ((len(upload.data) + 2) // 3) + 200
 
     def setup(self) -> None:
-        self._auth_headers()  # with ADC: find the credentials and fetch a token
+        # With ADC: find the credentials and fetch a token (retried like a request when the network fails).
+        self._retrying(self._auth_headers)
 
     def _auth_headers(self) -> dict[str, str]:
         if self._api_key:
@@ -174,6 +175,13 @@ class GoogleVision(Provider):
 
             try:
                 credentials.refresh(google.auth.transport.requests.Request())
+            except google.auth.exceptions.TransportError as exc:
+                # No answer from the token service: the network, not the credentials.
+                raise Retryable(CloudError(
+                    "google",
+                    f"cannot reach the token service for an access token ({one_line(exc, 200)}) — {_HINTS['network']}",
+                    kind="network",
+                )) from exc
             except google.auth.exceptions.GoogleAuthError as exc:
                 raise CloudError(
                     "google",
