@@ -165,3 +165,54 @@ def test_learned_recognizer_from_transfer_learning(models_dir: Path, photos_dir:
         result = evaluate(imagerec.load(saved), data)
     assert result.accuracy == 1.0  # imprinting puts each training photo nearest its own class
     assert result.classes == ["cat", "dog", "hotdog"] and result.class_map == [0, 1, 2]
+
+
+def test_an_unwritable_report_location_fails_before_predicting(colour_model, colour_folder: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import imagerec.recognizer as recognizer_module
+    from imagerec.cli import run_app
+    from imagerec.errors import OutputError
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    calls: list[int] = []
+    original = colour_model.predict_proba
+    monkeypatch.setattr(colour_model, "predict_proba", lambda batch: calls.append(len(batch)) or original(batch))
+    with pytest.raises(OutputError, match="afile is a file, not a folder") as caught:
+        evaluate(colour_model, colour_folder, report=afile)
+    assert isinstance(caught.value, OSError) and calls == []
+    with pytest.raises(OutputError, match="afile"):
+        evaluate(colour_model, colour_folder, report=afile / "inside")
+    monkeypatch.setitem(recognizer_module._LOADERS, ".fake", lambda path, **options: colour_model)
+    model = tmp_path / "m.fake"
+    model.write_text("x")
+    capsys.readouterr()
+    assert run_app(["evaluate", str(model), str(colour_folder), "--report", str(afile)]) == 1
+    err = capsys.readouterr().err
+    assert "afile" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_json_shows_no_decode_progress(colour_model, colour_folder: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    import imagerec.data
+    import imagerec.recognizer as recognizer_module
+    from imagerec.cli import run_app
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(imagerec.data, "PROGRESS_MIN_IMAGES", 1)
+    monkeypatch.setattr(imagerec.data, "datasets_dir", lambda: tmp_path / "fresh")  # decode, not the cache
+    monkeypatch.setitem(recognizer_module._LOADERS, ".fake", lambda path, **options: colour_model)
+    model = tmp_path / "m.fake"
+    model.write_text("x")
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert run_app(["evaluate", str(model), str(colour_folder), "--json"]) == 0
+    assert "decoding" not in terminal.getvalue()
+    assert json.loads(sys.stdout.getvalue())["images"] == 36

@@ -12,6 +12,7 @@ ValueError`` keeps working for callers who do not know imagerec)::
     │   └── ChecksumError(ModelFileError) sha256 differs from the pinned one
     ├── DownloadError(OSError)            a download failed or was refused
     │   └── OfflineError(DownloadError)   IMAGEREC_OFFLINE=1 forbids the download
+    ├── OutputError(OSError)              an output file or folder cannot be written
     ├── UsageError(ValueError)            bad arguments from the caller
     ├── DatasetError(ValueError)          a training/evaluation dataset cannot be used
     └── CloudError(OSError)               a cloud vision service refused or failed a request
@@ -42,6 +43,7 @@ __all__ = [
     "ChecksumError",
     "DownloadError",
     "OfflineError",
+    "OutputError",
     "UsageError",
     "DatasetError",
     "CloudError",
@@ -103,6 +105,13 @@ class DownloadError(ImagerecError, OSError):
 
 class OfflineError(DownloadError):
     """A download was needed but IMAGEREC_OFFLINE=1 forbids it."""
+
+
+class OutputError(ImagerecError, OSError):
+    """A result (model file, report folder...) cannot be written where it was asked for.
+
+    ``path`` names the file or folder that could not be written.
+    """
 
 
 class UsageError(ImagerecError, ValueError):

@@ -33,7 +33,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .data import Dataset, DatasetSource, load_dataset
-from .errors import DatasetError, UsageError
+from .errors import DatasetError, OutputError, UsageError
+from .pipeline import prepare_output_folder
 
 __all__ = ["evaluate", "Evaluation", "classification_metrics", "match_classes", "write_report"]
 
@@ -188,11 +189,13 @@ def evaluate(
 
     if top_k < 1:
         raise UsageError(f"top_k must be at least 1, got {top_k}")
+    if report is not None:  # fail now, not after every image was predicted
+        prepare_output_folder(report, what="the report")
     recognizer = model if isinstance(model, Recognizer) else load(model)
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
     class_map = match_classes(dataset.classes, recognizer.labels, recognizer.synonyms)
     started = time.perf_counter()
-    pixels = dataset.arrays(recognizer.preprocessing, workers=workers)
+    pixels = dataset.arrays(recognizer.preprocessing, workers=workers, progress=False if progress is False else None)
     if not len(dataset):
         raise DatasetError("no readable images to evaluate", path=dataset.source)
     probabilities = _predict(recognizer, pixels, batch_size, progress)
@@ -272,14 +275,17 @@ def write_report(result: Evaluation, folder: str | os.PathLike[str], *, pixels: 
 
     matplotlib.use("Agg")
 
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(prepare_output_folder(folder, what="the report"))
     result.report_dir = out
-    _confusion_png(result, out / "confusion.png")
-    wrong = _most_confidently_wrong(result, mistakes)
-    has_sheet = _mistakes_png(result, wrong, out / "mistakes.png", pixels)
-    _atomic_text(out / "metrics.json", json.dumps(result.to_dict(), indent=1))
-    _atomic_text(out / "index.html", _html(result, wrong, has_sheet))
+    try:
+        _confusion_png(result, out / "confusion.png")
+        wrong = _most_confidently_wrong(result, mistakes)
+        has_sheet = _mistakes_png(result, wrong, out / "mistakes.png", pixels)
+        _atomic_text(out / "metrics.json", json.dumps(result.to_dict(), indent=1))
+        _atomic_text(out / "index.html", _html(result, wrong, has_sheet))
+    except OSError as exc:
+        where = getattr(exc, "filename", None) or out
+        raise OutputError(f"{where}: cannot write the report ({exc.strerror or exc})", path=str(where)) from exc
     return out
 
 

@@ -34,8 +34,9 @@ import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .errors import ModelFileError, UsageError
+from .errors import ImagerecError, ModelFileError, OutputError, UsageError
 from .images import DEFAULT_LIMITS, Limits, Preprocessing
+from .pipeline import prepare_output_folder
 
 __all__ = ["save_model", "read_metadata", "load_keras_model", "load_recognizer", "METADATA_NAME", "FORMAT_VERSION"]
 
@@ -73,18 +74,26 @@ def save_model(
         "config": dict(config or {}),
         "metrics": dict(metrics or {}),
     }
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".keras", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    prepare_output_folder(dest.parent, what="the model file")
+    if dest.is_dir():
+        raise OutputError(f"{dest}: is a folder; give a file name ending in .keras for the model", path=str(dest))
+    tmp: Path | None = None
     try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".keras", dir=dest.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(METADATA_NAME, json.dumps(metadata, indent=1, default=_jsonable))
         os.chmod(tmp, 0o644)  # mkstemp makes files private; these are meant to be shared
         os.replace(tmp, dest)
+    except ImagerecError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"{dest}: cannot write the model file ({exc.strerror or exc})", path=str(dest)) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     return dest
 
 

@@ -25,10 +25,10 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import ImageDecodeError
+from .errors import ImageDecodeError, OutputError
 from .images import DEFAULT_LIMITS, IMAGE_SUFFIXES, ImageSource, Limits, Preprocessing, describe_source, load_image
 
-__all__ = ["Decoded", "decode_ordered", "batches", "default_workers", "expand_paths"]
+__all__ = ["Decoded", "decode_ordered", "batches", "default_workers", "expand_paths", "prepare_output_folder"]
 
 
 @dataclass
@@ -144,3 +144,38 @@ def _walk(folder: str, recursive: bool) -> Iterator[str]:
     if recursive:
         for sub in subfolders:
             yield from _walk(sub, recursive)
+
+
+def prepare_output_folder(folder: str | os.PathLike[str], *, what: str = "the output") -> str:
+    """Create ``folder`` (and its parents) and check a file can be written in it; return it.
+
+    Called before long work so that a bad output location fails at once
+    with an :class:`~imagerec.errors.OutputError` naming the path, not after
+    an hour of training. ``what`` says in the message what was to be written.
+
+    >>> import tempfile, os
+    >>> folder = os.path.join(tempfile.mkdtemp(), "a", "b")
+    >>> prepare_output_folder(folder) == folder and os.path.isdir(folder)
+    True
+    """
+    import tempfile
+
+    where = os.fspath(folder) or "."
+    blocker = where
+    while blocker and not os.path.exists(blocker):  # the deepest part of the path that exists
+        parent = os.path.dirname(blocker)
+        blocker = parent if parent != blocker else ""
+    if blocker and not os.path.isdir(blocker):
+        raise OutputError(
+            f"{where}: cannot write {what} there: {blocker} is a file, not a folder (choose another location)",
+            path=where,
+        )
+    try:
+        os.makedirs(where, exist_ok=True)
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as exc:
+        raise OutputError(
+            f"{where}: cannot write {what} there ({exc.strerror or exc}); choose another location", path=where
+        ) from exc
+    return where
