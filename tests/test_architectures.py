@@ -103,3 +103,14 @@ def test_torch_graph_hands_unknown_layers_to_keras() -> None:
 
     graph(torch.zeros(1, 3, 16, 16), training=False)
     assert set(graph.fallback_layers) >= {model.layers[2].name, model.layers[3].name}
+
+
+def test_min_image_size_and_too_small_inputs_are_usage_errors() -> None:
+    from imagerec.architectures import min_image_size
+
+    assert min_image_size("course_cnn") == 10 and min_image_size("fast_resnet", widths=(8, 8)) == 4
+    assert build("course_cnn", input_shape=(10, 10, 3), num_classes=2, width=4, dense=8).output_shape == (None, 2)
+    with pytest.raises(UsageError, match="course_cnn needs images of at least 10×10 pixels, got 9×9"):
+        build("course_cnn", input_shape=(9, 9, 3), num_classes=2)
+    with pytest.raises(UsageError, match="fast_resnet needs images of at least 8×8"):
+        build("fast_resnet", input_shape=(7, 7, 3), num_classes=2)

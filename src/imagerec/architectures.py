@@ -29,7 +29,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 from .errors import UsageError  # noqa: E402
 
-__all__ = ["course_cnn", "fast_resnet", "build", "ARCHITECTURES", "logits_model"]
+__all__ = ["course_cnn", "fast_resnet", "build", "min_image_size", "ARCHITECTURES", "logits_model"]
 
 
 def _keras():
@@ -147,6 +147,24 @@ def fast_resnet(
 ARCHITECTURES: dict[str, Callable[..., Any]] = {"course_cnn": course_cnn, "fast_resnet": fast_resnet}
 
 
+def min_image_size(name: str, **options: Any) -> int:
+    """The smallest square image side (pixels) the architecture ``name`` can be built for.
+
+    ``course_cnn`` loses 2 pixels in each unpadded convolution and halves the
+    size in each of its two poolings (10 → 8 → 4 → 2 → 1); ``fast_resnet``
+    halves it once per stage (``widths``). Unknown names give 1.
+
+    >>> min_image_size("course_cnn"), min_image_size("fast_resnet"), min_image_size("fast_resnet", widths=(16, 32))
+    (10, 8, 4)
+    """
+    if name == "course_cnn":
+        return 10
+    if name == "fast_resnet":
+        widths = options.get("widths", (64, 256, 256))
+        return 2 ** max(1, len(tuple(widths)))
+    return 1
+
+
 def build(name: str, **kwargs: Any) -> Any:
     """Build the architecture registered as ``name`` with keyword arguments.
 
@@ -157,7 +175,25 @@ def build(name: str, **kwargs: Any) -> Any:
         builder = ARCHITECTURES[name]
     except KeyError:
         raise UsageError(f"unknown architecture {name!r}; choose from {', '.join(ARCHITECTURES)}") from None
-    return builder(**kwargs)
+    shape = kwargs.get("input_shape")
+    if shape is not None and len(shape) >= 2:
+        smallest = min_image_size(name, **kwargs)
+        if min(int(shape[0]), int(shape[1])) < smallest:
+            raise UsageError(
+                f"{name} needs images of at least {smallest}×{smallest} pixels, got {shape[0]}×{shape[1]} "
+                f"(use an image size of {smallest} or more)"
+            )
+    try:
+        return builder(**kwargs)
+    except UsageError:
+        raise
+    except ValueError as exc:  # Keras's own shape errors: say which settings do not fit
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"cannot build {name} with {_describe(kwargs)}: {first[:300]}") from exc
+
+
+def _describe(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value!r}" for key, value in kwargs.items()) or "its defaults"
 
 
 def logits_model(model: Any) -> Any:
