@@ -160,3 +160,36 @@ def test_min_per_class_and_imbalance_warning(tmp_path: Path) -> None:
 def test_dataset_rejects_out_of_range_targets() -> None:
     with pytest.raises(DatasetError):
         Dataset(["a"], np.array([2]), ["x", "y"])
+
+
+def test_a_class_left_with_no_readable_image_is_named(shapes: Path) -> None:
+    for file in (shapes / "square").iterdir():
+        file.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    data = load_dataset(shapes)
+    with pytest.warns(DatasetWarning), pytest.raises(DatasetError, match="no readable image of class 'square'"):
+        data.arrays(PRE, require_every_class=True)
+    # From the cache too, and without the option the good images are simply returned.
+    with pytest.warns(DatasetWarning), pytest.raises(DatasetError, match="class 'square'"):
+        load_dataset(shapes).arrays(PRE, require_every_class=True)
+    with pytest.warns(DatasetWarning):
+        assert load_dataset(shapes).arrays(PRE).shape[0] == 12
+
+
+def test_no_readable_image_at_all_is_a_clear_error(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x.png").write_bytes(b"not an image")
+    with pytest.warns(DatasetWarning), pytest.raises(DatasetError, match="none of the 2 images could be read"):
+        load_dataset(tmp_path).arrays(PRE, require_every_class=True)
+
+
+def test_read_class_folders_descends_a_wrapper_and_allows_one_class(tmp_path: Path) -> None:
+    from imagerec.data import read_class_folders
+
+    make_shapes(tmp_path / "wrap" / "train", per_class=2, classes=("circle", "square"))
+    assert read_class_folders(tmp_path / "wrap").classes == ["circle", "square"]
+    make_shapes(tmp_path / "one", per_class=2, classes=("circle",))
+    assert read_class_folders(tmp_path / "one").class_counts() == {"circle": 2}
+    (tmp_path / "wrap" / "train" / "empty").mkdir()
+    with pytest.raises(DatasetError, match="class folder 'empty' has no images"):
+        read_class_folders(tmp_path / "wrap")

@@ -37,7 +37,10 @@ from .errors import DatasetError
 from .images import IMAGE_SUFFIXES, Preprocessing
 from .pipeline import decode_ordered, expand_paths
 
-__all__ = ["Dataset", "DatasetSource", "DatasetWarning", "load_dataset", "datasets_dir", "make_shapes", "SHAPES", "augment"]
+__all__ = [
+    "Dataset", "DatasetSource", "DatasetWarning", "load_dataset", "read_class_folders", "datasets_dir", "make_shapes",
+    "SHAPES", "augment",
+]
 
 DatasetSource = Union[str, os.PathLike, Mapping[str, Sequence[Union[str, os.PathLike]]], "Dataset"]
 
@@ -45,6 +48,8 @@ DatasetSource = Union[str, os.PathLike, Mapping[str, Sequence[Union[str, os.Path
 _CACHE_VERSION = 1
 # A class this many times larger than the smallest one is reported.
 IMBALANCE_WARNING_RATIO = 1.5
+# Decodes of at least this many images show a progress bar on a terminal (unless told to be quiet).
+PROGRESS_MIN_IMAGES = 2000
 
 
 class DatasetWarning(UserWarning):
@@ -167,7 +172,13 @@ class Dataset:
     # -- pixels -----------------------------------------------------------
 
     def arrays(
-        self, preprocessing: Preprocessing, *, workers: int | None = None, cache: bool = True, progress: bool | None = None
+        self,
+        preprocessing: Preprocessing,
+        *,
+        workers: int | None = None,
+        cache: bool = True,
+        progress: bool | None = None,
+        require_every_class: bool = False,
     ) -> np.ndarray:
         """All images as one ``N×H×W×3`` uint8 array, decoded once and cached on disk.
 
@@ -175,9 +186,23 @@ class Dataset:
         and ``targets`` shrink to match the returned array), appended to
         ``skipped`` and reported with a :class:`DatasetWarning`. The result is
         a read-only memory map of the cache file when ``cache`` is on.
+        ``progress`` shows a bar (default: on a terminal, for large decodes;
+        ``False`` keeps quiet). With ``require_every_class`` a class left
+        with no readable image raises :class:`~imagerec.errors.DatasetError`
+        naming it (what a training set needs).
         """
         if not len(self):
             raise DatasetError("the dataset has no images to decode", path=self.source)
+        pixels, bad = self._decoded(preprocessing, workers, cache, progress)
+        paths, targets = self.paths, self.targets  # _drop replaces both, these stay as they were
+        self._drop(bad)
+        if require_every_class:
+            self._require_every_class(paths, targets, bad)
+        return pixels
+
+    def _decoded(
+        self, preprocessing: Preprocessing, workers: int | None, cache: bool, progress: bool | None
+    ) -> tuple[np.ndarray, list[tuple[int, str]]]:
         key = _cache_key(self.paths, preprocessing) if cache else None
         folder = datasets_dir() / "arrays"
         if key is not None and (folder / f"{key}.npy").is_file() and (folder / f"{key}.json").is_file():
@@ -185,13 +210,36 @@ class Dataset:
                 bad = json.loads((folder / f"{key}.json").read_text())["skipped"]
                 pixels = np.load(folder / f"{key}.npy", mmap_mode="r")
                 if pixels.shape[0] == len(self) - len(bad):
-                    self._drop([(int(i), str(reason)) for i, reason in bad])
-                    return pixels
+                    return pixels, [(int(i), str(reason)) for i, reason in bad]
             except (OSError, ValueError, KeyError):
                 pass  # an unreadable cache entry is rebuilt below
-        pixels, bad = _decode_all(self.paths, preprocessing, workers, progress, folder if key else None, key)
-        self._drop(bad)
-        return pixels
+        return _decode_all(self.paths, preprocessing, workers, progress, folder if key else None, key)
+
+    def _require_every_class(self, paths: list[str], targets: np.ndarray, bad: list[tuple[int, str]]) -> None:
+        """Raise for the classes with no image left; ``paths``/``targets`` as before the decode's ``bad``."""
+        counts = np.bincount(self.targets, minlength=len(self.classes))
+        empty = [label for label in range(len(self.classes)) if counts[label] == 0]
+        if not empty:
+            return
+        if len(empty) == len(self.classes) and len(self.classes) > 1:
+            example = f" (e.g. {paths[bad[0][0]]}: {bad[0][1]})" if bad else ""
+            raise DatasetError(
+                f"{self.source}: none of the {len(paths)} images could be read{example}; "
+                "check that the files are images",
+                path=self.source,
+            )
+        label = empty[0]
+        failed = [(i, reason) for i, reason in bad if targets[i] == label]
+        name = self.classes[label]
+        if failed:
+            raise DatasetError(
+                f"{self.source}: no readable image of class {name!r} is left ({len(failed)} unreadable file(s) skipped, "
+                f"e.g. {paths[failed[0][0]]}: {failed[0][1]}); "
+                "fix or replace them, or remove the class folder",
+                path=self.source,
+            )
+        raise DatasetError(f"{self.source}: class {name!r} has no images; add images or remove the class",
+                           path=self.source)
 
     def _drop(self, bad: list[tuple[int, str]]) -> None:
         if not bad:
@@ -281,6 +329,18 @@ def _descend(root: Path) -> Path:
         else:
             break
     return current
+
+
+def read_class_folders(root: str | os.PathLike[str]) -> Dataset:
+    """The images of a folder with one sub-folder per class, without :func:`load_dataset`'s checks.
+
+    A folder holding a single folder is descended into (``wrap/train/cat``
+    reads as classes under ``train``); an empty class folder raises
+    :class:`~imagerec.errors.DatasetError`. Unlike :func:`load_dataset` one
+    class is allowed and imbalance is not reported, for callers that add
+    classes to something already learned.
+    """
+    return _from_folder(Path(os.fspath(root)))
 
 
 def _from_folder(root: Path, source_name: str | None = None) -> Dataset:
@@ -524,7 +584,7 @@ class _Progress:
 
     def __init__(self, total: int, enabled: bool | None) -> None:
         if enabled is None:
-            enabled = total >= 2000 and sys.stderr.isatty()
+            enabled = total >= PROGRESS_MIN_IMAGES and sys.stderr.isatty()
         self.total, self.enabled, self.bar = total, enabled, None
 
     def __enter__(self):
