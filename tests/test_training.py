@@ -215,3 +215,123 @@ def test_not_a_keras_file(tmp_path: Path) -> None:
         imagerec.load(bogus)
     with pytest.raises(ModelFileError, match="no such model file"):
         imagerec.load(tmp_path / "missing.keras")
+
+
+def _corrupt(folder: Path, count: int) -> None:
+    for n in range(count):
+        (folder / f"zz_bad{n}.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+
+
+def test_a_class_whose_files_are_all_unreadable_is_named(tmp_path: Path, capsys) -> None:
+    from imagerec.cli import run_app
+
+    root = make_shapes(tmp_path / "s", per_class=6, size=24, classes=("circle", "square"))
+    (root / "cross").mkdir()
+    _corrupt(root / "cross", 3)
+    with pytest.warns(DatasetWarning), pytest.raises(DatasetError, match="no readable image of class 'cross'"):
+        imagerec.train(root, output=tmp_path / "x.keras", epochs=1, verbose=False, **SMALL)
+    assert not (tmp_path / "x.keras").exists()
+    everything_bad = tmp_path / "bad"
+    for name in ("circle", "square"):
+        (everything_bad / name).mkdir(parents=True)
+        _corrupt(everything_bad / name, 3)
+    with pytest.warns(DatasetWarning), pytest.raises(DatasetError, match="none of the .* images could be read"):
+        imagerec.train(everything_bad, output=tmp_path / "y.keras", epochs=1, verbose=False, **SMALL)
+    capsys.readouterr()
+    assert run_app(["train", str(everything_bad), "-o", str(tmp_path / "y.keras"), "--json"]) == 1
+    err = capsys.readouterr().err
+    assert "none of the" in err and "Traceback" not in err and "ZeroDivisionError" not in err
+
+
+def test_an_image_size_too_small_for_the_architecture_is_a_usage_error(shapes: Path, tmp_path: Path, capsys) -> None:
+    from imagerec.cli import run_app
+
+    with pytest.raises(UsageError, match="course_cnn needs an image size of at least 10"):
+        imagerec.train(shapes, arch="course_cnn", image_size=8, output=tmp_path / "x.keras", verbose=False)
+    code = run_app(["train", str(shapes), "--arch", "course_cnn", "--image-size", "8", "-o", str(tmp_path / "x.keras")])
+    err = capsys.readouterr().err
+    assert code == 2 and "at least 10" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(UsageError, match="fast_resnet needs an image size of at least 16"):  # four halvings
+        imagerec.train(shapes, arch="fast_resnet", widths=(8, 8, 8, 8), image_size=12, output=tmp_path / "x.keras",
+                       verbose=False)
+
+
+def test_an_unwritable_output_fails_before_training(shapes: Path, tmp_path: Path, capsys) -> None:
+    from imagerec.cli import run_app
+    from imagerec.errors import OutputError
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    events: list[str] = []
+    with pytest.raises(OutputError, match="afile is a file, not a folder") as caught:
+        imagerec.train(shapes, output=afile / "m.keras", epochs=1, verbose=False,
+                       callbacks=[lambda event, info: events.append(event)], **SMALL)
+    assert isinstance(caught.value, OSError) and caught.value.path == str(afile)
+    assert events == []  # not a single step was run
+    capsys.readouterr()
+    assert run_app(["train", str(shapes), "-o", str(afile / "m.keras")]) == 1
+    err = capsys.readouterr().err
+    assert "afile" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "folder.keras").mkdir()
+    with pytest.raises(OutputError, match="is a folder"):
+        imagerec.train(shapes, output=tmp_path / "folder.keras", verbose=False, **SMALL)
+
+
+def test_resume_refuses_any_changed_setting_or_model(shapes: Path, tmp_path: Path) -> None:
+    import keras
+
+    output = tmp_path / "c.keras"
+    imagerec.train(shapes, output=output, epochs=1, lr=0.1, verbose=False, **SMALL)
+    for change, named in (
+        ({"lr": 0.05}, "lr=0.1, not lr=0.05"),
+        ({"loss": "mean_squared_error"}, "loss='categorical_crossentropy'"),
+        ({"activation": "relu"}, "activation='gelu'"),
+        ({"schedule": "cosine"}, "schedule="),
+        ({"label_smoothing": 0.0}, "label_smoothing="),
+        ({"weight_decay": 0.0}, "weight_decay="),
+    ):
+        with pytest.raises(UsageError, match=named):
+            imagerec.train(shapes, output=output, epochs=2, resume=True, verbose=False, **{"lr": 0.1, **SMALL, **change})
+    with pytest.raises(UsageError, match="arch_options"):
+        imagerec.train(shapes, output=output, epochs=2, resume=True, verbose=False, lr=0.1,
+                       **{**SMALL, "widths": (16, 48)})
+    # More epochs is what resuming is for.
+    assert len(imagerec.train(shapes, output=output, epochs=2, lr=0.1, resume=True, verbose=False,
+                              **SMALL).history) == 2
+
+    def own(filters: int):
+        inputs = keras.Input((24, 24, 3))
+        x = keras.layers.Conv2D(filters, 3, activation="relu")(inputs)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        return keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
+
+    custom = tmp_path / "own.keras"
+    imagerec.train(shapes, model=own(4), output=custom, epochs=1, image_size=24, threads=1, verbose=False)
+    with pytest.raises(UsageError, match="the model differs.*filters=4, now 6"):
+        imagerec.train(shapes, model=own(6), output=custom, epochs=2, image_size=24, threads=1, resume=True,
+                       verbose=False)
+
+
+def test_json_mode_shows_no_decode_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    import imagerec.data
+    from imagerec.cli import run_app
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    root = make_shapes(tmp_path / "s", per_class=8, size=16, classes=("circle", "square"))
+    monkeypatch.setattr(imagerec.data, "PROGRESS_MIN_IMAGES", 1)  # a bar even for a few images
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    output = tmp_path / "q.keras"
+    assert run_app(["train", str(root), "--arch", "course_cnn", "--epochs", "1", "--image-size", "16",
+                    "--threads", "1", "-o", str(output), "--json"]) == 0
+    assert "decoding" not in terminal.getvalue()
+    # ... while a run that is not quiet does show it (so the check above means something).
+    imagerec.data.Dataset(sorted(str(p) for p in root.rglob("*.png")), np.zeros(16), ["x"]).arrays(
+        imagerec.Preprocessing(size=(12, 12)), cache=False)
+    assert "decoding" in terminal.getvalue()

@@ -59,8 +59,9 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .data import Dataset, DatasetSource, augment, load_dataset  # noqa: E402
-from .errors import ImagerecError, UsageError  # noqa: E402
+from .errors import ImagerecError, OutputError, UsageError  # noqa: E402
 from .images import Preprocessing  # noqa: E402
+from .pipeline import prepare_output_folder  # noqa: E402
 
 __all__ = ["train", "TrainConfig", "TrainResult", "TorchGraph", "OPTIMIZERS", "LOSSES", "defaults_for"]
 
@@ -76,6 +77,8 @@ LOSSES = (
     "mean_squared_error",
 )
 SCHEDULES = ("constant", "onecycle", "linear", "cosine")
+# Settings a resumed run may change: they say how long to go on, not how to train.
+RESUMABLE_CHANGES = ("epochs", "patience", "max_minutes")
 
 
 @dataclass
@@ -523,6 +526,10 @@ def train(
     output = Path(output)
     if output.suffix.lower() != ".keras":
         raise UsageError(f"{output}: the output must be a .keras file")
+    # Fail now, not after the first epoch, if the model cannot be written there.
+    prepare_output_folder(output.parent, what="the model")
+    if output.is_dir():
+        raise OutputError(f"{output}: is a folder; give a file name ending in .keras for the model", path=str(output))
     state_path = output.with_name(output.name + ".state.pt")
     arch_name = "custom" if model is not None else arch
     if model is None and arch not in ("course_cnn", "fast_resnet"):
@@ -574,8 +581,10 @@ def train(
         train_set, val_set = dataset.split(config.val_fraction, seed=config.seed)
     preprocessing = Preprocessing(size=(config.image_size, config.image_size), resize=config.resize,
                                   normalization=config.normalization)
-    x_train = np.array(train_set.arrays(preprocessing, workers=workers))  # in memory: random access every step
-    x_val = np.array(val_set.arrays(preprocessing, workers=workers)) if len(val_set) else None
+    progress = False if verbose is False else None  # quiet means no decode bar either (--json)
+    # In memory: random access every step. Every class needs a readable training image.
+    x_train = np.array(train_set.arrays(preprocessing, workers=workers, progress=progress, require_every_class=True))
+    x_val = np.array(val_set.arrays(preprocessing, workers=workers, progress=progress)) if len(val_set) else None
     y_train, y_val = train_set.targets, val_set.targets
     classes = list(dataset.classes)
 
@@ -610,6 +619,15 @@ def _validate(config: TrainConfig) -> None:
         raise UsageError(f"batch size must be at least 1, got {config.batch_size}")
     if not 8 <= config.image_size <= 1024:
         raise UsageError(f"image size must be between 8 and 1024 pixels, got {config.image_size}")
+    if config.arch != "custom":
+        from .architectures import min_image_size
+
+        smallest = min_image_size(config.arch, **config.arch_options)
+        if config.image_size < smallest:
+            raise UsageError(
+                f"{config.arch} needs an image size of at least {smallest} pixels, got {config.image_size} "
+                f"(use --image-size {smallest} or more)"
+            )
     if config.schedule not in SCHEDULES:
         raise UsageError(f"unknown schedule {config.schedule!r}; choose from {', '.join(SCHEDULES)}")
     if config.lr <= 0 or not math.isfinite(config.lr):
@@ -738,6 +756,7 @@ class _Trainer:
         return {
             "version": STATE_VERSION,
             "config": self.config.to_dict(),
+            "model": _model_signature(self.runner.model),
             "classes": self.classes,
             "data": self.data_digest,
             "epoch": self.epoch,
@@ -777,11 +796,7 @@ class _Trainer:
         if state["classes"] != self.classes or state["data"] != self.data_digest:
             raise UsageError(f"{self.state_path}: saved for a different dataset or split; "
                              "resume with the same data, --val-fraction and --seed (or delete the state)")
-        saved = state["config"]
-        for key in ("arch", "image_size", "optimizer", "batch_size", "normalization"):
-            if saved[key] != getattr(self.config, key):
-                raise UsageError(f"{self.state_path}: the run used {key}={saved[key]!r}, not "
-                                 f"{getattr(self.config, key)!r}; resume with the same settings")
+        self._check_same_run(state)
         with torch.no_grad():
             for variable, value in zip(self.runner.variables(), state["weights"]):
                 variable.copy_(value)
@@ -793,6 +808,26 @@ class _Trainer:
         self.best_weights = state["best_weights"]
         self.elapsed_before = float(state["elapsed"])
         self._say(f"resuming at epoch {self.epoch + 1}" + (f", step {self.step}" if self.step else ""))
+
+    def _check_same_run(self, state: dict) -> None:
+        """Refuse to resume a run whose settings or model differ from the saved ones, naming what differs."""
+        def plain(value: Any) -> Any:  # tuples and lists compare equal, as they do once saved as JSON
+            return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+        saved, current = state["config"], self.config.to_dict()
+        differ = [key for key in current
+                  if key not in RESUMABLE_CHANGES and plain(saved.get(key)) != plain(current[key])]
+        if differ:
+            was = ", ".join(f"{key}={saved.get(key)!r}" for key in differ)
+            now = ", ".join(f"{key}={current[key]!r}" for key in differ)
+            raise UsageError(f"{self.state_path}: the run used {was}, not {now}; resume with the same settings "
+                             "(only epochs, patience and the time budget may change) or delete the state")
+        difference = _model_difference(state.get("model"), _model_signature(self.runner.model),
+                                       [tuple(w.shape) for w in state["weights"]],
+                                       [tuple(v.shape) for v in self.runner.variables()])
+        if difference:
+            raise UsageError(f"{self.state_path}: the model differs from the saved run's ({difference}); "
+                             "resume with the same model and settings or delete the state")
 
     # -- the loop ----------------------------------------------------------
 
@@ -944,6 +979,48 @@ class _Trainer:
             best_val_accuracy=self.best_accuracy, curves_path=curves, state_path=self.state_path,
             seconds=seconds, stopped=self.stopped,
         )
+
+
+def _model_signature(model: Any) -> list[str]:
+    """Each layer's class, configuration (without its name) and weight shapes, as JSON strings.
+
+    Layer names are left out: Keras numbers unnamed layers per process, so
+    the same model built twice gets different names.
+    """
+    signature = []
+    for layer in model.layers:
+        try:
+            config = {k: v for k, v in layer.get_config().items() if k != "name"}
+        except Exception:  # a layer that cannot describe itself is compared by its weights only
+            config = {}
+        entry = {"layer": type(layer).__name__, "config": config, "weights": [list(w.shape) for w in layer.weights]}
+        signature.append(json.dumps(entry, sort_keys=True, default=str))
+    return signature
+
+
+def _model_difference(saved: list[str] | None, current: list[str], saved_shapes: list[tuple],
+                      current_shapes: list[tuple]) -> str | None:
+    """What differs between two model signatures (or weight shapes, for states without one), or None."""
+    if saved is not None and saved != current:
+        if len(saved) != len(current):
+            return f"{len(saved)} layers then, {len(current)} now"
+        for number, (was, now) in enumerate(zip(saved, current), start=1):
+            if was == now:
+                continue
+            was_d, now_d = json.loads(was), json.loads(now)
+            if was_d["layer"] != now_d["layer"]:
+                return f"layer {number} was a {was_d['layer']}, now a {now_d['layer']}"
+            for key in sorted(set(was_d["config"]) | set(now_d["config"])):
+                if was_d["config"].get(key) != now_d["config"].get(key):
+                    return (f"layer {number} ({now_d['layer']}) had {key}={was_d['config'].get(key)!r}, "
+                            f"now {now_d['config'].get(key)!r}")
+            return f"layer {number} ({now_d['layer']}) had weights {was_d['weights']}, now {now_d['weights']}"
+    if len(saved_shapes) != len(current_shapes):
+        return f"{len(saved_shapes)} weight tensors then, {len(current_shapes)} now"
+    for was, now in zip(saved_shapes, current_shapes):
+        if was != now:
+            return f"a weight of shape {list(was)} is {list(now)} now"
+    return None
 
 
 class _EpochBar:
