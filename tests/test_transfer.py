@@ -350,3 +350,25 @@ def test_more_examples_of_a_known_class_and_a_loaded_backbone(shapes, recognizer
     assert more.labels == TAUGHT
     assert more.head.counts_.tolist() == [10, 3, 3]
     assert more.metadata["training"]["examples"] == {"circle": 10, "square": 3, "triangle": 3}
+
+
+def test_a_single_wrapper_folder_is_descended_like_train_does(tmp_path):
+    from imagerec.data import make_shapes
+
+    make_shapes(tmp_path / "wrap" / "train", per_class=2, size=16, classes=("circle", "square"))
+    sources, labels, classes = gather(tmp_path / "wrap")
+    assert classes == ["circle", "square"] and labels == ["circle", "circle", "square", "square"]
+    assert all(Path(s).parent.parent.name == "train" for s in sources)
+
+
+def test_an_empty_class_folder_is_the_same_error_train_gives(tmp_path):
+    from imagerec.cli import run_app
+    from imagerec.data import make_shapes
+    from imagerec.errors import DatasetError
+
+    root = make_shapes(tmp_path / "s", per_class=2, size=16, classes=("circle", "square"))
+    (root / "empty").mkdir()
+    with pytest.raises(DatasetError, match="class folder 'empty' has no images"):
+        imagerec.learn(root, head="imprint")
+    assert run_app(["learn", str(root), "--head", "imprint", "-o", str(tmp_path / "x.imagerec")]) == 1
+    assert not (tmp_path / "x.imagerec").exists()

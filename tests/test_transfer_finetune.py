@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,3 +66,35 @@ def test_cli_fine_tune_reports_the_gain(shapes, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["path"] == str(out) and out.is_file()
     assert summary["gain"] == pytest.approx(summary["fine_tuned_val_accuracy"] - summary["frozen_val_accuracy"], abs=1e-3)
+
+
+def test_a_corrupt_held_out_image_is_skipped_and_reported(tmp_path):
+    from imagerec.data import DatasetWarning, load_dataset, make_shapes
+    from imagerec.transfer.finetune import fine_tune
+
+    root = make_shapes(tmp_path / "s", per_class=4, size=32, seed=7, classes=["circle", "square"])
+    for n in range(4):  # as many bad files as good ones: some land in the held-out half
+        (root / "circle" / f"zz_bad{n}.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.warns(DatasetWarning):
+        result = fine_tune(root, weights=None, input_size=32, layers=1, epochs=1, val_fraction=0.5,
+                           output=tmp_path / "ft.keras", verbose=False)
+    assert sorted(Path(p).name for p, _ in result.skipped) == [f"zz_bad{n}.png" for n in range(4)]
+    assert result.to_dict()["skipped"][0]["reason"].startswith("not a recognised image")
+    _, held_out = load_dataset(root).split(0.5, seed=0)
+    bad_held_out = [p for p in held_out.paths if "zz_bad" in p]
+    assert bad_held_out  # the case under test: a corrupt image among the held-out ones
+    assert result.val_images == len(held_out) - len(bad_held_out)
+    assert result.path.is_file()
+
+
+def test_a_class_with_no_readable_training_image_is_a_clear_error(tmp_path):
+    from imagerec.data import DatasetWarning, make_shapes
+    from imagerec.errors import DatasetError
+    from imagerec.transfer.finetune import fine_tune
+
+    root = make_shapes(tmp_path / "s", per_class=4, size=32, seed=7, classes=["circle", "square"])
+    (root / "cross").mkdir()
+    for n in range(3):
+        (root / "cross" / f"bad{n}.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.warns(DatasetWarning), pytest.raises(DatasetError, match="no readable image of class 'cross'"):
+        fine_tune(root, weights=None, input_size=32, layers=1, epochs=1, output=tmp_path / "ft.keras", verbose=False)

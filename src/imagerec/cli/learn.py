@@ -103,6 +103,9 @@ def _fine_tune(data, backbone, weights, input_size, layers, epochs, lr, output, 
         sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
         return
     console = Console()
+    errors = Console(stderr=True, highlight=False)
+    for item in summary["skipped"]:
+        errors.print(f"skipped: {item['path']}: {item['reason']}", markup=False)
     console.print(
         f"frozen head: {summary['frozen_val_accuracy']:.1%}, fine-tuned ({layers} layers, {summary['epochs_run']} epochs): "
         f"{summary['fine_tuned_val_accuracy']:.1%} on {summary['val_images']} held-out photos "

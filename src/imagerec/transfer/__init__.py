@@ -88,18 +88,14 @@ def gather(data: Any) -> tuple[list, list[str], list[str]]:
             if folder.suffix.lower() in (".csv", ".gz", ".tgz", ".tar", ".zip"):
                 return gather(_load_dataset(folder))
             raise UsageError(f"{folder}: expected a folder with one sub-folder of images per class")
-        sources, labels, classes = [], [], []
-        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            files = expand_paths([str(sub)], recursive=True)
-            if files:
-                classes.append(sub.name)
-                sources.extend(files)
-                labels.extend([sub.name] * len(files))
-        if not classes:
+        if not any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
             loose = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
             hint = f" (it holds {len(loose)} loose images: put each class in its own sub-folder)" if loose else ""
             raise UsageError(f"{folder}: no class sub-folders with images found{hint}")
-        return _checked(sources, labels, classes)
+        # The same reading as `imagerec train`: wrapper folders are descended, an empty class is an error.
+        from ..data import read_class_folders
+
+        return gather(read_class_folders(folder))
     raise UsageError(
         f"cannot learn from a {type(data).__name__}: expected a folder of class sub-folders, "
         "a dict {label: [images]} or a dataset"

@@ -22,13 +22,13 @@ same validation images.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import DatasetError, UsageError
 
 __all__ = ["FineTuneResult", "fine_tune"]
 
@@ -45,6 +45,7 @@ class FineTuneResult:
     layers: int
     trainable_weights: int
     train: Any  # imagerec.training.TrainResult
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of unreadable files
 
     @property
     def gain(self) -> float:
@@ -58,6 +59,7 @@ class FineTuneResult:
             "gain": round(self.gain, 4), "val_images": self.val_images, "layers": self.layers,
             "trainable_weights": self.trainable_weights, "epochs_run": len(self.train.history),
             "best_epoch": self.train.best_epoch, "seconds": round(self.train.seconds, 1),
+            "skipped": [{"path": path, "reason": reason} for path, reason in self.skipped],
         }
 
 
@@ -84,6 +86,7 @@ def fine_tune(
     ``val_fraction`` (from ``seed``) is held out for both measurements.
     """
     from ..data import Dataset, load_dataset
+    from ..images import Preprocessing
     from ..training import train
     from . import learn
     from .keras_backbones import APPLICATIONS, build_application, keras_backbone
@@ -103,11 +106,25 @@ def fine_tune(
         raise UsageError("fine-tuning needs at least two images per class (one is held out to measure the gain)")
     spec = APPLICATIONS[application]
     size = int(input_size or spec.default_size)
+    progress = False if verbose is False else None
+
+    # 0. Unreadable files are dropped from both parts (and reported); every class needs a
+    #    readable training image. The preprocessing is train()'s, so it reuses this decode.
+    train_set.arrays(Preprocessing(size=(size, size), resize="crop", normalization=spec.normalization),
+                     progress=progress, require_every_class=True)
 
     # 1. The frozen recognizer, and its accuracy on the held-out images.
     frozen_backbone = keras_backbone(application, weights=weights, input_size=size, seed=seed)
     frozen = learn(train_set, backbone=frozen_backbone, head="logistic", threshold=None, progress=verbose)
-    frozen_accuracy = float((frozen.predict_proba(val_set.paths).argmax(axis=1) == val_set.targets).mean())
+    if frozen.labels != list(dataset.classes):
+        missing = [c for c in dataset.classes if c not in frozen.labels]
+        raise DatasetError(f"{dataset.source}: no readable training image for class(es) "
+                           f"{', '.join(map(repr, missing))}; add images or remove the class", path=dataset.source)
+    val_pixels = val_set.arrays(frozen.preprocessing, progress=progress)
+    if not len(val_set):
+        raise DatasetError(f"{dataset.source}: none of the held-out images could be read; "
+                           "fix or replace them", path=dataset.source)
+    frozen_accuracy = float((frozen.predict_proba(val_pixels).argmax(axis=1) == val_set.targets).mean())
 
     # 2. One Keras model starting from the converged head.
     import keras
@@ -135,5 +152,5 @@ def fine_tune(
         path=Path(result.path), classes=list(dataset.classes), frozen_val_accuracy=frozen_accuracy,
         fine_tuned_val_accuracy=float(max(result.best_val_accuracy, 0.0)), val_images=len(val_set),
         layers=layers, trainable_weights=int(sum(np.prod(v.shape) for v in model.trainable_variables)),
-        train=result,
+        train=result, skipped=list(dict.fromkeys([*dataset.skipped, *train_set.skipped, *val_set.skipped])),
     )
