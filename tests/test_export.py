@@ -120,9 +120,31 @@ def test_keras_model_to_one_onnx_graph_with_uint8_input(keras_file, sample_photo
     np.testing.assert_allclose(exported.predict_proba(photos), original.predict_proba(photos), atol=TOLERANCE)
 
 
-def test_unsupported_combinations_say_what_works(keras_file, learned, tmp_path):
-    with pytest.raises(UsageError, match="tflite needs TensorFlow"):
+def test_keras_model_to_one_tflite_graph_with_uint8_input(keras_file, sample_photos, photos_dir, tmp_path):
+    pytest.importorskip("litert_torch", reason="litert-torch (the tflite extra) is not installed")
+    from imagerec.backends.litert import LiteRTBackend
+
+    result = export(keras_file, "tflite", tmp_path / "tiny.tflite", samples=sample_photos[:4])
+    assert result.check.ok and result.check.max_abs_diff <= TOLERANCE and result.check.top1_agree == 4
+    backend = LiteRTBackend(result.path, num_threads=1)
+    assert backend.input_size == (32, 32)
+    original = imagerec.load(keras_file)
+    exported = imagerec.load(result.path, labels=result.labels_path)
+    photos = [str(photos_dir / name) for name in ("owl.jpg", "face.jpg", "parrot.jpg")]
+    np.testing.assert_allclose(exported.predict_proba(photos), original.predict_proba(photos), atol=TOLERANCE)
+    assert exported.labels == ["a", "b", "c"]
+
+
+def test_tflite_export_without_litert_torch_says_what_to_install(keras_file, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "litert_torch", None)  # as if it were not installed
+    with pytest.raises(UsageError, match=r"pip install 'imagerec\[tflite\]'"):
         export(keras_file, "tflite", tmp_path / "x.tflite")
+    assert not list(tmp_path.iterdir())
+
+
+def test_unsupported_combinations_say_what_works(keras_file, learned, tmp_path):
     with pytest.raises(UsageError, match="export to keras is for recognizers learned on a Keras backbone"):
         export(keras_file, "keras")
     with pytest.raises(UsageError, match="export to keras is for recognizers learned on a Keras backbone"):
@@ -159,8 +181,11 @@ def test_learned_on_a_keras_backbone_to_onnx_and_keras(photos_dir, sample_photos
     exported = Recognizer(OnnxBackend(result.path), model.labels, model.preprocessing)
     photos = [str(photos_dir / "owl.jpg"), str(photos_dir / "face.jpg")]  # a batch of two in one run
     np.testing.assert_allclose(exported.predict_proba(photos), model.predict_proba(photos), atol=TOLERANCE)
-    with pytest.raises(UsageError, match="exports to onnx, not tflite"):
-        export(model, "tflite", tmp_path / "x.tflite")
+    pytest.importorskip("litert_torch", reason="litert-torch (the tflite extra) is not installed")
+    as_tflite = export(model, "tflite", tmp_path / "keras-backbone.tflite", samples=sample_photos[:4])
+    assert as_tflite.check.ok and as_tflite.check.top1_agree == 4
+    tflite = imagerec.load(as_tflite.path, labels=as_tflite.labels_path)
+    np.testing.assert_allclose(tflite.predict_proba(photos), model.predict_proba(photos), atol=TOLERANCE)
 
     # ... and to one Keras model (normalisation, application, head), which imagerec loads back.
     as_keras = export(model, "keras", tmp_path / "keras-backbone.keras", samples=sample_photos[:4])

@@ -5,12 +5,12 @@ What can be exported here, and how:
 =====================================  ===============================================  =========================
 source                                 ``onnx``                                         ``tflite``
 =====================================  ===============================================  =========================
-``.keras`` (trained with imagerec)     one graph: uint8 NHWC images → the model's       not here (needs TensorFlow
-                                       normalisation → network → ``scores``             or litert-torch)
+``.keras`` (trained with imagerec)     one graph: uint8 NHWC images → the model's       the same graph, converted by
+                                       normalisation → network → ``scores``             litert-torch (``imagerec[tflite]``)
 ``.imagerec`` / learned recognizer     one graph: uint8 NHWC images → the int8         one graph: the int8 backbone
 on a zoo (int8 TFLite) backbone        backbone (QDQ, via tflite2onnx) → the head       + the head (+ ``confidence``)
-learned on a Keras-application         one graph: uint8 images → normalisation →       not here (needs TensorFlow)
-backbone (``keras:MobileNetV2``...)    the backbone's ONNX export → the head
+learned on a Keras-application         one graph: uint8 images → normalisation →       the ``keras`` export's model,
+backbone (``keras:MobileNetV2``...)    the backbone's ONNX export → the head            converted by litert-torch
 =====================================  ===============================================  =========================
 
 ``keras`` is offered for recognizers learned on a Keras-application backbone:
@@ -43,6 +43,8 @@ is deleted and :class:`~imagerec.errors.ModelFileError` says by how much.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import tempfile
@@ -155,11 +157,8 @@ def export(
             "Keras equivalent: use --format onnx or --format tflite"
         )
     if kind == "keras":
-        if format != "onnx":
-            raise UsageError(
-                f"{source}: a trained Keras model exports to onnx here; tflite needs TensorFlow or litert-torch, "
-                "which imagerec does not install"
-            )
+        if format == "tflite":
+            return _keras_to_tflite(Path(source), _destination(output, source, ".tflite"), samples, tolerance)
         return _keras_to_onnx(Path(source), _destination(output, source, ".onnx"), samples, tolerance)
     if format == "onnx":
         return _learned_to_onnx(source, _destination(output, named, ".onnx"), samples, tolerance)
@@ -247,10 +246,8 @@ def _compare(expected: np.ndarray, got: np.ndarray, samples: int, source: str, t
 # -- Keras -> ONNX ---------------------------------------------------------------------
 
 
-def _keras_to_onnx(path: Path, dest: Path, samples, tolerance: float) -> ExportResult:
-    import onnx
-
-    from .backends.onnx import OnnxBackend, export_keras, normalize
+def _trained_keras(path: Path) -> tuple[Any, Preprocessing, bool, list[str]]:
+    """A trained ``.keras`` file's model, preprocessing, flip averaging and class names."""
     from .keras_io import load_keras_model, read_metadata
 
     metadata = read_metadata(path) or {}
@@ -263,6 +260,15 @@ def _keras_to_onnx(path: Path, dest: Path, samples, tolerance: float) -> ExportR
     )
     flip = bool(metadata.get("flip_average", False))
     classes = metadata.get("classes") or [f"class_{i}" for i in range(int(model.outputs[0].shape[-1]))]
+    return model, preprocessing, flip, list(classes)
+
+
+def _keras_to_onnx(path: Path, dest: Path, samples, tolerance: float) -> ExportResult:
+    import onnx
+
+    from .backends.onnx import OnnxBackend, export_keras, normalize
+
+    model, preprocessing, flip, classes = _trained_keras(path)
     with tempfile.TemporaryDirectory(prefix="imagerec-export-") as folder:
         float_graph = export_keras(model, Path(folder) / "float.onnx", flip_average=flip)
         proto = onnx.load(str(float_graph))
@@ -289,6 +295,73 @@ def _keras_to_onnx(path: Path, dest: Path, samples, tolerance: float) -> ExportR
     finally:
         tmp.unlink(missing_ok=True)
     return ExportResult(dest, "onnx", str(path), labels_path, check, "image: uint8 N×H×W×3", ("scores",))
+
+
+# -- Keras -> TFLite (litert-torch) ------------------------------------------------------
+
+
+def _keras_to_tflite(path: Path, dest: Path, samples, tolerance: float) -> ExportResult:
+    """One TFLite graph: uint8 1×H×W×3 → normalisation → the network (→ flip average) → ``scores``."""
+    import keras
+
+    from .backends.litert import LiteRTBackend
+    from .backends.onnx import normalize
+
+    model, preprocessing, flip, classes = _trained_keras(path)
+    inputs = keras.Input((*preprocessing.size, 3), name="image")
+    network = keras.Model(inputs, model(_keras_normalization(keras, preprocessing.normalization)(inputs)))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".tflite", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _convert_to_tflite(network, preprocessing.size, flip, tmp, str(path))
+        batch, source = _sample_arrays(samples, preprocessing)
+        expected = _keras_scores(model, normalize(batch, preprocessing.normalization), flip)
+        got = LiteRTBackend(tmp, num_threads=1).run(batch, ("scores",))["scores"]
+        check = _compare(expected, got, len(batch), source, tolerance)
+        labels_path = _finish(tmp, dest, classes, check, "TFLite model")
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportResult(dest, "tflite", str(path), labels_path, check, "image: uint8 1×H×W×3", ("scores",))
+
+
+def _convert_to_tflite(network, size: tuple[int, int], flip: bool, dest: Path, what: str) -> None:
+    """Write ``network`` (a Keras model on 0–255 float pixels) as a TFLite graph taking uint8 images.
+
+    A Keras model on the torch backend is a PyTorch module, so litert-torch
+    converts it directly; no TensorFlow is involved.
+    """
+    try:
+        import litert_torch
+    except ImportError as exc:
+        raise UsageError(
+            f"{what}: exporting a Keras network to tflite needs litert-torch; "
+            "install it with pip install 'imagerec[tflite]' (or use --format onnx)"
+        ) from exc
+    import torch
+
+    class Uint8Images(torch.nn.Module):
+        """uint8 NHWC pixels → float → the network (→ mean with the mirror image)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.network = network
+
+        def forward(self, images):
+            x = images.to(torch.float32)
+            scores = self.network(x, training=False)
+            if flip:
+                scores = (scores + self.network(torch.flip(x, dims=[2]), training=False)) * 0.5
+            return scores
+
+    try:
+        # The converter prints progress lines on stdout; the CLI prints its own result.
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+            edge = litert_torch.convert(Uint8Images().eval(), (torch.zeros((1, *size, 3), dtype=torch.uint8),))
+            edge.export(str(dest))
+    except Exception as exc:  # the converter's errors share no base class
+        raise ModelFileError(f"{what}: litert-torch could not convert the model ({exc})", path=what) from exc
 
 
 def _keras_scores(model, x: np.ndarray, flip: bool) -> np.ndarray:
@@ -395,10 +468,10 @@ def _learned_reference(recognizer, batch: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.asarray(head.predict_proba(embeddings), np.float32), np.asarray(head.confidence(embeddings))
 
 
-def _learned_to_keras(recognizer, dest: Path, samples, tolerance: float) -> ExportResult:
+def _learned_keras_model(recognizer):
+    """One Keras model (0–255 float pixels → normalisation → application → L2 → head → softmax)."""
     import keras
 
-    from .keras_io import save_model
     from .transfer.keras_backbones import backbone_digest, build_application
 
     backbone = recognizer.metadata["backbone"]
@@ -415,7 +488,14 @@ def _learned_to_keras(recognizer, dest: Path, samples, tolerance: float) -> Expo
         layer = keras.layers.Dense(weights.shape[0], activation="relu" if relu else None, name=f"head_{number}")
         x = layer(x)
         layer.set_weights([weights.T, bias])
-    model = keras.Model(inputs, keras.layers.Softmax(name="scores")(x), name=recognizer.name)
+    return keras.Model(inputs, keras.layers.Softmax(name="scores")(x), name=recognizer.name), size
+
+
+def _learned_to_keras(recognizer, dest: Path, samples, tolerance: float) -> ExportResult:
+    from .keras_io import save_model
+
+    backbone = recognizer.metadata["backbone"]
+    model, size = _learned_keras_model(recognizer)
     batch, source = _sample_arrays(samples, recognizer.preprocessing)
     expected, _ = _learned_reference(recognizer, batch)
     got = _keras_scores(model, batch.astype(np.float32), False)
@@ -632,6 +712,8 @@ def _needed_nodes(nodes, outputs: set[str]):
 def _learned_to_tflite(recognizer, dest: Path, samples, tolerance: float) -> ExportResult:
     from .backends.litert import LiteRTBackend
 
+    if recognizer.metadata["backbone"].get("kind") == "keras":
+        return _learned_keras_to_tflite(recognizer, dest, samples, tolerance)
     model_path, spec = _zoo_backbone(recognizer)
     head = recognizer.head
     thresholded = recognizer.threshold is not None
@@ -654,6 +736,27 @@ def _learned_to_tflite(recognizer, dest: Path, samples, tolerance: float) -> Exp
         tmp.unlink(missing_ok=True)
     outputs = ("scores", "confidence") if thresholded else ("scores",)
     return ExportResult(dest, "tflite", _describe(recognizer), labels_path, check, "image: uint8 1×H×W×3", outputs)
+
+
+def _learned_keras_to_tflite(recognizer, dest: Path, samples, tolerance: float) -> ExportResult:
+    """A recognizer learned on a Keras backbone: its one Keras model, converted (scores only)."""
+    from .backends.litert import LiteRTBackend
+
+    model, size = _learned_keras_model(recognizer)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".tflite", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _convert_to_tflite(model, size, False, tmp, repr(recognizer.name))
+        batch, source = _sample_arrays(samples, recognizer.preprocessing)
+        expected, _ = _learned_reference(recognizer, batch)
+        got = LiteRTBackend(tmp, num_threads=1).run(batch, ("scores",))["scores"]
+        check = _compare(expected, got, len(batch), source, tolerance)
+        labels_path = _finish(tmp, dest, recognizer.labels, check, "TFLite model")
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportResult(dest, "tflite", _describe(recognizer), labels_path, check, "image: uint8 1×H×W×3", ("scores",))
 
 
 def _head_layers(head) -> list[tuple[np.ndarray, np.ndarray, bool]]:

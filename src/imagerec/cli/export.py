@@ -13,7 +13,7 @@ from ._app import app
 @app.command("export")
 def export_command(
     model: str = typer.Argument(..., help="A trained .keras file or a learned .imagerec file."),
-    format: str = typer.Option(..., "--format", "-f", help="onnx (trained Keras models, learned recognizers), tflite (learned on a zoo backbone) or keras (learned on a Keras backbone)."),
+    format: str = typer.Option(..., "--format", "-f", help="onnx or tflite (any model; tflite of a Keras network needs the tflite extra), or keras (learned on a Keras backbone)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Where to write (default: MODEL with the new suffix)."),
     samples: Optional[List[str]] = typer.Option(
         None, "--samples", help="Photos or folders to check the export on (default: synthetic test images)."
