@@ -361,7 +361,7 @@ def main() -> None:
             print("   time: " + ", ".join(f"{k} {v:.0f}s" for k, v in row["time"].items()))
     report["machine"]["load_average_at_end"] = machine_load()
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=1))
+    args.output.write_text(json.dumps(report, indent=1, default=str))
     print(f"\nwrote {args.output}")
 
 
