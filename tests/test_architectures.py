@@ -13,6 +13,7 @@ def _layers(model, kind: str) -> list:
     return [layer for layer in model.layers if type(layer).__name__ == kind]
 
 
+@pytest.mark.slow
 def test_course_cnn_is_the_course_network() -> None:
     model = course_cnn(input_shape=(32, 32, 3), num_classes=10)
     assert [layer.filters for layer in _layers(model, "Conv2D")] == [32, 32, 64, 64]

@@ -120,6 +120,7 @@ def test_keras_model_to_one_onnx_graph_with_uint8_input(keras_file, sample_photo
     np.testing.assert_allclose(exported.predict_proba(photos), original.predict_proba(photos), atol=TOLERANCE)
 
 
+@pytest.mark.slow
 def test_keras_model_to_one_tflite_graph_with_uint8_input(keras_file, sample_photos, photos_dir, tmp_path):
     pytest.importorskip("litert_torch", reason="litert-torch (the tflite extra) is not installed")
     from imagerec.backends.litert import LiteRTBackend
@@ -167,6 +168,7 @@ def test_cli_export(learned, sample_photos, tmp_path):
     assert run_app(["export", str(saved), "--format", "keras"]) == 2  # a usage error, one line
 
 
+@pytest.mark.slow
 def test_learned_on_a_keras_backbone_to_onnx_and_keras(photos_dir, sample_photos, tmp_path):
     from imagerec.backends.onnx import OnnxBackend
     from imagerec.transfer.features import get_backbone

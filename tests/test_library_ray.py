@@ -39,6 +39,7 @@ def test_missing_ray_is_a_usage_error_that_says_what_to_install(monkeypatch, tmp
     assert "imagerec[ray]" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_ray_index_writes_the_same_catalog_as_a_local_run(local_ray, tmp_path: Path, photos_dir: Path, recognizer):
     root = make_library(photos_dir, tmp_path / "library")
     distinct_photos(photos_dir, root / "more", 10)
@@ -105,6 +106,7 @@ def test_worker_failures_become_one_line_naming_the_cause(monkeypatch, tmp_path:
     assert info.value.__cause__ is actor
 
 
+@pytest.mark.slow
 def test_a_worker_that_cannot_load_the_model_is_a_one_line_error(local_ray, tmp_path: Path, photos_dir: Path, recognizer):
     root = make_library(photos_dir, tmp_path / "library")
     entries = [Entry("parrot.jpg", 1, 1)]

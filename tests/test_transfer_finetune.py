@@ -19,6 +19,7 @@ def shapes(tmp_path_factory):
     return make_shapes(tmp_path_factory.mktemp("ftshapes"), per_class=8, size=64, seed=7, classes=["circle", "square"])
 
 
+@pytest.mark.slow
 def test_fine_tune_trains_only_the_last_layers_and_saves_a_loadable_model(shapes, tmp_path):
     from imagerec.keras_io import load_keras_model
     from imagerec.transfer.finetune import fine_tune
@@ -68,6 +69,7 @@ def test_cli_fine_tune_reports_the_gain(shapes, tmp_path, capsys):
     assert summary["gain"] == pytest.approx(summary["fine_tuned_val_accuracy"] - summary["frozen_val_accuracy"], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_a_corrupt_held_out_image_is_skipped_and_reported(tmp_path):
     from imagerec.data import DatasetWarning, load_dataset, make_shapes
     from imagerec.transfer.finetune import fine_tune

@@ -59,6 +59,7 @@ def top_label(card) -> str:
     return card.locator(".prediction .label").first.inner_text()
 
 
+@pytest.mark.slow
 def test_upload_and_teach_in_the_browser(server, browser, photos_dir: Path, tmp_path: Path):
     page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
     page.set_default_timeout(60_000)
