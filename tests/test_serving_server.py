@@ -103,6 +103,20 @@ def test_official_cloud_vision_client_gets_labels(server, photos_dir):
     assert bad.error.code == 3 and "not a recognised image" in bad.error.message
 
 
+def test_official_client_with_anonymous_credentials_on_an_open_server(models_dir, photos_dir, tmp_path):
+    from google.cloud import vision
+
+    open_server = start_server(tmp_path)  # no --api-key-file: anonymous callers are served
+    try:
+        client = vision_client(open_server)  # AnonymousCredentials, REST transport
+        response = client.label_detection(image=vision.Image(content=(photos_dir / "hot_dog.jpg").read_bytes()), max_results=2)
+        assert not response.error.message
+        assert [label.description for label in response.label_annotations][:1] == ["hotdog"]
+        assert len(response.label_annotations) == 2
+    finally:
+        open_server.stop()
+
+
 def test_official_client_sees_request_errors(server, photos_dir):
     from google.api_core import exceptions
 
