@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import List, Optional
 
@@ -48,17 +49,20 @@ def _emit_json(results) -> int:
 def _emit_table(results, total: int, top_k: int) -> int:
     console = Console()
     errors = Console(stderr=True, highlight=False, soft_wrap=True)  # an error line is never wrapped
-    table = Table(show_lines=False)
-    table.add_column("photo", overflow="fold", style="bold")
-    table.add_column("label", overflow="fold")
-    table.add_column("score", justify="right")
-    if top_k > 1:
-        table.add_column("runners-up", overflow="fold", style="dim")
     collected: list[FileResult] = []
     with _progress(total, console) as advance:
         for result in results:
             collected.append(result)
             advance()
+    folder = _common_folder([r.path for r in collected])
+    # Names relative to the folder they share, which goes in the caption: the
+    # table stays readable at 80 columns instead of folding long paths.
+    table = Table(show_lines=False, caption=f"in {_escape(folder)}" if folder else None, caption_justify="left")
+    table.add_column("photo", overflow="fold", style="bold")
+    table.add_column("label", overflow="fold")
+    table.add_column("score", justify="right")
+    if top_k > 1:
+        table.add_column("runners-up", overflow="fold", style="dim")
     failed = 0
     for result in collected:
         if not result.ok:
@@ -67,7 +71,7 @@ def _emit_table(results, total: int, top_k: int) -> int:
             continue
         best, rest = (result.predictions[0], result.predictions[1:]) if result.predictions else (None, [])
         row = [
-            _escape(result.path),
+            _escape(os.path.relpath(result.path, folder) if folder else result.path),
             _escape(best.label) if best else "(none above --min-score)",
             f"{best.score:.1%}" if best else "",
         ]
@@ -79,6 +83,23 @@ def _emit_table(results, total: int, top_k: int) -> int:
     ok = len(collected) - failed
     errors.print(f"{ok} photo{'s' if ok != 1 else ''} recognised, {failed} failed")
     return failed
+
+
+def _common_folder(paths: list[str]) -> str | None:
+    """The folder every path lies in, when there are several paths and it is not the current one.
+
+    >>> _common_folder(["photos/a.jpg", "photos/b/c.jpg"])
+    'photos'
+    >>> _common_folder(["a.jpg", "b.jpg"]) is None
+    True
+    """
+    if len(paths) < 2:
+        return None
+    try:
+        folder = os.path.commonpath([os.path.dirname(p) or "." for p in paths])
+    except ValueError:  # absolute and relative paths mixed, or different drives
+        return None
+    return folder if folder not in ("", ".") else None
 
 
 def _escape(text: str) -> str:
