@@ -118,3 +118,11 @@ def test_models_list_and_info() -> None:
     assert "mobilenet_v2" in table.stdout
     info = runner.invoke(app, ["models", "info", "inat_birds"])
     assert json.loads(info.stdout)["sha256"].startswith("350fcd8c")
+
+
+def test_table_names_photos_relative_to_their_shared_folder(photos_dir: Path, capsys) -> None:
+    assert run_app(["predict", str(photos_dir / "parrot.jpg"), str(photos_dir / "hot_dog.jpg"), "-k", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "macaw" in line or "hotdog" in line]
+    assert len(rows) == 2 and "parrot.jpg" in rows[0] and str(photos_dir) not in "".join(rows)
+    assert f"in {photos_dir}" in out
