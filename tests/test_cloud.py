@@ -160,8 +160,8 @@ def test_aws_request_is_signed_and_scores_are_scaled(fake, photos_dir):
     assert seen.body == {"MaxLabels": 2}
 
 
-def test_google_application_default_credentials(fake, monkeypatch, tmp_path):
-    """Without an API key, a service-account file (ADC) is exchanged for a bearer token."""
+def use_service_account(tmp_path, monkeypatch, token_uri: str) -> None:
+    """Point Application Default Credentials at a fresh service-account file whose token service is ``token_uri``."""
     pytest.importorskip("cryptography")
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -171,12 +171,17 @@ def test_google_application_default_credentials(fake, monkeypatch, tmp_path):
     account = {
         "type": "service_account", "project_id": "imagerec-test", "private_key_id": "k1", "private_key": pem,
         "client_email": "tester@imagerec-test.iam.gserviceaccount.com", "client_id": "1",
-        "token_uri": f"{fake.url}/token",
+        "token_uri": token_uri,
     }
     path = tmp_path / "sa.json"
     path.write_text(json.dumps(account))
     monkeypatch.delenv("GOOGLE_API_KEY")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+
+
+def test_google_application_default_credentials(fake, monkeypatch, tmp_path):
+    """Without an API key, a service-account file (ADC) is exchanged for a bearer token."""
+    use_service_account(tmp_path, monkeypatch, f"{fake.url}/token")
     [labels] = provider("google").labels([jpeg_bytes()], top_k=1)
     assert labels[0].label == "Cat"
     assert len(fake.requests["token"]) == 1
@@ -375,26 +380,12 @@ def test_parse_retry_after_http_date():
 
 def test_google_token_fetch_without_network_is_a_retried_network_error(fake, monkeypatch, tmp_path):
     """The token service cannot be reached: a network error after the retries, not a credentials problem."""
-    pytest.importorskip("cryptography")
     import socket
-
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
 
     with socket.socket() as probe:  # a local port nobody listens on: connection refused
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-    account = {
-        "type": "service_account", "project_id": "imagerec-test", "private_key_id": "k1", "private_key": pem,
-        "client_email": "tester@imagerec-test.iam.gserviceaccount.com", "client_id": "1",
-        "token_uri": f"http://127.0.0.1:{port}/token",
-    }
-    path = tmp_path / "sa.json"
-    path.write_text(json.dumps(account))
-    monkeypatch.delenv("GOOGLE_API_KEY")
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    use_service_account(tmp_path, monkeypatch, f"http://127.0.0.1:{port}/token")
     google = provider("google")
     with pytest.raises(CloudError) as info:
         google.setup()

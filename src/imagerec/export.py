@@ -208,6 +208,19 @@ def _destination(output, source: Any, suffix: str) -> Path:
     return Path(f"{source.name}{suffix}")
 
 
+@contextlib.contextmanager
+def _scratch_beside(dest: Path):
+    """A temporary file in ``dest``'s folder (so the final rename is atomic), removed unless renamed into place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=dest.suffix.lower(), dir=dest.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _sample_arrays(samples, preprocessing: Preprocessing) -> tuple[np.ndarray, str]:
     if samples:
         return stack([load_image(s, preprocessing) for s in samples]), "given"
@@ -281,19 +294,13 @@ def _keras_to_onnx(path: Path, dest: Path, samples, tolerance: float) -> ExportR
         "source": path.name,
     }
     _set_onnx_metadata(proto, info)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".onnx", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with _scratch_beside(dest) as tmp:
         onnx.save(proto, str(tmp))
         batch, source = _sample_arrays(samples, preprocessing)
         expected = _keras_scores(model, normalize(batch, preprocessing.normalization), flip)
         got = OnnxBackend(tmp, normalization="uint8", num_threads=1).run(batch, ("scores",))["scores"]
         check = _compare(expected, got, len(batch), source, tolerance)
         labels_path = _finish(tmp, dest, classes, check, "ONNX model")
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportResult(dest, "onnx", str(path), labels_path, check, "image: uint8 N×H×W×3", ("scores",))
 
 
@@ -310,19 +317,13 @@ def _keras_to_tflite(path: Path, dest: Path, samples, tolerance: float) -> Expor
     model, preprocessing, flip, classes = _trained_keras(path)
     inputs = keras.Input((*preprocessing.size, 3), name="image")
     network = keras.Model(inputs, model(_keras_normalization(keras, preprocessing.normalization)(inputs)))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".tflite", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with _scratch_beside(dest) as tmp:
         _convert_to_tflite(network, preprocessing.size, flip, tmp, str(path))
         batch, source = _sample_arrays(samples, preprocessing)
         expected = _keras_scores(model, normalize(batch, preprocessing.normalization), flip)
         got = LiteRTBackend(tmp, num_threads=1).run(batch, ("scores",))["scores"]
         check = _compare(expected, got, len(batch), source, tolerance)
         labels_path = _finish(tmp, dest, classes, check, "TFLite model")
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportResult(dest, "tflite", str(path), labels_path, check, "image: uint8 1×H×W×3", ("scores",))
 
 
@@ -500,18 +501,12 @@ def _learned_to_keras(recognizer, dest: Path, samples, tolerance: float) -> Expo
     expected, _ = _learned_reference(recognizer, batch)
     got = _keras_scores(model, batch.astype(np.float32), False)
     check = _compare(expected, got, len(batch), source, tolerance)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".keras", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with _scratch_beside(dest) as tmp:
         config = {"learned_from": backbone["name"], "threshold_not_included": recognizer.threshold}
         save_model(model, tmp, classes=recognizer.labels,
                    preprocessing=Preprocessing(size=size, resize=recognizer.preprocessing.resize, normalization="uint8"),
                    config=config)
         labels_path = _finish(tmp, dest, recognizer.labels, check, "Keras model")
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportResult(dest, "keras", _describe(recognizer), labels_path, check, "image: float32 N×H×W×3, 0–255", ("scores",))
 
 
@@ -556,12 +551,8 @@ def _learned_to_onnx(recognizer, dest: Path, samples, tolerance: float) -> Expor
     proto = _onnx_backbone_with_head(recognizer, _head_layers(head), thresholded and _prototypes(head))
     batch_dim = "N" if recognizer.metadata["backbone"].get("kind") == "keras" else "1"
     _set_onnx_metadata(proto, _learned_info(recognizer, thresholded, batch_dim))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".onnx", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     outputs = ("scores", "confidence") if thresholded else ("scores",)
-    try:
+    with _scratch_beside(dest) as tmp:
         onnx.save(proto, str(tmp))
         batch, source = _sample_arrays(samples, recognizer.preprocessing)
         expected, confidence = _learned_reference(recognizer, batch)
@@ -569,8 +560,6 @@ def _learned_to_onnx(recognizer, dest: Path, samples, tolerance: float) -> Expor
         confidence_diff = float(np.abs(confidence - got["confidence"][:, 0]).max()) if thresholded else None
         check = _compare(expected, got["scores"], len(batch), source, tolerance, confidence_diff)
         labels_path = _finish(tmp, dest, recognizer.labels, check, "ONNX model")
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportResult(dest, "onnx", _describe(recognizer), labels_path, check, f"image: uint8 {batch_dim}×H×W×3", outputs)
 
 
@@ -719,11 +708,7 @@ def _learned_to_tflite(recognizer, dest: Path, samples, tolerance: float) -> Exp
     thresholded = recognizer.threshold is not None
     info = _learned_info(recognizer, thresholded, "1")
     content = _append_head(model_path.read_bytes(), spec.embedding_tensor, _head_layers(head), thresholded and _prototypes(head), info)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".tflite", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with _scratch_beside(dest) as tmp:
         tmp.write_bytes(content)
         batch, source = _sample_arrays(samples, recognizer.preprocessing)
         expected, confidence = _learned_reference(recognizer, batch)
@@ -732,8 +717,6 @@ def _learned_to_tflite(recognizer, dest: Path, samples, tolerance: float) -> Exp
         confidence_diff = float(np.abs(confidence - got["confidence"][:, 0]).max()) if thresholded else None
         check = _compare(expected, got["scores"], len(batch), source, tolerance, confidence_diff)
         labels_path = _finish(tmp, dest, recognizer.labels, check, "TFLite model")
-    finally:
-        tmp.unlink(missing_ok=True)
     outputs = ("scores", "confidence") if thresholded else ("scores",)
     return ExportResult(dest, "tflite", _describe(recognizer), labels_path, check, "image: uint8 1×H×W×3", outputs)
 
@@ -743,19 +726,13 @@ def _learned_keras_to_tflite(recognizer, dest: Path, samples, tolerance: float) 
     from .backends.litert import LiteRTBackend
 
     model, size = _learned_keras_model(recognizer)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".tflite", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with _scratch_beside(dest) as tmp:
         _convert_to_tflite(model, size, False, tmp, repr(recognizer.name))
         batch, source = _sample_arrays(samples, recognizer.preprocessing)
         expected, _ = _learned_reference(recognizer, batch)
         got = LiteRTBackend(tmp, num_threads=1).run(batch, ("scores",))["scores"]
         check = _compare(expected, got, len(batch), source, tolerance)
         labels_path = _finish(tmp, dest, recognizer.labels, check, "TFLite model")
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportResult(dest, "tflite", _describe(recognizer), labels_path, check, "image: uint8 1×H×W×3", ("scores",))
 
 
