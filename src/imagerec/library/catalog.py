@@ -42,6 +42,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .._sqlite import open_database
 from ..errors import ImagerecError, UsageError
 
 __all__ = [
@@ -242,19 +243,8 @@ class Catalog:
             except OSError as exc:
                 raise _unwritable(self.path, exc) from exc
         try:
-            if readonly:
-                uri = "file:" + _quote_uri(self.path.resolve()) + "?mode=ro"
-                self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30)
-            else:
-                self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            self.db.execute("PRAGMA foreign_keys = ON")
-            if not readonly:
-                self.db.execute("PRAGMA journal_mode = WAL")
-                # WAL + NORMAL: a committed transaction survives the process
-                # being killed (it is in the OS's hands); only power loss may
-                # drop the last few, and never corrupts the file.
-                self.db.execute("PRAGMA synchronous = NORMAL")
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            self.db = open_database(self.path, readonly=readonly, pragmas=("PRAGMA foreign_keys = ON",))
+            version = self.schema_version
         except sqlite3.DatabaseError as exc:
             if not readonly and isinstance(exc, sqlite3.OperationalError) and not os.access(self.path.parent, os.W_OK):
                 raise _unwritable(self.path, exc) from exc
@@ -674,9 +664,3 @@ def _read_holder(path: Path) -> str:
     except OSError:
         text = ""
     return text or "another process"
-
-
-def _quote_uri(path: Path) -> str:
-    from urllib.parse import quote
-
-    return quote(str(path))

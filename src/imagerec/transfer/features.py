@@ -35,6 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+from .._sqlite import open_database
 from ..errors import ImageDecodeError, UsageError
 from ..images import DEFAULT_LIMITS, ImageSource, Limits, Preprocessing, describe_source, load_pil, resize, stack
 from ..pipeline import default_workers
@@ -190,11 +191,9 @@ class EmbeddingCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db = open_database(self.path)
             self._db.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, dim INTEGER, data BLOB)")
-            self._db.commit()
         except sqlite3.DatabaseError as exc:
             from ..errors import ModelFileError
 
@@ -220,8 +219,10 @@ class EmbeddingCache:
     def put(self, items: dict[str, np.ndarray]) -> None:
         rows = [(key, int(v.size), np.ascontiguousarray(v, np.float32).tobytes()) for key, v in items.items()]
         with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", rows)
-            self._db.commit()
+            # One transaction for the batch: all rows or none, and one fsync.
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", rows)
 
     def count(self) -> int:
         """How many embeddings are stored."""
