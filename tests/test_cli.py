@@ -79,6 +79,7 @@ def test_recursive_walks_sub_folders(tmp_path: Path, photos_dir: Path) -> None:
     [
         (["predict"], "Missing argument"),
         (["predict", "x.jpg", "--top-k", "0"], "top-k"),
+        (["predict", "x.jpg", "--refine-margin", "2"], "refine-margin"),
         (["predict", "x.jpg", "--model", "nope"], "no model named 'nope'"),
         (["models", "info", "nope"], "no model named 'nope'"),
         (["predict", "x.jpg", "--model", "mobilenet_v1_embedder"], "is an embedding model"),

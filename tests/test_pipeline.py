@@ -30,14 +30,14 @@ def test_order_is_kept_and_errors_stay_in_place() -> None:
 def test_at_most_window_items_are_in_flight(monkeypatch) -> None:
     started: list[int] = []
     lock = threading.Lock()
-    real = pipeline._decode_one
+    real = pipeline.decode_one
 
-    def counting(position, source, preprocessing, limits):
+    def counting(position, source, preprocessing, limits, exact):
         with lock:
             started.append(position)
-        return real(position, source, preprocessing, limits)
+        return real(position, source, preprocessing, limits, exact)
 
-    monkeypatch.setattr(pipeline, "_decode_one", counting)
+    monkeypatch.setattr(pipeline, "decode_one", counting)
     generator = decode_ordered((np.zeros((4, 4, 3), np.uint8) for _ in range(1000)), P, workers=2, window=6)
     next(generator)
     time.sleep(0.2)

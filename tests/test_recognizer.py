@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from PIL import Image
 import imagerec
 from imagerec import Prediction
 from imagerec.errors import ImageDecodeError, ModelFileError, UnknownModelError, UsageError
+from imagerec.images import load_image
 
 # From ../shared/README.md: MobileNet V2 (uint8) top-1 for these photos.
 EXPECTED_TOP1 = {
@@ -163,3 +165,78 @@ def test_load_errors(tmp_path: Path) -> None:
     weird.write_text("?")
     with pytest.raises(UsageError, match="not a model imagerec can load"):
         imagerec.load(weird)
+
+
+def _with_margin(recognizer, margin: float):
+    copy_ = copy.copy(recognizer)
+    copy_.refine_margin = margin
+    return copy_
+
+
+def test_draft_mode_near_ties_are_answered_from_a_full_decode(recognizer, large_jpegs: list[Path]) -> None:
+    pre = recognizer.preprocessing
+    full = recognizer.predict_proba(np.stack([load_image(p, pre, exact=True) for p in large_jpegs]))
+    draft = recognizer.predict_proba(np.stack([load_image(p, pre) for p in large_jpegs]))
+    assert not np.array_equal(full, draft)  # draft mode really is an approximation here
+    margins = recognizer.margins(draft)
+    threshold = float(np.median(margins))  # half the photos are "near ties", whatever the model says
+    near = margins < threshold
+    refined = _with_margin(recognizer, threshold)
+    got = refined.predict_proba(large_jpegs)
+    np.testing.assert_allclose(got[near], full[near], atol=1e-6)
+    np.testing.assert_allclose(got[~near], draft[~near], atol=1e-6)
+    # The file route and the list route give the same, refined, answers.
+    files = [r.predictions for r in refined.predict_files(large_jpegs, top_k=2)]
+    assert files == refined.predict(large_jpegs, top_k=2)
+    assert [p[0].index for p in files] == got.argmax(axis=1).tolist()
+    # 0 never decodes twice; 1 always answers from the full decode.
+    np.testing.assert_allclose(_with_margin(recognizer, 0).predict_proba(large_jpegs), draft, atol=1e-6)
+    np.testing.assert_allclose(_with_margin(recognizer, 1).predict_proba(large_jpegs), full, atol=1e-6)
+
+
+def test_only_near_ties_from_draft_mode_are_decoded_again(recognizer, large_jpegs: list[Path], photos_dir: Path, monkeypatch) -> None:
+    from imagerec import pipeline
+
+    exact_decodes: list[object] = []
+    real = pipeline.decode_one
+
+    def counting(position, source, preprocessing, limits=pipeline.DEFAULT_LIMITS, exact=False):
+        if exact:
+            exact_decodes.append(source)
+        return real(position, source, preprocessing, limits, exact)
+
+    monkeypatch.setattr(pipeline, "decode_one", counting)
+    always = _with_margin(recognizer, 1)
+    small_jpeg, large_png = io.BytesIO(), io.BytesIO()
+    Image.open(photos_dir / "parrot.jpg").resize((300, 240)).save(small_jpeg, "JPEG")
+    Image.open(large_jpegs[2]).save(large_png, "PNG")
+    always.predict_proba([small_jpeg.getvalue(), large_png.getvalue(), large_jpegs[0], large_jpegs[1]])
+    # A JPEG this small is decoded in full already, and a PNG has no draft mode.
+    assert exact_decodes == [large_jpegs[0], large_jpegs[1]]
+    exact_decodes.clear()
+    with open(large_jpegs[0], "rb") as stream:  # a file object cannot be read twice: its first answer stands
+        always.predict_proba([stream, large_jpegs[1]])
+    assert exact_decodes == [large_jpegs[1]]
+    exact_decodes.clear()
+    _with_margin(recognizer, 0).predict_proba(large_jpegs)
+    assert exact_decodes == []
+
+
+def test_a_photo_gone_before_its_second_decode_keeps_its_first_answer(recognizer, large_jpegs: list[Path], tmp_path: Path, monkeypatch) -> None:
+    victim = tmp_path / "gone.jpg"
+    victim.write_bytes(large_jpegs[0].read_bytes())
+    always = _with_margin(recognizer, 1)
+    real = always._scored
+    calls = []
+
+    def delete_after_first_pass(batch):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            victim.unlink()
+        return real(batch)
+
+    monkeypatch.setattr(always, "_scored", delete_after_first_pass)
+    draft = recognizer.predict_proba(np.stack([load_image(large_jpegs[0], recognizer.preprocessing)]))
+    got = always.predict_proba([victim, large_jpegs[1]])
+    np.testing.assert_allclose(got[0], draft[0], atol=1e-6)
+    assert calls == [2, 1]  # the second pass only had the photo that was still there

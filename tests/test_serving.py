@@ -83,6 +83,21 @@ def test_predict_json_and_raw_body_agree(client, photos):
     assert top_label(raw.json()["results"][0]) == "macaw"
 
 
+@pytest.mark.parametrize("margin", [0.0, 1.0])
+def test_service_refines_draft_mode_near_ties_like_the_api(recognizer, large_jpegs, margin):
+    import copy
+
+    served = copy.copy(recognizer)
+    served.refine_margin = margin
+    expected = served.predict(large_jpegs[:4], top_k=1)
+    with TestClient(create_app([served])) as fresh:
+        reply = fresh.post("/v1/predict?top_k=1", files=[("file", (p.name, p.read_bytes())) for p in large_jpegs[:4]])
+    assert reply.status_code == 200, reply.text
+    got = [r["predictions"] for r in reply.json()["results"]]
+    assert [len(p) for p in got] == [1, 1, 1, 1]
+    assert [(p[0]["index"], round(p[0]["score"], 5)) for p in got] == [(e[0].index, round(e[0].score, 5)) for e in expected]
+
+
 def test_content_is_sniffed_not_trusted(client, photos):
     # A JPEG sent under a misleading name and content type is still read as a JPEG.
     reply = client.post("/v1/predict", files={"file": ("notes.txt", photos["hot_dog.jpg"], "text/plain")})

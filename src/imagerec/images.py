@@ -35,6 +35,7 @@ __all__ = [
     "SUPPORTED_FORMATS",
     "IMAGE_SUFFIXES",
     "load_image",
+    "load_model_input",
     "load_pil",
     "to_rgb",
     "resize",
@@ -158,12 +159,14 @@ def load_image(
     preprocessing: Preprocessing | None = None,
     *,
     limits: Limits = DEFAULT_LIMITS,
+    exact: bool = False,
 ) -> np.ndarray:
     """Decode ``source`` into an ``H×W×3`` uint8 RGB array.
 
     With ``preprocessing`` the result is already resized for the model, and
     large JPEGs are decoded in draft mode (DCT-domain downscaling) at no more
-    than twice the size the model needs. Without it the full image is kept.
+    than twice the size the model needs, unless ``exact`` asks for the full
+    decode. Without ``preprocessing`` the full image is kept.
 
     >>> from imagerec.images import load_image
     >>> load_image(b"not an image")
@@ -171,12 +174,40 @@ def load_image(
     ...
     imagerec.errors.ImageDecodeError: <bytes>: not a recognised image (expected JPEG, PNG, BMP, GIF, WebP or TIFF)
     """
+    return load_model_input(source, preprocessing, limits=limits, exact=exact)[0]
+
+
+def load_model_input(
+    source: ImageSource,
+    preprocessing: Preprocessing | None = None,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    exact: bool = False,
+) -> tuple[np.ndarray, bool]:
+    """:func:`load_image`, and whether draft mode made it an approximation.
+
+    The flag is True only when the JPEG decoder really scaled the picture
+    down, so decoding it again with ``exact=True`` would give other pixels.
+
+    >>> import io
+    >>> from PIL import Image
+    >>> jpeg = io.BytesIO(); Image.new("RGB", (2000, 1500), "red").save(jpeg, "JPEG")
+    >>> array, approximate = load_model_input(jpeg.getvalue(), Preprocessing(size=(224, 224)))
+    >>> array.shape, approximate
+    ((224, 224, 3), True)
+    >>> load_model_input(jpeg.getvalue(), Preprocessing(size=(224, 224)), exact=True)[1]
+    False
+    """
     if isinstance(source, np.ndarray):
-        return _array_to_rgb(source, preprocessing)
-    image = load_pil(source, preprocessing, limits=limits)
+        return _array_to_rgb(source, preprocessing), False
+    where = describe_source(source)
+    if isinstance(source, Image.Image):
+        image, drafted = load_pil(source, limits=limits), False
+    else:
+        image, drafted = _decode(_read_bytes(source, where, limits), where, preprocessing, limits, draft=not exact)
     if preprocessing is not None:
         image = resize(image, preprocessing)
-    return np.asarray(image, dtype=np.uint8)
+    return np.asarray(image, dtype=np.uint8), drafted
 
 
 def load_pil(
@@ -198,7 +229,7 @@ def load_pil(
     if isinstance(source, np.ndarray):
         return Image.fromarray(_array_to_rgb(source, None))
     data = _read_bytes(source, where, limits)
-    return _decode(data, where, preprocessing, limits)
+    return _decode(data, where, preprocessing, limits, draft=True)[0]
 
 
 def _read_bytes(source: ImageSource, where: str, limits: Limits) -> bytes:
@@ -260,16 +291,21 @@ def _fetch_url(url: str, limits: Limits) -> bytes:
     return b"".join(chunks)
 
 
-def _decode(data: bytes, where: str, preprocessing: Preprocessing | None, limits: Limits) -> Image.Image:
+def _decode(
+    data: bytes, where: str, preprocessing: Preprocessing | None, limits: Limits, *, draft: bool
+) -> tuple[Image.Image, bool]:
+    """The upright RGB image, and whether draft mode scaled it down."""
     try:
         image = _open_unchecked(data)
     except Exception as exc:  # Pillow signals bad data with many exception types
         raise ImageDecodeError(f"not a recognised image (expected {_FORMAT_NAMES})", path=where) from exc
     limits.check_pixels(image.width, image.height, where)
+    declared = image.size
     try:
-        if preprocessing is not None and image.format in ("JPEG", "MPO"):
+        if draft and preprocessing is not None and image.format in ("JPEG", "MPO"):
             _apply_draft(image, preprocessing)
         image.load()
+        drafted = image.size != declared
         image = ImageOps.exif_transpose(image)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"image is too large to decode safely ({exc})", path=where) from exc
@@ -278,7 +314,7 @@ def _decode(data: bytes, where: str, preprocessing: Preprocessing | None, limits
         if "truncated" in reason.lower():
             raise ImageDecodeError(f"truncated image data ({reason})", path=where) from exc
         raise ImageDecodeError(f"corrupt {image.format or 'image'} data ({reason})", path=where) from exc
-    return to_rgb(image, where)
+    return to_rgb(image, where), drafted
 
 
 _PILLOW_LIMIT_LOCK = threading.Lock()

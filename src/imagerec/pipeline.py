@@ -26,19 +26,24 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from .errors import ImageDecodeError, OutputError
-from .images import DEFAULT_LIMITS, IMAGE_SUFFIXES, ImageSource, Limits, Preprocessing, describe_source, load_image
+from .images import DEFAULT_LIMITS, IMAGE_SUFFIXES, ImageSource, Limits, Preprocessing, describe_source, load_model_input
 
-__all__ = ["Decoded", "decode_ordered", "batches", "default_workers", "expand_paths", "prepare_output_folder"]
+__all__ = ["Decoded", "decode_one", "decode_ordered", "batches", "default_workers", "expand_paths", "prepare_output_folder"]
 
 
 @dataclass
 class Decoded:
-    """One source after decoding: ``array`` or ``error`` is set, never both."""
+    """One source after decoding: ``array`` or ``error`` is set, never both.
+
+    ``approximate`` says JPEG draft mode scaled the picture down while
+    decoding it (see :func:`imagerec.images.load_model_input`).
+    """
 
     position: int
     source: ImageSource
     array: np.ndarray | None = None
     error: ImageDecodeError | None = None
+    approximate: bool = False
 
     @property
     def name(self) -> str:
@@ -53,9 +58,13 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _decode_one(position: int, source: ImageSource, preprocessing: Preprocessing, limits: Limits) -> Decoded:
+def decode_one(
+    position: int, source: ImageSource, preprocessing: Preprocessing, limits: Limits = DEFAULT_LIMITS, exact: bool = False
+) -> Decoded:
+    """Decode one source into a :class:`Decoded`; a decoding error is returned, not raised."""
     try:
-        return Decoded(position, source, array=load_image(source, preprocessing, limits=limits))
+        array, approximate = load_model_input(source, preprocessing, limits=limits, exact=exact)
+        return Decoded(position, source, array=array, approximate=approximate)
     except ImageDecodeError as exc:
         return Decoded(position, source, error=exc)
     except MemoryError as exc:  # a hostile file must not take the whole run down
@@ -69,27 +78,29 @@ def decode_ordered(
     workers: int | None = None,
     limits: Limits = DEFAULT_LIMITS,
     window: int | None = None,
+    exact: bool = False,
 ) -> Iterator[Decoded]:
     """Yield a :class:`Decoded` per source, in source order.
 
     Errors are returned, not raised, so one bad file never stops a run.
+    ``exact`` turns JPEG draft mode off (every pixel is decoded).
     """
     workers = workers or default_workers()
     window = window or max(8, workers * 8)
     iterator = enumerate(sources)
     if workers == 1:
         for position, source in iterator:
-            yield _decode_one(position, source, preprocessing, limits)
+            yield decode_one(position, source, preprocessing, limits, exact)
         return
     pending: deque[Future[Decoded]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagerec-decode") as pool:
         try:
             for position, source in islice(iterator, window):
-                pending.append(pool.submit(_decode_one, position, source, preprocessing, limits))
+                pending.append(pool.submit(decode_one, position, source, preprocessing, limits, exact))
             while pending:
                 done = pending.popleft().result()
                 for position, source in islice(iterator, 1):
-                    pending.append(pool.submit(_decode_one, position, source, preprocessing, limits))
+                    pending.append(pool.submit(decode_one, position, source, preprocessing, limits, exact))
                 yield done
         finally:
             for future in pending:  # the consumer stopped early: do not decode the rest

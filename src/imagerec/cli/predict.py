@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..pipeline import expand_paths
-from ..recognizer import FileResult, load
+from ..recognizer import DEFAULT_REFINE_MARGIN, FileResult, load
 from ._app import app, fail
 
 
@@ -26,12 +26,21 @@ def predict(
     json_output: bool = typer.Option(False, "--json", help="One JSON object per image (JSON Lines)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also walk sub-folders."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads (default: all cores)."),
+    refine_margin: float = typer.Option(
+        DEFAULT_REFINE_MARGIN,
+        "--refine-margin",
+        min=0.0,
+        max=1.0,
+        help="Decode a large JPEG again at full size when its best two labels are closer than this "
+        "(0: never, fastest; 1: always, exact).",
+    ),
 ) -> None:
     """What is in these photos, with probabilities."""
     files = expand_paths(paths, recursive=recursive)
     if not files:
         raise fail("no image files found in " + ", ".join(paths), code=2)
     recognizer = load(model, labels=labels, num_threads=threads)
+    recognizer.refine_margin = refine_margin
     results = recognizer.predict_files(files, top_k=top_k, min_score=min_score)
     failed = _emit_json(results) if json_output else _emit_table(results, len(files), top_k)
     raise typer.Exit(1 if failed else 0)

@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ImageDecodeError, ImagerecError, ImageTooLargeError, UnknownModelError, UsageError
-from ..images import load_image, stack
+from ..images import load_model_input, stack
 from ..pipeline import default_workers
 from ..recognizer import Prediction, Recognizer
 from .batching import BatcherClosedError, BatchStats, MicroBatcher, QueueFullError
@@ -171,22 +171,40 @@ class ModelHost:
             self._decoding -= 1
 
     async def _predict_one(self, loop: asyncio.AbstractEventLoop, image: NamedImage, top_k: int) -> ImageOutcome:
+        # Three ranked labels at least (one may be "unknown"), so a draft-mode near-tie can be seen and refined.
+        depth = max(top_k, 3)
         try:
             if image.error is not None:
                 return ImageOutcome(image.name, error=image.error)
             try:
-                array = await loop.run_in_executor(self._pool, self._decode, image)
+                array, approximate = await loop.run_in_executor(self._pool, self._decode, image, False)
             except ImagerecError as exc:
                 return ImageOutcome(image.name, error=exc)
-            future = self.batcher.submit((array, top_k))
+            future = self.batcher.submit((array, depth))
         finally:
             self._decoded()
         # Cancelling the awaiting task (timeout, client gone) cancels the
         # queued item too, so the batcher skips it.
         predictions = await asyncio.wrap_future(future)
-        return ImageOutcome(image.name, predictions=predictions)
+        if approximate and self._near_tie(predictions):
+            predictions = await self._refine(loop, image, depth, predictions)
+        return ImageOutcome(image.name, predictions=predictions[:top_k])
 
-    def _decode(self, image: NamedImage) -> np.ndarray:
+    def _near_tie(self, predictions: list[Prediction]) -> bool:
+        scores = [p.score for p in predictions if p.index >= 0][:2]
+        return len(scores) == 2 and scores[0] - scores[1] < self.recognizer.refine_margin
+
+    async def _refine(
+        self, loop: asyncio.AbstractEventLoop, image: NamedImage, depth: int, first: list[Prediction]
+    ) -> list[Prediction]:
+        """The answer from a full decode, as :class:`Recognizer` gives for near-ties."""
+        try:
+            array, _ = await loop.run_in_executor(self._pool, self._decode, image, True)
+        except ImagerecError:
+            return first  # decoded once already, so this cannot happen short of running out of memory
+        return await asyncio.wrap_future(self.batcher.submit((array, depth)))
+
+    def _decode(self, image: NamedImage, exact: bool) -> tuple[np.ndarray, bool]:
         size = len(image.content)
         if size > self.config.max_image_bytes:
             raise UploadTooLargeError(
@@ -195,7 +213,7 @@ class ModelHost:
         stream = io.BytesIO(image.content)
         stream.name = image.name  # error messages name the upload, not "<bytes>"
         try:
-            return load_image(stream, self.recognizer.preprocessing, limits=self.config.limits)
+            return load_model_input(stream, self.recognizer.preprocessing, limits=self.config.limits, exact=exact)
         except MemoryError as exc:
             raise ImageDecodeError("out of memory while decoding", path=image.name) from exc
 
