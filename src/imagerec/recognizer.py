@@ -212,7 +212,7 @@ class Recognizer:
 
         >>> import numpy as np
         >>> recognizer = Recognizer(None, ["a", "b", "c"], Preprocessing(size=(1, 1)))
-        >>> recognizer.margins(np.array([[0.5, 0.3, 0.2]], np.float32)).round(2).tolist()
+        >>> [round(float(m), 2) for m in recognizer.margins(np.array([[0.5, 0.3, 0.2]], np.float32))]
         [0.2]
         """
         masked = np.where(self._keep[None, :], probabilities, -np.inf)
