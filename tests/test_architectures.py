@@ -36,11 +36,26 @@ def test_course_cnn_activation_is_used_everywhere() -> None:
 def test_fast_resnet_shape() -> None:
     model = fast_resnet(input_shape=(32, 32, 3), num_classes=10)
     assert model.get_layer("embedding").output.shape == (None, 256)
-    assert len(_layers(model, "BatchNormalization")) == 7
-    assert len(_layers(model, "Add")) == 3
+    assert model.get_layer("whiten").output.shape == (None, 31, 31, 24)  # 2·3·2² filters, 2×2, no padding
+    norms = _layers(model, "BatchNormalization")
+    assert len(norms) == 6 and not any(norm.scale for norm in norms)
+    assert not _layers(model, "Add")
     assert model.output_shape == (None, 10)
-    plain = fast_resnet(num_classes=10, residual=False, widths=(16, 32))
-    assert not _layers(plain, "Add")
+    shortcuts = fast_resnet(num_classes=10, residual=True, widths=(16, 32), stem=8)
+    assert len(_layers(shortcuts, "Add")) == 2 and len(_layers(shortcuts, "BatchNormalization")) == 5
+    with pytest.raises(UsageError, match="at least 9×9"):
+        build("fast_resnet", input_shape=(8, 8, 3))
+
+
+def test_fast_resnet_convolutions_start_as_the_identity_on_their_first_channels() -> None:
+    model = fast_resnet(input_shape=(32, 32, 3), num_classes=10)
+    kernel = model.get_layer("stage1b_conv").kernel.numpy()  # 64 → 64
+    expected = np.zeros((3, 3, 64, 64), np.float32)
+    expected[1, 1, np.arange(64), np.arange(64)] = 1
+    np.testing.assert_array_equal(kernel, expected)
+    wider = model.get_layer("stage2a_conv").kernel.numpy()  # 64 → 256: the first 64 filters pass through
+    assert wider[1, 1, 5, 5] == 1 and np.count_nonzero(wider[:, :, :, :64]) == 64
+    assert np.count_nonzero(wider[:, :, :, 64:]) > 0.9 * wider[:, :, :, 64:].size  # the rest keep a random start
 
 
 def test_build_by_name_and_unknown_names() -> None:
@@ -109,9 +124,11 @@ def test_torch_graph_hands_unknown_layers_to_keras() -> None:
 def test_min_image_size_and_too_small_inputs_are_usage_errors() -> None:
     from imagerec.architectures import min_image_size
 
-    assert min_image_size("course_cnn") == 10 and min_image_size("fast_resnet", widths=(8, 8)) == 4
+    assert min_image_size("course_cnn") == 10 and min_image_size("fast_resnet", widths=(8, 8)) == 5
+    assert min_image_size("fast_resnet", widths=(8, 8), stem=4) == 4
     assert build("course_cnn", input_shape=(10, 10, 3), num_classes=2, width=4, dense=8).output_shape == (None, 2)
     with pytest.raises(UsageError, match="course_cnn needs images of at least 10×10 pixels, got 9×9"):
         build("course_cnn", input_shape=(9, 9, 3), num_classes=2)
-    with pytest.raises(UsageError, match="fast_resnet needs images of at least 8×8"):
-        build("fast_resnet", input_shape=(7, 7, 3), num_classes=2)
+    with pytest.raises(UsageError, match="fast_resnet needs images of at least 9×9"):
+        build("fast_resnet", input_shape=(8, 8, 3), num_classes=2)
+    assert build("fast_resnet", input_shape=(9, 9, 3), num_classes=2, widths=(8, 8, 8)).output_shape == (None, 2)

@@ -251,7 +251,7 @@ def test_an_image_size_too_small_for_the_architecture_is_a_usage_error(shapes: P
     code = run_app(["train", str(shapes), "--arch", "course_cnn", "--image-size", "8", "-o", str(tmp_path / "x.keras")])
     err = capsys.readouterr().err
     assert code == 2 and "at least 10" in err and len(err.strip().splitlines()) == 1
-    with pytest.raises(UsageError, match="fast_resnet needs an image size of at least 16"):  # four halvings
+    with pytest.raises(UsageError, match="fast_resnet needs an image size of at least 17"):  # 2×2 whitening, four halvings
         imagerec.train(shapes, arch="fast_resnet", widths=(8, 8, 8, 8), image_size=12, output=tmp_path / "x.keras",
                        verbose=False)
 

@@ -674,13 +674,14 @@ def augment(
     *,
     flip: bool = True,
     translate: int = 0,
+    mirror: np.ndarray | None = None,
 ) -> np.ndarray:
     """Randomly mirror and shift a uint8 ``N×H×W×3`` batch, all images at once.
 
-    Each image is mirrored left–right with probability ½ (``flip``) and
-    shifted by up to ``translate`` pixels in each direction, with the border
-    reflected. One gather over a padded copy does both, so there is no
-    per-image Python loop.
+    Each image is mirrored left–right with probability ½ (``flip``), or
+    where the boolean ``mirror`` says, and shifted by up to ``translate``
+    pixels in each direction, with the border reflected. One gather over a
+    padded copy does both, so there is no per-image Python loop.
 
     >>> batch = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
     >>> out = augment(batch, np.random.default_rng(0), translate=1)
@@ -696,7 +697,7 @@ def augment(
     dx = rng.integers(0, 2 * pad + 1, n) if pad else np.zeros(n, np.int64)
     columns = np.arange(width)
     if flip:
-        mirrored = rng.random(n) < 0.5
+        mirrored = rng.random(n) < 0.5 if mirror is None else np.asarray(mirror, dtype=bool)
         columns = np.where(mirrored[:, None], width - 1 - columns[None, :], columns[None, :])
     else:
         columns = np.broadcast_to(columns, (n, width))
