@@ -72,8 +72,10 @@ def machine_load() -> str:
 # -- Keras overhead -------------------------------------------------------------
 
 
-def plain_torch_net(widths=(64, 256, 256), stem=32, classes=10):
-    """The same network as ``fast_resnet`` written directly in PyTorch."""
+def plain_torch_net(widths=(64, 256, 256), classes=10):
+    """The same network as ``fast_resnet`` written directly in PyTorch: a 2×2
+    whitening convolution of 24 filters (frozen), then per width conv → pool →
+    BN → GELU → conv → BN → GELU, a global max-pool and a scaled linear head."""
     import torch
     from torch import nn
 
@@ -81,26 +83,27 @@ def plain_torch_net(widths=(64, 256, 256), stem=32, classes=10):
         layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False)]
         if pool:
             layers.append(nn.MaxPool2d(2))
-        layers += [nn.BatchNorm2d(cout, momentum=0.4, eps=1e-5), nn.GELU()]
+        norm = nn.BatchNorm2d(cout, momentum=0.4, eps=1e-5)
+        norm.weight.requires_grad = False  # fast_resnet's batch norms have no scale
+        layers += [norm, nn.GELU()]
         return nn.Sequential(*layers)
 
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.stem = conv_bn(3, stem)
-            self.first, self.second = nn.ModuleList(), nn.ModuleList()
-            previous = stem
+            self.whiten = nn.Conv2d(3, 24, 2)
+            self.whiten.weight.requires_grad = False
+            self.stages = nn.ModuleList()
+            previous = 24
             for width in widths:
-                self.first.append(conv_bn(previous, width, pool=True))
-                self.second.append(conv_bn(width, width))
+                self.stages.append(nn.Sequential(conv_bn(previous, width, pool=True), conv_bn(width, width)))
                 previous = width
             self.head = nn.Linear(previous, classes, bias=False)
 
         def forward(self, x):
-            x = self.stem(x)
-            for first, second in zip(self.first, self.second):
-                x = first(x)
-                x = x + second(x)
+            x = nn.functional.gelu(self.whiten(x))
+            for stage in self.stages:
+                x = stage(x)
             return self.head(torch.amax(x, dim=(2, 3))) / 9
 
     return Net()
@@ -123,6 +126,7 @@ def measure_overhead(batch: int, steps: int, rounds: int, threads: int | None) -
     y = torch.from_numpy(labels)
 
     model_a = fast_resnet(num_classes=10)
+    model_a.get_layer("whiten").kernel.trainable = False
     model_a.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
                     loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.2))
     y_onehot = np.eye(10, dtype=np.float32)[labels]
@@ -132,6 +136,7 @@ def measure_overhead(batch: int, steps: int, rounds: int, threads: int | None) -
 
     model_b = fast_resnet(num_classes=10)
     logits_b = logits_model(model_b)
+    model_b.get_layer("whiten").kernel.trainable = False  # as imagerec.train freezes it
     opt_b = torch.optim.SGD([v.value for v in model_b.trainable_variables], lr=0.05, momentum=0.9, nesterov=True)
     x_nhwc = torch.from_numpy(x_float)
 
@@ -141,9 +146,10 @@ def measure_overhead(batch: int, steps: int, rounds: int, threads: int | None) -
         opt_b.step()
 
     model_d = fast_resnet(num_classes=10)
+    model_d.get_layer("whiten").kernel.trainable = False
     runner = _Runner(model_d, TrainConfig(), 10)
     assert runner.engine == "torch-graph"
-    opt_d = _make_optimizer("sgd", runner.parameters(), 0.05, 5e-4, 0.9)
+    opt_d = _make_optimizer("sgd", *runner.parameter_groups(), 0.05, 5e-4, 0.9, 64.0)
     loss_d = _make_loss("categorical_crossentropy", 0.2, 10, True)
 
     def imagerec_step():
@@ -157,7 +163,7 @@ def measure_overhead(batch: int, steps: int, rounds: int, threads: int | None) -
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
-        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+        opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.05, momentum=0.9, nesterov=True)
 
         def step():
             opt.zero_grad(set_to_none=True)

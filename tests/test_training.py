@@ -335,3 +335,96 @@ def test_json_mode_shows_no_decode_progress(tmp_path: Path, monkeypatch: pytest.
     imagerec.data.Dataset(sorted(str(p) for p in root.rglob("*.png")), np.zeros(16), ["x"]).arrays(
         imagerec.Preprocessing(size=(12, 12)), cache=False)
     assert "decoding" in terminal.getvalue()
+
+
+# -- the fast_resnet recipe -------------------------------------------------------
+
+
+def _smooth_pictures(count: int, size: int, seed: int = 0) -> np.ndarray:
+    """Pictures whose neighbouring pixels and channels are correlated, as in photos."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((count, size // 4, size // 4, 1)) * 200 + rng.random((count, size // 4, size // 4, 3)) * 55
+    return np.repeat(np.repeat(coarse, 4, axis=1), 4, axis=2).astype(np.uint8)
+
+
+def test_whitening_layer_decorrelates_the_training_patches_and_stays_fixed() -> None:
+    import torch
+
+    from imagerec.architectures import fast_resnet
+    from imagerec.training import _torch_normalize, whiten_from_data
+
+    model = fast_resnet(input_shape=(16, 16, 3), num_classes=2, widths=(8,))
+    pictures = _smooth_pictures(200, 16)
+    assert whiten_from_data(model, pictures, "unit")
+    layer = model.get_layer("whiten")
+    assert all(v is not layer.kernel for v in model.trainable_variables)  # frozen: not in the optimizer
+    x = _torch_normalize(torch.from_numpy(pictures).permute(0, 3, 1, 2).float(), "unit").permute(0, 2, 3, 1)
+    out = layer(x).detach().numpy().reshape(-1, 24)
+    covariance = np.cov(out[:, :12].T)
+    assert np.abs(out.mean(axis=0)).max() < 0.05  # centred
+    assert np.allclose(np.diag(covariance)[:6], 1, atol=0.05)  # the strong directions come out at unit variance
+    assert np.abs(covariance - np.diag(np.diag(covariance))).max() < 0.05  # and uncorrelated
+    np.testing.assert_allclose(out[:, 12:], -out[:, :12], atol=1e-5)  # the second half is the negation
+    # A plain stem (or a user's model) has no whitening layer to set.
+    assert not whiten_from_data(fast_resnet(input_shape=(16, 16, 3), num_classes=2, widths=(8,), stem=4), pictures, "unit")
+
+
+def test_training_fast_resnet_keeps_its_whitening_kernel(shapes: Path, tmp_path: Path) -> None:
+    import keras
+
+    from imagerec.architectures import fast_resnet
+    from imagerec.training import whiten_from_data
+
+    result = imagerec.train(shapes, arch="fast_resnet", widths=(8, 16), image_size=24, batch_size=32, epochs=1,
+                            threads=1, output=tmp_path / "w.keras", verbose=False)
+    trained = keras.saving.load_model(result.path, safe_mode=True).get_layer("whiten").kernel.numpy()
+    expected = fast_resnet(input_shape=(24, 24, 3), num_classes=4, widths=(8, 16))
+    pictures = np.array(load_dataset(shapes).split(0.1, seed=0)[0].arrays(result.recognizer().preprocessing))
+    whiten_from_data(expected, pictures, "unit")
+    np.testing.assert_allclose(trained, expected.get_layer("whiten").kernel.numpy(), atol=1e-5)
+
+
+def test_batch_norm_parameters_learn_faster_with_the_same_decay_per_step() -> None:
+    from imagerec.architectures import fast_resnet
+    from imagerec.training import TrainConfig, _make_optimizer, _Runner
+
+    runner = _Runner(fast_resnet(input_shape=(16, 16, 3), num_classes=2, widths=(8, 16)), TrainConfig(image_size=16), 2)
+    params, norms = runner.parameter_groups()
+    assert len(norms) == 4 and all(p.dim() == 1 for p in norms)  # the four batch norms' biases (no scales)
+    optimizer = _make_optimizer("sgd", params, norms, 0.4, 1e-3, 0.85, 64.0)
+    plain, fast = optimizer.param_groups
+    assert fast["lr"] == 64 * plain["lr"] and fast["lr_scale"] == 64
+    assert fast["lr"] * fast["weight_decay"] == pytest.approx(plain["lr"] * plain["weight_decay"])
+    assert plain["nesterov"] and plain["momentum"] == 0.85
+
+
+def test_lookahead_pulls_the_weights_toward_their_running_average() -> None:
+    import torch
+
+    from imagerec.training import _Lookahead
+
+    weight = torch.zeros(3)
+    lookahead = _Lookahead([weight, torch.zeros(2, dtype=torch.int64)], batch_size=1024)
+    assert lookahead.every == 5 and len(lookahead.variables) == 1  # integers (counters) are never averaged
+    lookahead.after_step(5, 100)  # before 30 % of the run: nothing happens
+    assert lookahead.average is None
+    lookahead.after_step(30, 100)  # the average starts from the current weights
+    weight += 1.0
+    lookahead.after_step(31, 100)  # only every 5th step
+    assert torch.equal(weight, torch.ones(3))
+    lookahead.after_step(50, 100)
+    decay = 0.95**5 * 0.5**3
+    torch.testing.assert_close(weight, torch.full((3,), 1 - decay))
+    weight += 5.0
+    lookahead.copy_back()  # the end of an epoch: the model takes the average
+    torch.testing.assert_close(weight, torch.full((3,), 1 - decay))
+    assert _Lookahead([weight], batch_size=256).every == 20  # the same averaging per image at any batch size
+
+
+def test_augment_mirrors_where_asked() -> None:
+    from imagerec.data import augment
+
+    batch = np.arange(2 * 2 * 3 * 3, dtype=np.uint8).reshape(2, 2, 3, 3)
+    out = augment(batch, np.random.default_rng(0), flip=True, mirror=np.array([True, False]))
+    np.testing.assert_array_equal(out[0], batch[0, :, ::-1])
+    np.testing.assert_array_equal(out[1], batch[1])

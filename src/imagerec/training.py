@@ -77,8 +77,11 @@ LOSSES = (
     "mean_squared_error",
 )
 SCHEDULES = ("constant", "onecycle", "linear", "cosine")
-# Settings a resumed run may change: they say how long to go on, not how to train.
-RESUMABLE_CHANGES = ("epochs", "patience", "max_minutes")
+# Settings a resumed run may change: they say how long to go on, or how
+# the arithmetic is done on this machine, not what is trained.
+RESUMABLE_CHANGES = ("epochs", "patience", "max_minutes", "precision")
+
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass
@@ -108,6 +111,7 @@ class TrainConfig:
     patience: int | None = None
     max_minutes: float | None = None
     normalization: str = "unit"
+    precision: str = "auto"
     resize: str = "crop"
     arch_options: dict = field(default_factory=dict)
 
@@ -614,6 +618,7 @@ def train(
     patience: int | None = -1,
     max_minutes: float | None = None,
     normalization: str = "unit",
+    precision: str = "auto",
     resume: bool = False,
     verbose: bool | None = None,
     workers: int | None = None,
@@ -633,6 +638,11 @@ def train(
     (:func:`defaults_for`). ``patience`` epochs without a better validation
     accuracy stop the run (``None`` or 0: never; ``-1``: the architecture's default).
     ``max_minutes`` stops after the epoch that crosses the time budget.
+    ``precision="auto"`` runs the convolutions and matrix products in
+    bfloat16 (weights, batch-norm statistics and the loss stay float32) on
+    CPUs with bfloat16 matrix units (Intel AMX or AVX-512 BF16), where
+    training is about 3× faster, and in float32 elsewhere; ``"float32"`` and
+    ``"bfloat16"`` force one.
     ``resume`` continues from ``<output>.state.pt``. ``threads`` sets
     PyTorch's thread count (default: the cores this process may use; on a
     machine busy with other work, 1 can be much faster, as threads that
@@ -665,6 +675,9 @@ def train(
         raise UsageError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
     if lr is None:
         lr = base["lr"] if chosen_optimizer == base["optimizer"] else _DEFAULT_LR[chosen_optimizer]
+        if chosen_optimizer == base["optimizer"] == "sgd" and batch_size:
+            # The linear scaling rule: the same step per image at any batch size.
+            lr *= batch_size / base["batch_size"]
     config = TrainConfig(
         arch=arch_name,
         epochs=int(epochs if epochs is not None else base["epochs"]),
@@ -689,6 +702,7 @@ def train(
         patience=base["patience"] if patience == -1 else (patience or None),
         max_minutes=max_minutes,
         normalization=normalization,
+        precision=precision,
         arch_options=dict(arch_options),
     )
     _validate(config)
@@ -739,6 +753,7 @@ def train(
 
 
 def _validate(config: TrainConfig) -> None:
+    resolve_precision(config.precision)
     if config.epochs < 1:
         raise UsageError(f"epochs must be at least 1, got {config.epochs}")
     if config.batch_size < 1:
@@ -796,6 +811,37 @@ def _data_digest(train_set: Dataset, val_set: Dataset) -> str:
     return digest.hexdigest()
 
 
+def resolve_precision(precision: str) -> str:
+    """``"float32"`` or ``"bfloat16"``: what ``precision`` means on this machine.
+
+    >>> resolve_precision("float32")
+    'float32'
+    """
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    return "bfloat16" if cpu_has_bfloat16_units() else "float32"
+
+
+def cpu_has_bfloat16_units() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX or
+    AVX-512 BF16, as Linux reports them); elsewhere bfloat16 is emulated, and slower."""
+    import torch
+
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"amx_bf16", "avx512_bf16"} & flags)
+    except OSError:
+        pass
+    return False
+
+
 class _Runner:
     """The model's forward pass for training and evaluation (torch graph or Keras)."""
 
@@ -814,6 +860,7 @@ class _Runner:
         except (UsageError, AttributeError, TypeError, ValueError):
             self.graph = None
         self.engine = "torch-graph" if self.graph is not None else "keras"
+        self.bfloat16 = resolve_precision(config.precision) == "bfloat16"
 
     def _agrees(self, graph: TorchGraph) -> bool:
         """The graph runner must compute what Keras computes (inference mode)."""
@@ -837,10 +884,15 @@ class _Runner:
         return _torch_normalize(x, self.config.normalization)
 
     def forward(self, batch: np.ndarray, training: bool):
+        import torch
+
         x = self.to_input(batch)
-        if self.graph is not None:
-            return self.graph(x, training=training)
-        return self.scores_model(x.permute(0, 2, 3, 1), training=training)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
+            if self.graph is not None:
+                out = self.graph(x, training=training)
+            else:
+                out = self.scores_model(x.permute(0, 2, 3, 1), training=training)
+        return out.float()
 
     def parameters(self) -> list:
         return [v.value for v in self.model.trainable_variables]

@@ -35,6 +35,9 @@ def train(
     patience: Optional[int] = typer.Option(None, "--patience", min=0, help="Stop after N epochs without a better validation accuracy (0: never)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.0, help="Stop after the epoch that crosses this time budget."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="PyTorch threads (default: all cores)."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto | float32 | bfloat16 (auto: bfloat16 where the CPU has bfloat16 matrix units, ~3× faster)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT.state.pt (saved every epoch and on Ctrl-C)."),
     json_output: bool = typer.Option(False, "--json", help="No progress; print a JSON summary."),
 ) -> None:
@@ -50,7 +53,7 @@ def train(
         weight_decay=weight_decay, schedule=schedule, augment_flip=augment, translate=translate, tta=tta,
         val_fraction=val_fraction, val_data=val_data, seed=seed,
         patience=patience if patience is not None else -1, max_minutes=max_minutes, resume=resume, threads=threads,
-        verbose=not json_output,
+        precision=precision, verbose=not json_output,
     )
     summary = {
         "model": str(result.path),
