@@ -428,3 +428,25 @@ def test_augment_mirrors_where_asked() -> None:
     out = augment(batch, np.random.default_rng(0), flip=True, mirror=np.array([True, False]))
     np.testing.assert_array_equal(out[0], batch[0, :, ::-1])
     np.testing.assert_array_equal(out[1], batch[1])
+
+
+def test_cli_train_fast_resnet_widths_and_precision(shapes: Path, tmp_path: Path, capsys) -> None:
+    from imagerec.cli import run_app
+
+    output = tmp_path / "narrow.keras"
+    code = run_app(["train", str(shapes), "--widths", "8,16", "--epochs", "1", "--image-size", "24", "--batch-size", "32",
+                    "--threads", "1", "--precision", "float32", "-o", str(output), "--json"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["config"]["arch_options"]["widths"] == [8, 16] and summary["config"]["precision"] == "float32"
+    assert summary["config"]["lr"] == pytest.approx(0.375 * 32 / 256)  # the default rate follows the batch size
+    assert read_metadata(output)["config"]["arch_options"]["widths"] == [8, 16]
+    for args, message in [
+        (["--widths", "8,x"], "whole numbers"),
+        (["--widths", "8,0"], "positive"),
+        (["--widths", "8", "--arch", "course_cnn"], "option of fast_resnet"),
+        (["--precision", "float16"], "unknown precision 'float16'"),
+    ]:
+        assert run_app(["train", str(shapes), "-o", str(tmp_path / "x.keras"), *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from ._app import app
+from ._app import app, fail
 
 
 @app.command()
@@ -35,6 +35,9 @@ def train(
     patience: Optional[int] = typer.Option(None, "--patience", min=0, help="Stop after N epochs without a better validation accuracy (0: never)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.0, help="Stop after the epoch that crosses this time budget."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="PyTorch threads (default: all cores)."),
+    widths: Optional[str] = typer.Option(
+        None, "--widths", help="fast_resnet's stage widths, e.g. 128,384,384 (default 64,256,256; wider is slower and more accurate)."
+    ),
     precision: str = typer.Option(
         "auto", "--precision", help="auto | float32 | bfloat16 (auto: bfloat16 where the CPU has bfloat16 matrix units, ~3× faster)."
     ),
@@ -44,6 +47,16 @@ def train(
     """Train your own network on labelled images (Keras), save it as a .keras file."""
     from ..training import train as train_api
 
+    arch_options = {}
+    if widths is not None:
+        if arch != "fast_resnet":
+            raise fail(f"--widths is an option of fast_resnet, not of {arch}", code=2)
+        try:
+            arch_options["widths"] = tuple(int(part) for part in widths.split(","))
+        except ValueError:
+            raise fail(f"--widths takes whole numbers separated by commas, e.g. 128,384,384; got {widths!r}", code=2) from None
+        if not arch_options["widths"] or min(arch_options["widths"]) < 1:
+            raise fail(f"--widths must be positive numbers, got {widths!r}", code=2)
     translate = None
     if augment is not None:
         translate = 2 if augment else 0
@@ -53,7 +66,7 @@ def train(
         weight_decay=weight_decay, schedule=schedule, augment_flip=augment, translate=translate, tta=tta,
         val_fraction=val_fraction, val_data=val_data, seed=seed,
         patience=patience if patience is not None else -1, max_minutes=max_minutes, resume=resume, threads=threads,
-        precision=precision, verbose=not json_output,
+        precision=precision, verbose=not json_output, **arch_options,
     )
     summary = {
         "model": str(result.path),
