@@ -148,7 +148,7 @@ def measure_overhead(batch: int, steps: int, rounds: int, threads: int | None) -
 
     model_d = fast_resnet(num_classes=10)
     model_d.get_layer("whiten").kernel.trainable = False
-    runner = _Runner(model_d, TrainConfig(), 10)
+    runner = _Runner(model_d, TrainConfig(precision="float32"), 10)
     assert runner.engine == "torch-graph"
     opt_d = _make_optimizer("sgd", *runner.parameter_groups(), 0.05, 5e-4, 0.9, 64.0)
     loss_d = _make_loss("categorical_crossentropy", 0.2, 10, True)
