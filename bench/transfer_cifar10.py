@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 
 from imagerec.data import load_dataset  # noqa: E402
 from imagerec.transfer.features import extract, get_backbone  # noqa: E402
-from imagerec.transfer.heads import ImprintHead, LogisticHead  # noqa: E402
+from imagerec.transfer.heads import DenseHead, ImprintHead, LogisticHead  # noqa: E402
 
 
 def per_class_indices(targets: np.ndarray, pool: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--logistic-shots", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--imprint-shots", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--draws", type=int, default=5, help="random draws per small subset (median reported)")
+    parser.add_argument("--dense", action="store_true", help="also fit the dense (Keras Dense + Dropout) head on all embedded images")
     parser.add_argument("--course-cnn", action="store_true", help="also train course_cnn from scratch on the subsets")
     parser.add_argument("--cnn-minutes", type=float, default=5.0, help="time budget per course_cnn run")
     parser.add_argument("--speed-images", type=int, default=192, help="images embedded uncached to measure images/s")
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             "uncached_images_per_second_median": round(statistics.median(rates), 1),
             "uncached_sample": len(sample),
         },
-        "logistic": [], "imprint": [], "course_cnn": [],
+        "logistic": [], "dense": [], "imprint": [], "course_cnn": [],
         "cpu": f"{os.cpu_count()} cores shared with other jobs during the run",
     }
 
@@ -130,6 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"logistic {str(k):>5}/class: {row['val_accuracy_median']:.1%} "
               f"(range {min(accs):.1%}–{max(accs):.1%}, {len(accs)} draws), fit {row['fit_seconds_median']:.2f} s",
               file=sys.stderr)
+
+    if args.dense:
+        started = time.perf_counter()
+        head = DenseHead().fit(rows_for(train_idx), targets[train_idx], dataset.classes)
+        row = {"per_class": int(args.train_per_class), "val_accuracy": round(accuracy(head, X_val, y_val), 4),
+               "fit_seconds": round(time.perf_counter() - started, 1), "params": head.params()}
+        results["dense"].append(row)
+        print(f"dense      all: {row['val_accuracy']:.1%}, fit {row['fit_seconds']} s", file=sys.stderr)
 
     for k in args.imprint_shots:
         accs, fits = [], []
@@ -168,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in results["logistic"]:
         label = "logistic (all embedded)" if row["subset"] == "all" else "logistic"
         print(f"| {label} | {row['per_class']} | {row['val_accuracy_median']:.1%} | {row['fit_seconds_median']:.2f} s |")
+    for row in results["dense"]:
+        print(f"| dense (all embedded) | {row['per_class']} | {row['val_accuracy']:.1%} | {row['fit_seconds']:.0f} s |")
     for row in results["imprint"]:
         print(f"| imprint | {row['per_class']} | {row['val_accuracy_median']:.1%} | {row['fit_seconds_median'] * 1000:.1f} ms |")
     for row in results["course_cnn"]:

@@ -147,6 +147,12 @@ def export(
     if format not in FORMATS:
         raise UsageError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
     source, kind = _open_source(model)
+    if kind == "learned" and source.metadata["backbone"].get("kind") == "pooled":
+        # Two networks and a mirrored copy are not one graph the converters take.
+        raise UsageError(
+            f"a recognizer learned on the pooled backbone {source.metadata['backbone'].get('name')!r} cannot be "
+            "exported; learn it on mobilenet_v2 or a keras: backbone to export it"
+        )
     named = Path(os.fspath(model)) if isinstance(model, (str, os.PathLike)) else source
     if format == "keras":
         if kind == "learned" and source.metadata["backbone"].get("kind") == "keras":

@@ -113,6 +113,10 @@ class LiteRTBackend:
         """Length of one image's output vector for ``name``."""
         return int(np.prod(self._outputs[name]["shape"][1:]))
 
+    def output_shape(self, name: str) -> tuple[int, ...]:
+        """One image's output shape for ``name`` before flattening (``(14, 14, 576)`` for a feature map)."""
+        return tuple(int(d) for d in self._outputs[name]["shape"][1:])
+
     def run(self, batch: np.ndarray, outputs: Sequence[str] = ("scores",)) -> dict[str, np.ndarray]:
         """Run the model on an ``N×H×W×3`` uint8 batch; float32 arrays out."""
         batch = np.asarray(batch)

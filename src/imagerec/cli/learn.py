@@ -33,7 +33,7 @@ def learn(
     ),
     backbone: str = typer.Option(
         "mobilenet_v2", "--backbone", "-b",
-        help="Frozen feature extractor: mobilenet_v2, mobilenet_v1_embedder, or keras:APPLICATION (e.g. keras:MobileNetV2).",
+        help="Frozen feature extractor: mobilenet_v2 (fastest), mobilenet_v1_embedder, mobilenet_multi (layers of both, mirror-averaged: most accurate, ~5x slower), or keras:APPLICATION (e.g. keras:MobileNetV2).",
     ),
     weights: Optional[str] = typer.Option(
         None, "--weights", help="Keras backbones: 'imagenet' (default, Keras's cache), a weights file, or 'none' (random)."

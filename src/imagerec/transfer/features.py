@@ -75,7 +75,8 @@ def variants_for(augment: int) -> tuple[str, ...]:
 class Backbone:
     """A frozen feature extractor: uint8 batch in, ``N×dim`` embeddings out.
 
-    ``kind`` is ``"zoo"`` (a zoo model run by LiteRT) or ``"keras"`` (a Keras
+    ``kind`` is ``"zoo"`` (a zoo model run by LiteRT), ``"pooled"`` (layers
+    of several zoo models, :mod:`imagerec.transfer.pooled`) or ``"keras"`` (a Keras
     application exported to ONNX); ``name`` and ``sha256`` identify the exact
     weights, so a learned head is never used on features from other weights.
     """
@@ -144,6 +145,9 @@ def get_backbone(name, *, num_threads: int | None = None, **options) -> Backbone
     A :class:`Backbone` is returned as it is, a Recognizer is wrapped
     (:func:`backbone_from_recognizer`).
 
+    ``"mobilenet_multi"`` pools layers of two zoo networks
+    (:mod:`imagerec.transfer.pooled`): slower, and more accurate.
+
     Keras backbones take ``weights=`` (``"imagenet"``, a weights file, or None
     for random weights in tests), ``pooling=`` and ``input_size=``.
     """
@@ -153,6 +157,12 @@ def get_backbone(name, *, num_threads: int | None = None, **options) -> Backbone
         return backbone_from_recognizer(name)
     if not isinstance(name, str):
         raise UsageError(f"backbone must be a model name, a Backbone or a Recognizer, got {type(name).__name__}")
+    from .pooled import PRESETS, pooled_backbone
+
+    if name in PRESETS:
+        if options:
+            raise UsageError(f"pooled backbone {name!r} takes no options, got {', '.join(options)}")
+        return pooled_backbone(name, num_threads=num_threads)
     if name.startswith("keras:"):
         from .keras_backbones import keras_backbone
 

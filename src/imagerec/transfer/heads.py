@@ -205,7 +205,7 @@ class LogisticHead(_StoredExamplesHead):
         self,
         C: float | None = None,
         *,
-        Cs: Sequence[float] = (1e-4, 1e-3, 1e-2, 0.1, 1.0),
+        Cs: Sequence[float] = (1e-4, 1e-3, 3e-3, 1e-2, 0.1, 1.0),
         cv: int = 3,
         cv_samples: int = 2000,
         max_iter: int = 500,
