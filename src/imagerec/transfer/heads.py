@@ -43,6 +43,7 @@ from ..errors import ModelFileError, UsageError
 __all__ = [
     "Head",
     "LogisticHead",
+    "one_standard_error_choice",
     "DenseHead",
     "ImprintHead",
     "HEADS",
@@ -183,14 +184,33 @@ class _StoredExamplesHead(Head):
         return self._prototypes
 
 
+def one_standard_error_choice(Cs: Sequence[float], scores: Sequence[float], n: int) -> float:
+    """The smallest C (strongest regularisation) scoring within one standard error of the best.
+
+    Cross-validated accuracies on a few thousand examples differ by less
+    than their noise over a wide range of C, and the largest of them is
+    often not what the full dataset wants: on mobilenet_multi's CIFAR-10
+    embeddings the best CV score on 2,000 examples came at C = 0.1, which
+    scored 81.8 % on all 45,000, against 85.1 % at C = 0.003. The standard
+    error is the binomial one of the best accuracy over the ``n`` examples scored.
+
+    >>> one_standard_error_choice([1e-3, 3e-3, 0.1], [0.7655, 0.7775, 0.7781], 2000)
+    0.003
+    """
+    best = max(scores)
+    noise = float(np.sqrt(best * (1 - best) / max(n, 1)))
+    return float(min(C for C, score in zip(Cs, scores) if score >= best - noise))
+
+
 class LogisticHead(_StoredExamplesHead):
     """Multinomial logistic regression on standardised, L2-normalised embeddings.
 
     ``C=None`` chooses the inverse regularisation strength from ``Cs`` by
     stratified ``cv``-fold cross-validation (on at most ``cv_samples``
-    examples, so large datasets stay fast); a number fixes it. (On MobileNet
-    V2 embeddings of CIFAR-10 the best C was 0.001–0.01; C ≥ 1 only costs
-    more iterations.)
+    examples, so large datasets stay fast) and the one-standard-error rule
+    (:func:`one_standard_error_choice`); a number fixes it. (On CIFAR-10
+    the best C for all 45,000 images was 0.001 on ``mobilenet_v2`` and 0.003
+    on ``mobilenet_multi``; C ≥ 1 only costs more iterations.)
 
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(40, 6)) + np.repeat(np.eye(2, 6) * 3, 20, axis=0)
@@ -276,9 +296,7 @@ class LogisticHead(_StoredExamplesHead):
             for C in self.Cs
         ]
         self.cv_scores_ = {str(C): float(score) for C, score in zip(self.Cs, scores)}
-        # Among equally good values, the strongest regularisation generalises best.
-        best = max(scores)
-        return float(min(C for C, score in zip(self.Cs, scores) if score >= best - 1e-9))
+        return one_standard_error_choice(self.Cs, scores, len(Z))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return _softmax(l2_normalize(X) @ self.weights_.T + self.bias_)
