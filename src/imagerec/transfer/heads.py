@@ -32,6 +32,7 @@ of both.) :func:`calibrate` picks the threshold from held-out scores.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -331,24 +332,37 @@ class LogisticHead(_StoredExamplesHead):
 
 
 class DenseHead(_StoredExamplesHead):
-    """The course's head: ``Dense(units, relu)`` → ``Dropout`` → ``Dense(classes, softmax)``.
+    """The course's head: ``Dropout`` → ``Dense(units, relu)`` → ``Dropout`` → ``Dense(classes, softmax)``.
 
-    Trained with Keras (Adam, sparse categorical cross-entropy) on
-    standardised, L2-normalised embeddings; predictions are computed in
-    NumPy from the saved weights.
+    Trained with Keras on L2-normalised, centred embeddings, with the recipe
+    that made it the most accurate head on CIFAR-10: AdamW, a warm-up then
+    cosine-decayed learning rate, label smoothing, dropout on the input too,
+    and batches of up to 256 (``batch_size=None`` picks ``n / 16`` for small
+    sets, so a few dozen photos still get several steps an epoch).
+    Predictions are computed in NumPy from the saved weights.
+
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(60, 8)) + np.repeat(np.eye(3, 8) * 3, 20, axis=0)
+    >>> head = DenseHead(units=16, epochs=20).fit(X, np.repeat([0, 1, 2], 20), ["a", "b", "c"])
+    >>> float((head.predict_proba(X).argmax(1) == np.repeat([0, 1, 2], 20)).mean()) > 0.9
+    True
     """
 
     kind = "dense"
 
     def __init__(
-        self, *, units: int = 256, dropout: float = 0.5, epochs: int = 40, batch_size: int = 32,
-        learning_rate: float = 1e-3, seed: int = 0,
+        self, *, units: int = 1024, dropout: float = 0.5, input_dropout: float = 0.2, epochs: int = 30,
+        batch_size: int | None = None, learning_rate: float = 2e-3, weight_decay: float = 1e-4,
+        label_smoothing: float = 0.1, seed: int = 0,
     ) -> None:
         self.units = units
         self.dropout = dropout
+        self.input_dropout = input_dropout
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.label_smoothing = label_smoothing
         self.seed = seed
 
     def fit(self, X: np.ndarray, y: np.ndarray, labels: Sequence[str]) -> "DenseHead":
@@ -361,7 +375,10 @@ class DenseHead(_StoredExamplesHead):
         mean = Xn.mean(axis=0)
         # One scale for all features: per-feature scaling blows up the rarely active ones.
         scale = np.full(Xn.shape[1], Xn.std() + 1e-6, np.float32)
-        with _torch_threads(1), warnings.catch_warnings():
+        # Small heads train fastest on one thread (see _torch_threads); a
+        # 45,000 × 3,392 set is big enough for both cores to pay.
+        threads = 1 if Xn.size < 20_000_000 else (os.cpu_count() or 1)
+        with _torch_threads(threads), warnings.catch_warnings():
             # Keras 3.x on NumPy 2 warns about __array__(copy=...) on every step.
             warnings.filterwarnings("ignore", category=DeprecationWarning, module="keras")
             self._train(keras, Xn, y, mean, scale, len(labels))
@@ -374,13 +391,25 @@ class DenseHead(_StoredExamplesHead):
         model = keras.Sequential(
             [
                 keras.Input((Xn.shape[1],)),
+                keras.layers.Dropout(self.input_dropout),
                 keras.layers.Dense(self.units, activation="relu"),
                 keras.layers.Dropout(self.dropout),
                 keras.layers.Dense(classes, activation="softmax"),
             ]
         )
-        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="sparse_categorical_crossentropy")
-        model.fit((Xn - mean) / scale, y, epochs=self.epochs, batch_size=self.batch_size, verbose=0, shuffle=True)
+        batch = self.batch_size or int(min(256, max(8, len(Xn) // 16)))
+        steps = self.epochs * -(-len(Xn) // batch)
+        warmup = max(1, int(0.3 * steps))
+        schedule = keras.optimizers.schedules.CosineDecay(
+            self.learning_rate / 10, decay_steps=max(1, steps - warmup), warmup_target=self.learning_rate,
+            warmup_steps=warmup,
+        )
+        model.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=self.weight_decay),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=self.label_smoothing),
+        )
+        targets = np.eye(classes, dtype=np.float32)[y]
+        model.fit((Xn - mean) / scale, targets, epochs=self.epochs, batch_size=batch, verbose=0, shuffle=True)
         (W1, b1), (W2, b2) = [layer.get_weights() for layer in model.layers if layer.get_weights()]
         self.mean_, self.scale_ = mean.astype(np.float32), scale.astype(np.float32)
         self.W1_, self.b1_, self.W2_, self.b2_ = (np.asarray(a, np.float32) for a in (W1, b1, W2, b2))
@@ -395,8 +424,9 @@ class DenseHead(_StoredExamplesHead):
 
     def params(self) -> dict:
         return {
-            "units": self.units, "dropout": self.dropout, "epochs": self.epochs,
-            "batch_size": self.batch_size, "learning_rate": self.learning_rate, "seed": self.seed,
+            "units": self.units, "dropout": self.dropout, "input_dropout": self.input_dropout,
+            "epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
+            "weight_decay": self.weight_decay, "label_smoothing": self.label_smoothing, "seed": self.seed,
         }
 
     def arrays(self) -> dict[str, np.ndarray]:
