@@ -32,7 +32,6 @@ of both.) :func:`calibrate` picks the threshold from held-out scores.
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -40,6 +39,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import ModelFileError, UsageError
+from ..pipeline import default_workers
 
 __all__ = [
     "Head",
@@ -192,7 +192,7 @@ def one_standard_error_choice(Cs: Sequence[float], scores: Sequence[float], n: i
     than their noise over a wide range of C, and the largest of them is
     often not what the full dataset wants: on mobilenet_multi's CIFAR-10
     embeddings the best CV score on 2,000 examples came at C = 0.1, which
-    scored 81.8 % on all 45,000, against 85.1 % at C = 0.003. The standard
+    scored 81.7 % on all 45,000, against 85.1 % at C = 0.003. The standard
     error is the binomial one of the best accuracy over the ``n`` examples scored.
 
     >>> one_standard_error_choice([1e-3, 3e-3, 0.1], [0.7655, 0.7775, 0.7781], 2000)
@@ -377,7 +377,7 @@ class DenseHead(_StoredExamplesHead):
         scale = np.full(Xn.shape[1], Xn.std() + 1e-6, np.float32)
         # Small heads train fastest on one thread (see _torch_threads); a
         # 45,000 × 3,392 set is big enough for both cores to pay.
-        threads = 1 if Xn.size < 20_000_000 else (os.cpu_count() or 1)
+        threads = 1 if Xn.size < 20_000_000 else default_workers()
         with _torch_threads(threads), warnings.catch_warnings():
             # Keras 3.x on NumPy 2 warns about __array__(copy=...) on every step.
             warnings.filterwarnings("ignore", category=DeprecationWarning, module="keras")
