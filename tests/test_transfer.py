@@ -164,6 +164,27 @@ def test_add_examples_keeps_old_classes(shapes):
         assert crosses.count("cross") >= 0.8 * len(crosses)
 
 
+def test_logistic_scaling_trusts_each_feature_only_with_enough_examples():
+    from imagerec.transfer.heads import LogisticHead, head_from_state, shrunk_scale
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200_000, 4)) * np.array([1.0, 0.1, 0.1, 0.1])
+    assert np.allclose(shrunk_scale(X, 1000.0), X.std(axis=0), rtol=0.06)  # n ≫ prior: each its own
+    few = shrunk_scale(X[:10], 1000.0)
+    assert few.max() / few.min() < 1.02  # n ≪ prior: one common scale
+    assert np.allclose(shrunk_scale(X[:10], 0.0), X[:10].std(axis=0), rtol=1e-4)
+
+    y = np.repeat([0, 1], 10)
+    Z = rng.normal(size=(20, 6)) + np.repeat(np.eye(2, 6) * 3, 10, axis=0)
+    head = LogisticHead(0.1).fit(Z, y, ["a", "b"])
+    assert head.params()["scale_prior"] == 1000.0
+    # A head saved before the setting existed scaled every feature by its own
+    # deviation: loading and refitting it (learn --add) keeps doing so.
+    old = {k: v for k, v in head.params().items() if k != "scale_prior"}
+    loaded = head_from_state("logistic", old, head.arrays(), ["a", "b"])
+    assert loaded.spawn().scale_prior == 0.0
+
+
 def test_one_photo_per_class_from_bytes(photos_dir):
     """The web UI's "teach" panel passes uploaded bytes."""
     shots = photos_dir / "few-shot"

@@ -36,7 +36,7 @@ def learn(
         help="Frozen feature extractor: mobilenet_v2 (fastest), mobilenet_v1_embedder, mobilenet_multi (layers of both, mirror-averaged: most accurate, ~5x slower), or keras:APPLICATION (e.g. keras:MobileNetV2).",
     ),
     weights: Optional[str] = typer.Option(
-        None, "--weights", help="Keras backbones: 'imagenet' (default, Keras's cache), a weights file, or 'none' (random)."
+        None, "--weights", help="Keras backbones: 'imagenet' (default, Keras's cache), 'zoo' (MobileNetV2's ImageNet weights rebuilt from the zoo's LiteRT file, no download), a weights file, or 'none' (random)."
     ),
     input_size: Optional[int] = typer.Option(None, "--input-size", min=32, help="Keras backbones: image side in pixels."),
     head: str = typer.Option("logistic", "--head", help="logistic | dense | imprint."),

@@ -10,9 +10,11 @@ application, input size, pooling and weights, so a learned head is only
 ever used with the weights it was learned on.
 
 Weights: ``"imagenet"`` uses Keras's own download cache (``~/.keras/models``;
-Keras downloads the file when it is missing and the network allows), a path
-names a weights file, and ``None`` gives random weights from ``seed`` (for
-tests: deterministic, but not useful features).
+Keras downloads the file when it is missing and the network allows),
+``"zoo"`` rebuilds MobileNetV2's ImageNet weights from the zoo's LiteRT file
+(:mod:`imagerec.transfer.keras_weights`; no download), a path names a
+weights file, and ``None`` gives random weights from ``seed`` (for tests:
+deterministic, but not useful features).
 
 >>> from imagerec.transfer.keras_backbones import APPLICATIONS
 >>> APPLICATIONS["ResNet50"].normalization
@@ -75,6 +77,10 @@ def build_application(
     if weights is None:
         keras.utils.set_random_seed(seed)
         return builder(weights=None, **kwargs)
+    if weights == "zoo":
+        from .keras_weights import weights_from_zoo
+
+        weights = weights_from_zoo(application)
     if weights != "imagenet":
         path = Path(weights)
         if not path.is_file():
@@ -110,6 +116,10 @@ def backbone_digest(
         source = f"random:seed={seed}:keras={_keras_version()}"
     elif weights == "imagenet":
         source = f"imagenet:keras={_keras_version()}"
+    elif weights == "zoo":
+        from .keras_weights import zoo_weights_digest
+
+        source = f"zoo:{zoo_weights_digest(application)}"
     else:
         path = Path(weights)
         if not path.is_file():
@@ -154,7 +164,7 @@ def keras_backbone(
         model = build_application(application, weights=weights, pooling=pooling, input_size=(height, width), seed=seed)
         export_keras(model, onnx_path, output_name="embedding")
     backend = OnnxBackend(onnx_path, normalization=spec.normalization, num_threads=num_threads)
-    described_weights = None if weights is None else ("imagenet" if weights == "imagenet" else str(Path(weights).resolve()))
+    described_weights = None if weights is None else (weights if weights in ("imagenet", "zoo") else str(Path(weights).resolve()))
     return Backbone(
         name=f"keras:{application}",
         kind="keras",

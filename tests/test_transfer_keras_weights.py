@@ -1,0 +1,77 @@
+"""Keras MobileNetV2 ImageNet weights rebuilt from the zoo's LiteRT file (no download)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imagerec.errors import ModelFileError, UsageError
+
+
+@pytest.fixture(scope="module")
+def zoo_weights(models_dir, tmp_path_factory):
+    from imagerec.transfer.keras_weights import weights_from_zoo
+
+    return weights_from_zoo("MobileNetV2", output=tmp_path_factory.mktemp("kw") / "mnv2.weights.h5")
+
+
+def _photos(photos_dir, size: int) -> np.ndarray:
+    from imagerec.images import Preprocessing, load_pil, resize
+
+    pre = Preprocessing(size=(size, size), resize="crop", normalization="uint8")
+    names = ["cat_720p.jpg", "hot_dog.jpg", "kite_and_cold.jpg"]
+    return np.stack([np.asarray(resize(load_pil(photos_dir / n, pre), pre)) for n in names])
+
+
+def test_rebuilt_keras_model_embeds_like_the_int8_model(zoo_weights, photos_dir):
+    import keras
+
+    from imagerec import zoo
+    from imagerec.backends.litert import LiteRTBackend
+
+    spec = zoo.get("mobilenet_v2_tf2")
+    litert = LiteRTBackend(zoo.fetch(spec.model), extra_outputs={"embedding": spec.embedding_tensor})
+    batch = _photos(photos_dir, 224)
+    reference = litert.run(batch, ("embedding",))["embedding"]
+    model = keras.applications.MobileNetV2(include_top=False, weights=str(zoo_weights), pooling="avg",
+                                           input_shape=(224, 224, 3))
+    rebuilt = np.asarray(model.predict(batch.astype(np.float32) / 127.5 - 1, verbose=0))
+    cosine = (reference * rebuilt).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(rebuilt, axis=1)
+    assert cosine.min() > 0.99
+    # Random weights are nowhere near: the comparison can fail.
+    random = keras.applications.MobileNetV2(include_top=False, weights=None, pooling="avg", input_shape=(224, 224, 3))
+    other = np.asarray(random.predict(batch.astype(np.float32) / 127.5 - 1, verbose=0))
+    assert ((reference * other).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(other, axis=1)).max() < 0.9
+
+
+def test_zoo_weights_make_a_backbone_with_its_own_digest(models_dir, photos_dir):
+    from imagerec.transfer.features import get_backbone
+    from imagerec.transfer.keras_backbones import backbone_digest
+
+    backbone = get_backbone("keras:MobileNetV2", weights="zoo", input_size=96)
+    assert backbone.options["weights"] == "zoo" and backbone.dim == 1280
+    digest = lambda w: backbone_digest("MobileNetV2", weights=w, pooling="avg", size=(96, 96), seed=0)  # noqa: E731
+    assert backbone.sha256 == digest("zoo") != digest("imagenet")
+    embeddings = backbone.embed_batch(_photos(photos_dir, 96))
+    assert embeddings.shape == (3, 1280) and np.isfinite(embeddings).all() and embeddings.std() > 0
+
+
+def test_what_cannot_be_rebuilt_is_refused_clearly(tmp_path):
+    from imagerec.transfer.keras_weights import read_convolutions, weights_from_zoo
+
+    with pytest.raises(UsageError, match="weights='zoo' exists for MobileNetV2 only"):
+        weights_from_zoo("ResNet50")
+    with pytest.raises(ModelFileError, match="not a LiteRT model file"):
+        read_convolutions(b"\x00" * 64)
+    with pytest.raises(ModelFileError, match="LiteRT model file"):  # the right identifier, garbage after it
+        read_convolutions(b"\x10\x00\x00\x00TFL3" + b"\xff" * 56)
+
+
+def test_another_networks_file_is_refused_not_half_loaded(models_dir):
+    from imagerec import zoo
+    from imagerec.transfer.keras_weights import _keras_model, _transplant, read_convolutions
+
+    spec = zoo.get("mobilenet_v1_embedder")
+    convolutions = read_convolutions(zoo.fetch(spec.model).read_bytes())
+    with pytest.raises(ModelFileError, match="mobilenet_v1_embedder has 27 convolutions"):
+        _transplant(_keras_model("MobileNetV2"), convolutions, spec.name)
