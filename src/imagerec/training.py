@@ -1122,8 +1122,9 @@ class _Trainer:
         self.partial = {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
         return record
 
-    def probabilities(self, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    def probabilities(self, images: np.ndarray, batch: int | None = None) -> np.ndarray:
         torch = self._torch
+        batch = batch or evaluation_batch(images.shape[1:3])
         chunks = []
         with torch.no_grad():
             for start in range(0, len(images), batch):
@@ -1175,6 +1176,20 @@ class _Trainer:
             best_val_accuracy=self.best_accuracy, curves_path=curves, state_path=self.state_path,
             seconds=seconds, stopped=self.stopped,
         )
+
+
+def evaluation_batch(image_size: Sequence[int]) -> int:
+    """Images per forward pass when scoring: about 256 CIFAR-sized images' worth of pixels, 32 to 256.
+
+    Big batches of big images spill out of the CPU's caches: MobileNetV2 at
+    160 px scored 10 images/s in batches of 500 and 76 in batches of 32;
+    fast_resnet at 32 px, 559 images/s at 500 and 613 at 256.
+
+    >>> evaluation_batch((32, 32)), evaluation_batch((64, 64)), evaluation_batch((160, 160))
+    (256, 64, 32)
+    """
+    height, width = (int(v) for v in image_size)
+    return int(max(32, min(256, 256 * 32 * 32 // max(1, height * width))))
 
 
 def _model_signature(model: Any) -> list[str]:

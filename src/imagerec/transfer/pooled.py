@@ -10,8 +10,8 @@ one), concatenates them and — with ``mirror`` — averages the result with
 that of the mirrored image, so a photo and its mirror image embed alike.
 
 Measured on CIFAR-10 (45,000 / 5,000, ``bench/transfer_cifar10.py``), the
-logistic head reaches 76.3 % on ``mobilenet_v2``'s 1280-d embedding and
-84.7 % on ``mobilenet_multi`` (3392-d), the dense head 86.9 %; the price is
+logistic head reaches 76.4 % on ``mobilenet_v2``'s 1280-d embedding and
+85.1 % on ``mobilenet_multi`` (3392-d), the dense head 86.9 %; the price is
 four network runs an image instead of one.
 
 >>> from imagerec.transfer.pooled import pooled_backbone
