@@ -75,3 +75,19 @@ def test_another_networks_file_is_refused_not_half_loaded(models_dir):
     convolutions = read_convolutions(zoo.fetch(spec.model).read_bytes())
     with pytest.raises(ModelFileError, match="mobilenet_v1_embedder has 27 convolutions"):
         _transplant(_keras_model("MobileNetV2"), convolutions, spec.name)
+
+
+def test_a_damaged_cached_weights_file_is_written_again(models_dir):
+    from imagerec.transfer.keras_backbones import build_application
+    from imagerec.transfer.keras_weights import weights_from_zoo
+
+    from imagerec import zoo
+    from imagerec.transfer.keras_weights import read_convolutions
+
+    cached = weights_from_zoo("MobileNetV2")
+    good = cached.read_bytes()
+    cached.write_bytes(good[: len(good) // 3])  # e.g. a disk that filled up under another tool
+    model = build_application("MobileNetV2", weights="zoo", input_size=96)
+    first = read_convolutions(zoo.fetch(zoo.get("mobilenet_v2_tf2").model).read_bytes())[0][1]
+    assert np.allclose(np.asarray(model.get_layer("Conv1").kernel), first)
+    assert abs(len(cached.read_bytes()) - len(good)) < 4096  # whole again

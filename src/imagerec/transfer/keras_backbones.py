@@ -80,15 +80,12 @@ def build_application(
     if weights == "zoo":
         from .keras_weights import weights_from_zoo
 
-        weights = weights_from_zoo(application)
-    if weights != "imagenet":
-        path = Path(weights)
-        if not path.is_file():
-            raise ModelFileError(f"{path}: no such weights file for {application}", path=str(path))
         try:
-            return builder(weights=str(path), **kwargs)
-        except (ValueError, OSError) as exc:
-            raise ModelFileError(f"{path}: not weights for {application} with include_top=False ({exc})", path=str(path)) from exc
+            return _from_file(builder, weights_from_zoo(application), application, kwargs)
+        except ModelFileError:  # imagerec's own cached file is damaged: write it again
+            return _from_file(builder, weights_from_zoo(application, rebuild=True), application, kwargs)
+    if weights != "imagenet":
+        return _from_file(builder, Path(weights), application, kwargs)
     try:
         return builder(weights="imagenet", **kwargs)
     except Exception as exc:  # Keras's get_file raises plain Exceptions on network failure
@@ -97,6 +94,15 @@ def build_application(
             f"not be downloaded ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
             "put the file there or pass weights=PATH",
         ) from exc
+
+
+def _from_file(builder, path: Path, application: str, kwargs: dict):
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such weights file for {application}", path=str(path))
+    try:
+        return builder(weights=str(path), **kwargs)
+    except (ValueError, OSError) as exc:
+        raise ModelFileError(f"{path}: not weights for {application} with include_top=False ({exc})", path=str(path)) from exc
 
 
 def backbone_digest(

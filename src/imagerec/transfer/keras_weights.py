@@ -115,13 +115,14 @@ def _dequantize(parsed, tensor) -> np.ndarray:
 
 
 def weights_from_zoo(
-    application: str = "MobileNetV2", *, output: str | os.PathLike[str] | None = None
+    application: str = "MobileNetV2", *, output: str | os.PathLike[str] | None = None, rebuild: bool = False
 ) -> Path:
     """Write (once) and return the ``.weights.h5`` file of ``application`` rebuilt from its zoo model.
 
-    The file is cached under imagerec's cache folder by :func:`zoo_weights_digest`;
-    it is written under a temporary name and renamed when complete, so an
-    interrupted run never leaves a half-written file behind.
+    The file is cached under imagerec's cache folder by :func:`zoo_weights_digest`
+    (``rebuild`` writes it again); it is written under a temporary name and
+    renamed when complete, so an interrupted run never leaves a half-written
+    file behind.
     """
     from .. import zoo
 
@@ -129,7 +130,7 @@ def weights_from_zoo(
     path = Path(output) if output is not None else (
         zoo.cache_dir().parent / "keras-weights" / f"{application}-zoo-{zoo_weights_digest(application)[:16]}.weights.h5"
     )
-    if path.is_file() and output is None:
+    if path.is_file() and output is None and not rebuild:
         return path
     convolutions = read_convolutions(zoo.fetch(spec.model).read_bytes())
     model = _keras_model(application)
