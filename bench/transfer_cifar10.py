@@ -1,20 +1,24 @@
-"""Transfer learning on CIFAR-10 with a frozen MobileNet V2: accuracy vs examples per class.
+"""Transfer learning on CIFAR-10 with a frozen backbone: accuracy vs examples per class.
 
 Protocol (issue 4): ../shared/data/cifar10-train.tar.gz, a fixed stratified
 45,000 / 5,000 split (``Dataset.split_indices(0.1, seed=0)``), images
-upscaled from 32×32 to 224×224, embeddings from ``mobilenet_v2`` (1280-d,
-LiteRT int8). Reported: validation accuracy of the logistic head with every
+upscaled from 32×32 to 224×224, embeddings from ``--backbone``
+(``mobilenet_v2`` by default: 1280-d, LiteRT int8). Reported: validation accuracy of the logistic head with every
 embedded training image and with 10 / 100 / 1,000 per class; of the imprint
 head with 1 / 5 / 10 per class (median over several random draws); feature
 extraction images/s; head fitting time; optionally ``course_cnn`` trained
 from scratch on the same per-class subsets (``--course-cnn``).
 
-The full protocol embeds 50,000 images (about 4 ms each on two idle cores,
-so ~4 min; embeddings are cached, so later runs start at once)::
+The full protocol embeds 50,000 images once (about 4 minutes for
+``mobilenet_v2``, 20 for ``mobilenet_multi`` on two cores); embeddings are
+cached, so later runs start at once. What the reported numbers come from
+(docs/transfer.md)::
 
-    .venv/bin/python bench/transfer_cifar10.py --train-per-class 4500 --val-per-class 500 --course-cnn
+    .venv/bin/python bench/transfer_cifar10.py --course-cnn --cnn-minutes 5
+    .venv/bin/python bench/transfer_cifar10.py --backbone mobilenet_multi --dense \
+        --output bench/results/transfer_cifar10_multi.json
 
-A reduced run on a shared CPU (what was run for the report)::
+A quick check on a subset::
 
     .venv/bin/python bench/transfer_cifar10.py --train-per-class 300 --val-per-class 100
 
