@@ -228,12 +228,15 @@ class LogisticHead(_StoredExamplesHead):
     """Multinomial logistic regression on centred, scaled, L2-normalised embeddings.
 
     Each feature is divided by its deviation shrunk toward the common one
-    (:func:`shrunk_scale`, ``scale_prior`` examples' worth). ``C=None`` chooses the inverse regularisation strength from ``Cs`` by
-    stratified ``cv``-fold cross-validation (on at most ``cv_samples``
-    examples, so large datasets stay fast) and the one-standard-error rule
+    (:func:`shrunk_scale`, ``scale_prior`` examples' worth). ``C=None``
+    chooses the inverse regularisation strength from ``Cs`` by stratified
+    ``cv``-fold cross-validation (on at most ``cv_samples`` examples, so
+    large datasets stay fast) and the one-standard-error rule
     (:func:`one_standard_error_choice`); a number fixes it. (On CIFAR-10
     the best C for all 45,000 images was 0.001 on ``mobilenet_v2`` and 0.003
-    on ``mobilenet_multi``; C ≥ 1 only costs more iterations.)
+    on ``mobilenet_multi``; C ≥ 1 only costs more iterations.) ``tol`` is
+    the solver's: 1e-3 fits all 45,000 × 3,392 in 29 s instead of 90 s, at
+    84.8 % instead of 85.1 %.
 
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(40, 6)) + np.repeat(np.eye(2, 6) * 3, 20, axis=0)
@@ -252,6 +255,7 @@ class LogisticHead(_StoredExamplesHead):
         cv: int = 3,
         cv_samples: int = 2000,
         max_iter: int = 500,
+        tol: float = 1e-4,
         scale_prior: float = 1000.0,
         seed: int = 0,
     ) -> None:
@@ -260,6 +264,7 @@ class LogisticHead(_StoredExamplesHead):
         self.cv = cv
         self.cv_samples = cv_samples
         self.max_iter = max_iter
+        self.tol = tol
         self.scale_prior = scale_prior
         self.seed = seed
 
@@ -286,7 +291,7 @@ class LogisticHead(_StoredExamplesHead):
         scale = shrunk_scale(Xn, self.scale_prior)
         Z = (Xn - mean) / scale
         self.C_ = float(self.C) if self.C is not None else self._choose_C(Z, y)
-        model = LogisticRegression(C=self.C_, max_iter=self.max_iter)
+        model = LogisticRegression(C=self.C_, max_iter=self.max_iter, tol=self.tol)
         model.fit(Z, y)
         W, b = model.coef_.astype(np.float64), model.intercept_.astype(np.float64)
         if W.shape[0] == 1:  # binary: sigmoid(w·x+b) is softmax([0, w·x+b])
@@ -317,7 +322,7 @@ class LogisticHead(_StoredExamplesHead):
                 return float(self.Cs[len(self.Cs) // 2])
         splitter = StratifiedKFold(folds, shuffle=True, random_state=self.seed)
         scores = [
-            cross_val_score(LogisticRegression(C=C, max_iter=self.max_iter), Z, y, cv=splitter).mean()
+            cross_val_score(LogisticRegression(C=C, max_iter=self.max_iter, tol=self.tol), Z, y, cv=splitter).mean()
             for C in self.Cs
         ]
         self.cv_scores_ = {str(C): float(score) for C, score in zip(self.Cs, scores)}
@@ -329,11 +334,11 @@ class LogisticHead(_StoredExamplesHead):
     def spawn(self) -> "LogisticHead":
         return LogisticHead(
             getattr(self, "C_", self.C), Cs=self.Cs, cv=self.cv, cv_samples=self.cv_samples,
-            max_iter=self.max_iter, scale_prior=self.scale_prior, seed=self.seed,
+            max_iter=self.max_iter, tol=self.tol, scale_prior=self.scale_prior, seed=self.seed,
         )
 
     def params(self) -> dict:
-        return {"C": self.C_, "Cs": list(self.Cs), "cv": self.cv, "max_iter": self.max_iter,
+        return {"C": self.C_, "Cs": list(self.Cs), "cv": self.cv, "max_iter": self.max_iter, "tol": self.tol,
                 "scale_prior": self.scale_prior, "seed": self.seed}
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -342,7 +347,8 @@ class LogisticHead(_StoredExamplesHead):
     @classmethod
     def from_state(cls, params: dict, arrays: dict[str, np.ndarray], labels: Sequence[str]) -> "LogisticHead":
         head = cls(params["C"], Cs=params.get("Cs", (params["C"],)), cv=params.get("cv", 5),
-                   max_iter=params.get("max_iter", 500), scale_prior=params.get("scale_prior", 0.0),
+                   max_iter=params.get("max_iter", 500), tol=params.get("tol", 1e-4),
+                   scale_prior=params.get("scale_prior", 0.0),
                    seed=params.get("seed", 0))
         head.C_ = float(params["C"])
         head.weights_, head.bias_ = arrays["weights"], arrays["bias"]
