@@ -111,7 +111,7 @@ class LiteRTBackend:
 
     def output_dim(self, name: str) -> int:
         """Length of one image's output vector for ``name``."""
-        return int(np.prod(self._outputs[name]["shape"][1:]))
+        return int(np.prod(self.output_shape(name)))
 
     def output_shape(self, name: str) -> tuple[int, ...]:
         """One image's output shape for ``name`` before flattening (``(14, 14, 576)`` for a feature map)."""

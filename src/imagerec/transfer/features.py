@@ -148,8 +148,9 @@ def get_backbone(name, *, num_threads: int | None = None, **options) -> Backbone
     ``"mobilenet_multi"`` pools layers of two zoo networks
     (:mod:`imagerec.transfer.pooled`): slower, and more accurate.
 
-    Keras backbones take ``weights=`` (``"imagenet"``, a weights file, or None
-    for random weights in tests), ``pooling=`` and ``input_size=``.
+    Keras backbones take ``weights=`` (``"imagenet"``, ``"zoo"`` for
+    MobileNetV2's weights rebuilt from the zoo, a weights file, or None for
+    random weights in tests), ``pooling=`` and ``input_size=``.
     """
     if isinstance(name, Backbone):
         return name

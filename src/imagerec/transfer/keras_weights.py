@@ -160,6 +160,7 @@ def _transplant(model, convolutions: list[tuple[str, np.ndarray, np.ndarray]], s
     # backbone has no top, so its convolutions are the file's first ones.
     if len(convolutions) < len(layers):
         raise ModelFileError(f"{source} has {len(convolutions)} convolutions; {model.name} needs {len(layers)}")
+    following = {id(layer): after for layer, after in zip(model.layers, model.layers[1:])}
     for layer, (kind, kernel, bias) in zip(layers, convolutions):
         if tuple(layer.kernel.shape) != kernel.shape:
             raise ModelFileError(
@@ -167,7 +168,7 @@ def _transplant(model, convolutions: list[tuple[str, np.ndarray, np.ndarray]], s
                 f"{tuple(layer.kernel.shape)} kernel, the file has {kernel.shape}"
             )
         layer.kernel.assign(kernel)
-        norm = model.layers[model.layers.index(layer) + 1]
+        norm = following.get(id(layer))
         if not isinstance(norm, keras.layers.BatchNormalization):
             raise ModelFileError(f"{model.name}: layer {layer.name} is not followed by batch normalisation")
         # Identity normalisation, (x − 0) / √(var + ε) · 1 + β = x + bias: the fold undone exactly.
