@@ -288,6 +288,8 @@ def run_training(arch: str, args: argparse.Namespace, work: Path) -> dict:
     options = {}
     if arch == "fast_resnet" and args.widths:
         options["widths"] = tuple(int(w) for w in args.widths.split(","))
+    if arch == "fast_resnet":
+        options.update(cutout=args.cutout, tta_shift=args.tta_shift)
     result = imagerec.train(
         train, val_data=val, arch=arch, output=work / f"{arch}.keras", epochs=args.epochs,
         max_minutes=args.minutes, verbose=False, callbacks=[on_event], threads=args.threads,
@@ -304,6 +306,7 @@ def run_training(arch: str, args: argparse.Namespace, work: Path) -> dict:
     for start in range(0, len(pixels), 250):
         recognizer.predict_proba(np.ascontiguousarray(pixels[start:start + 250]))
     onnx_ips = len(pixels) / (time.perf_counter() - tick)
+    tta = compare_tta(result.path, val, pre) if args.compare_tta else None
     return {
         "arch": arch,
         "train_images": len(train),
@@ -325,7 +328,27 @@ def run_training(arch: str, args: argparse.Namespace, work: Path) -> dict:
         "train_images_per_second": seen / max(1e-9, train_seconds),
         "onnx_inference_images_per_second (with flip TTA)" if result.config.tta else "onnx_inference_images_per_second": onnx_ips,
         "curve": curve,
+        "tta_comparison": tta,
     }
+
+
+def compare_tta(model_path: Path, val, pre) -> dict:
+    """Validation accuracy and ONNX Runtime images/s of one trained model under each test-time augmentation."""
+    from imagerec.backends.onnx import OnnxBackend, export_keras
+
+    pixels = np.asarray(val.arrays(pre))
+    targets = np.asarray(val.targets)
+    out = {}
+    for name, flip, shift in [("none", False, 0), ("flip", True, 0), ("flip+shift1", True, 1)]:
+        backend = OnnxBackend(export_keras(model_path, flip_average=flip, shift_average=shift), normalization="unit")
+        tick = time.perf_counter()
+        scores = np.concatenate([backend.run(np.ascontiguousarray(pixels[i:i + 250]), ("scores",))["scores"]
+                                 for i in range(0, len(pixels), 250)])
+        seconds = time.perf_counter() - tick
+        out[name] = {"val_accuracy": float((scores.argmax(1) == targets).mean()),
+                     "images_per_second": len(pixels) / seconds}
+        print(f"  TTA {name}: {out[name]['val_accuracy']:.4f} ({out[name]['images_per_second']:.0f} img/s)", flush=True)
+    return out
 
 
 def main() -> None:
@@ -344,6 +367,10 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=None, help="Time budget per training run.")
     parser.add_argument("--batch-size", type=int, default=None, help="fast_resnet batch size.")
     parser.add_argument("--widths", default=None, help="fast_resnet stage widths, e.g. 64,256,256.")
+    parser.add_argument("--cutout", type=int, default=0, help="fast_resnet cutout square side (0: off).")
+    parser.add_argument("--tta-shift", type=int, default=0, help="Train with this test-time shift (validation uses it).")
+    parser.add_argument("--compare-tta", action="store_true",
+                        help="After training, score the best model's export with flip-only and with flip + 1-pixel shifts.")
     parser.add_argument("--train-per-class", type=int, default=None, help="Use a subset of the 45,000.")
     parser.add_argument("--val-per-class", type=int, default=None, help="Use a subset of the 5,000.")
     parser.add_argument("--output", type=Path, default=RESULTS, help="Where the JSON goes.")

@@ -146,6 +146,22 @@ def test_flip_average_is_inside_the_graph(tmp_path: Path, small_keras_model) -> 
     np.testing.assert_allclose(backend.run(pixels)["scores"], backend.run(mirrored)["scores"], atol=1e-6)
 
 
+def test_shift_average_in_the_graph_follows_the_numpy_plan(tmp_path: Path) -> None:
+    from imagerec.architectures import fast_resnet
+    from imagerec.data import apply_view, prediction_views
+
+    # Large logits, so that scores differ from view to view even untrained.
+    small_keras_model = fast_resnet(input_shape=(16, 16, 3), num_classes=3, widths=(8, 16), stem=8, logit_scale=30)
+    path = export_keras(small_keras_model, tmp_path / "s.onnx", flip_average=True, shift_average=1)
+    backend = OnnxBackend(path, normalization="unit")
+    pixels = np.random.default_rng(3).integers(0, 256, (3, 16, 16, 3)).astype(np.uint8)
+    expected = sum(view.weight * small_keras_model.predict(normalize(apply_view(pixels, view), "unit"), verbose=0)
+                   for view in prediction_views(True, 1))
+    np.testing.assert_allclose(backend.run(pixels)["scores"], expected, atol=EXPORT_TOLERANCE)
+    flip_only = OnnxBackend(export_keras(small_keras_model, tmp_path / "f.onnx", flip_average=True), normalization="unit")
+    assert np.abs(flip_only.run(pixels)["scores"] - expected).max() > 1e-3  # the shifted views do count
+
+
 def test_export_refuses_a_model_it_cannot_check(tmp_path: Path) -> None:
     import keras
 

@@ -103,6 +103,22 @@ def test_resume_continues_from_the_saved_epoch(shapes: Path, tmp_path: Path) -> 
     assert steps[0] == (2, 1)  # no step of epoch 1 was run again
 
 
+def test_a_state_saved_before_a_setting_existed_still_resumes(shapes: Path, tmp_path: Path) -> None:
+    import torch
+
+    output = tmp_path / "old.keras"
+    imagerec.train(shapes, output=output, epochs=1, verbose=False, **SMALL)
+    state_path = output.with_name(output.name + ".state.pt")
+    state = torch.load(state_path, weights_only=True)
+    for newer in ("cutout", "tta_shift"):  # settings added after such a state was written
+        del state["config"][newer]
+    torch.save(state, state_path)
+    resumed = imagerec.train(shapes, output=output, epochs=2, resume=True, verbose=False, **SMALL)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    with pytest.raises(UsageError, match="cutout=0"):  # a setting that did change is still named
+        imagerec.train(shapes, output=output, epochs=3, resume=True, cutout=4, verbose=False, **SMALL)
+
+
 def test_ctrl_c_saves_state_and_resume_finishes_the_epoch(shapes: Path, tmp_path: Path) -> None:
     output = tmp_path / "i.keras"
 
@@ -428,6 +444,38 @@ def test_augment_mirrors_where_asked() -> None:
     out = augment(batch, np.random.default_rng(0), flip=True, mirror=np.array([True, False]))
     np.testing.assert_array_equal(out[0], batch[0, :, ::-1])
     np.testing.assert_array_equal(out[1], batch[1])
+
+
+def test_cutout_greys_one_square_per_image_and_leaves_the_input_alone() -> None:
+    from imagerec.data import augment
+
+    batch = np.zeros((64, 12, 12, 3), np.uint8)
+    out = augment(batch, np.random.default_rng(1), flip=False, cutout=4)
+    assert not batch.any()  # the caller's batch is not written to
+    grey = (out == 128).all(axis=3)
+    assert ((out == 0) | (out == 128)).all()
+    for image in grey:
+        rows, columns = np.nonzero(image.any(axis=1))[0], np.nonzero(image.any(axis=0))[0]
+        assert 1 <= len(rows) <= 4 and 1 <= len(columns) <= 4  # one square, clipped at the borders
+        assert image.sum() == len(rows) * len(columns)
+    assert (grey.sum(axis=(1, 2)) == 16).mean() > 0.3  # most squares lie inside the image
+
+
+def test_shifted_test_time_views_are_trained_for_saved_and_exported(shapes: Path, tmp_path: Path) -> None:
+    from imagerec.data import apply_view, prediction_views
+
+    output = tmp_path / "shift.keras"
+    result = imagerec.train(shapes, output=output, epochs=1, cutout=6, tta_shift=1, verbose=False, **SMALL)
+    assert result.config.cutout == 6 and read_metadata(output)["shift_average"] == 1
+    pixels = np.asarray(result.recognizer().preprocess(sorted(str(p) for p in shapes.rglob("*.png"))[:6]))
+    scores = imagerec.load(output).predict_proba(pixels)
+    model = result.model
+    expected = sum(view.weight * np.asarray(model.predict(normalize(apply_view(pixels, view), "unit"), verbose=0))
+                   for view in prediction_views(True, 1))
+    np.testing.assert_allclose(scores, expected, atol=EXPORT_TOLERANCE)
+    for option, message in [({"cutout": 24}, "cutout must be"), ({"tta_shift": 7}, "test-time shift")]:
+        with pytest.raises(UsageError, match=message):
+            imagerec.train(shapes, output=tmp_path / "bad.keras", epochs=1, verbose=False, **{**SMALL, **option})
 
 
 def test_cli_train_fast_resnet_widths_and_precision(shapes: Path, tmp_path: Path, capsys) -> None:

@@ -53,11 +53,14 @@ def save_model(
     config: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     flip_average: bool = False,
+    shift_average: int = 0,
 ) -> Path:
     """Save ``model`` as a ``.keras`` file carrying imagerec's metadata; atomic.
 
     ``flip_average`` records that predictions should average each image
-    with its mirror image (the export does it inside the ONNX graph).
+    with its mirror image, ``shift_average`` that they should also average
+    copies shifted by that many pixels (:func:`imagerec.data.prediction_views`;
+    the export does both inside the ONNX graph).
     """
     dest = Path(path)
     if dest.suffix.lower() != ".keras":
@@ -71,6 +74,7 @@ def save_model(
         "classes": [str(c) for c in classes],
         "preprocessing": preprocessing.to_dict(),
         "flip_average": bool(flip_average),
+        "shift_average": int(shift_average),
         "config": dict(config or {}),
         "metrics": dict(metrics or {}),
     }
@@ -175,7 +179,8 @@ def load_recognizer(
     if not where.is_file():
         raise ModelFileError(f"{where}: no such model file", path=str(where))
     metadata = read_metadata(where) or {}
-    onnx_path = export_keras(where, flip_average=bool(metadata.get("flip_average", False)))
+    onnx_path = export_keras(where, flip_average=bool(metadata.get("flip_average", False)),
+                             shift_average=int(metadata.get("shift_average", 0)))
     pre_dict = metadata.get("preprocessing")
     if pre_dict:
         preprocessing = Preprocessing.from_dict(pre_dict)

@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -58,7 +58,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 # effective if torch was not imported before imagerec.)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .data import Dataset, DatasetSource, augment, load_dataset  # noqa: E402
+from .data import Dataset, DatasetSource, apply_view, augment, load_dataset, prediction_views  # noqa: E402
 from .errors import ImagerecError, OutputError, UsageError  # noqa: E402
 from .images import Preprocessing  # noqa: E402
 from .pipeline import prepare_output_folder  # noqa: E402
@@ -105,7 +105,9 @@ class TrainConfig:
     lookahead: bool = True
     flip: bool = True
     translate: int = 2
+    cutout: int = 0
     tta: bool = True
+    tta_shift: int = 0
     val_fraction: float = 0.1
     seed: int = 0
     patience: int | None = None
@@ -610,7 +612,9 @@ def train(
     schedule: str | None = None,
     augment_flip: bool | None = None,
     translate: int | None = None,
+    cutout: int = 0,
     tta: bool | None = None,
+    tta_shift: int = 0,
     lookahead: bool | None = None,
     val_fraction: float = 0.1,
     val_data: DatasetSource | None = None,
@@ -638,6 +642,10 @@ def train(
     (:func:`defaults_for`). ``patience`` epochs without a better validation
     accuracy stop the run (``None`` or 0: never; ``-1``: the architecture's default).
     ``max_minutes`` stops after the epoch that crosses the time budget.
+    ``cutout`` greys out a random square of that side in every training
+    image (:func:`imagerec.data.augment`); ``tta_shift`` adds views shifted
+    by that many pixels to the test-time average
+    (:func:`imagerec.data.prediction_views`), at three times the prediction cost.
     ``precision="auto"`` runs the convolutions and matrix products in
     bfloat16 (weights, batch-norm statistics and the loss stay float32) on
     CPUs with bfloat16 matrix units (Intel AMX or AVX-512 BF16), where
@@ -696,7 +704,9 @@ def train(
         lookahead=bool(base["lookahead"] if lookahead is None else lookahead),
         flip=bool(base["flip"] if augment_flip is None else augment_flip),
         translate=int(base["translate"] if translate is None else translate),
+        cutout=int(cutout),
         tta=bool(base["tta"] if tta is None else tta),
+        tta_shift=int(tta_shift),
         val_fraction=float(val_fraction),
         seed=int(seed),
         patience=base["patience"] if patience == -1 else (patience or None),
@@ -773,6 +783,11 @@ def _validate(config: TrainConfig) -> None:
         raise UsageError(f"unknown schedule {config.schedule!r}; choose from {', '.join(SCHEDULES)}")
     if config.lr <= 0 or not math.isfinite(config.lr):
         raise UsageError(f"the learning rate must be a positive number, got {config.lr}")
+    if not 0 <= config.cutout < config.image_size:
+        raise UsageError(f"cutout must be between 0 and the image size - 1 ({config.image_size - 1}), got {config.cutout}")
+    if not 0 <= config.tta_shift <= config.image_size // 4:
+        raise UsageError(f"the test-time shift must be between 0 and a quarter of the image size "
+                         f"({config.image_size // 4} pixels), got {config.tta_shift}")
     if not 0 <= config.label_smoothing < 1:
         raise UsageError(f"label smoothing must be in [0, 1), got {config.label_smoothing}")
     from .backends.onnx import NORMALIZATIONS
@@ -1004,6 +1019,8 @@ class _Trainer:
             return json.loads(json.dumps(value, sort_keys=True, default=str))
 
         saved, current = state["config"], self.config.to_dict()
+        # A setting added after the state was saved had its default then.
+        saved = {**{f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}, **saved}
         differ = [key for key in current
                   if key not in RESUMABLE_CHANGES and plain(saved.get(key)) != plain(current[key])]
         if differ:
@@ -1078,7 +1095,8 @@ class _Trainer:
                 # Alternating flip: each image is mirrored in every other epoch (which
                 # ones first is fixed by the seed), so both views are seen equally.
                 mirror = self.first_mirror[index] ^ bool(self.epoch % 2)
-                images = augment(self.x_train[index], step_rng, flip=config.flip, translate=config.translate, mirror=mirror)
+                images = augment(self.x_train[index], step_rng, flip=config.flip, translate=config.translate, mirror=mirror,
+                                 cutout=config.cutout)
                 targets = torch.from_numpy(self.y_train[index])
                 progress = (self.epoch * self.steps_per_epoch + self.step) / total_steps
                 for group in self.optimizer.param_groups:
@@ -1125,14 +1143,13 @@ class _Trainer:
     def probabilities(self, images: np.ndarray, batch: int | None = None) -> np.ndarray:
         torch = self._torch
         batch = batch or evaluation_batch(images.shape[1:3])
+        views = prediction_views(self.config.tta, self.config.tta_shift)
         chunks = []
         with torch.no_grad():
             for start in range(0, len(images), batch):
                 part = images[start:start + batch]
-                out = self._probs(self.runner.forward(part, training=False))
-                if self.config.tta:
-                    mirrored = np.ascontiguousarray(part[:, :, ::-1])
-                    out = (out + self._probs(self.runner.forward(mirrored, training=False))) / 2
+                out = sum(view.weight * self._probs(self.runner.forward(apply_view(part, view), training=False))
+                          for view in views)
                 chunks.append(out.numpy())
         return np.concatenate(chunks)
 
@@ -1159,7 +1176,8 @@ class _Trainer:
             "checkpoint": checkpoint,
         }
         save_model(self.runner.model, self.output, classes=self.classes, preprocessing=self.preprocessing,
-                   config=self.config.to_dict(), metrics=metrics, flip_average=self.config.tta)
+                   config=self.config.to_dict(), metrics=metrics, flip_average=self.config.tta,
+                   shift_average=self.config.tta_shift)
 
     def finish(self, seconds: float) -> TrainResult:
         torch = self._torch

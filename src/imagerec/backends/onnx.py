@@ -39,6 +39,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..data import prediction_views
 from ..errors import ModelFileError, UsageError
 
 __all__ = [
@@ -224,6 +225,7 @@ def export_keras(
     embedding_layer: str | None = None,
     output_name: str = "scores",
     flip_average: bool = False,
+    shift_average: int = 0,
     check: bool = True,
     opset: int = 18,
 ) -> Path:
@@ -233,7 +235,9 @@ def export_keras(
     ``output_name`` (the model's output) and, when ``embedding_layer`` names
     a layer (default: a layer named ``"embedding"`` if there is one), that
     layer's output as ``"embedding"``. ``flip_average`` averages the scores
-    of each image and its mirror image (test-time augmentation).
+    of each image and its mirror image (test-time augmentation);
+    ``shift_average`` also averages copies shifted by that many pixels, as
+    :func:`imagerec.data.prediction_views` lays out.
 
     Where it goes: ``path`` if given; else beside a ``.keras`` file as
     ``<name>.<sha256[:16]>.onnx`` (or in the cache when that folder is
@@ -254,6 +258,8 @@ def export_keras(
     else:
         key = keras_model_digest(model)
     recipe = f"{key}:{embedding_layer}:{output_name}:{int(flip_average)}:{opset}:{_EXPORT_VERSION}"
+    if shift_average:  # only then, so earlier exports keep their names
+        recipe += f":shift{int(shift_average)}"
     stamp = hashlib.sha256(recipe.encode()).hexdigest()
     if path is not None:
         dest = Path(path)
@@ -269,7 +275,8 @@ def export_keras(
 
             model = load_keras_model(source_file)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        _export(model, dest, stamp, embedding_layer, output_name, flip_average, check, opset)
+        views = prediction_views(flip_average, shift_average)
+        _export(model, dest, stamp, embedding_layer, output_name, views, check, opset)
         if source_file is not None and path is None and dest.parent == source_file.parent:
             _remove_stale_exports(source_file, keep=dest)
     return dest
@@ -293,11 +300,11 @@ def _export_stamp(path: Path) -> str | None:
         return None
 
 
-def _export(model, dest: Path, stamp: str, embedding_layer, output_name, flip_average, check, opset) -> None:
+def _export(model, dest: Path, stamp: str, embedding_layer, output_name, views, check, opset) -> None:
     import onnx
     import torch
 
-    module, names, height, width = _export_module(model, embedding_layer, output_name, flip_average)
+    module, names, height, width = _export_module(model, embedding_layer, output_name, views)
     sample = torch.from_numpy(np.random.default_rng(0).uniform(0, 1, (2, height, width, 3)).astype(np.float32))
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".onnx", dir=dest.parent)
     os.close(fd)
@@ -333,7 +340,7 @@ def _export(model, dest: Path, stamp: str, embedding_layer, output_name, flip_av
         tmp.unlink(missing_ok=True)
 
 
-def _export_module(model, embedding_layer, output_name, flip_average):
+def _export_module(model, embedding_layer, output_name, views):
     import keras
     import torch
 
@@ -360,17 +367,32 @@ def _export_module(model, embedding_layer, output_name, flip_average):
             self.graph = graph
 
         def forward(self, images):
-            outputs = self.graph(images, training=False)
-            outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-            if flip_average:
-                mirrored = self.graph(torch.flip(images, dims=[2]), training=False)
-                mirrored = list(mirrored) if isinstance(mirrored, (list, tuple)) else [mirrored]
-                outputs = [(a + b) * 0.5 for a, b in zip(outputs, mirrored)]
-            return tuple(outputs) if len(outputs) > 1 else outputs[0]
+            total = None
+            for view in views:
+                outputs = self.graph(_view_of(images, view), training=False)
+                outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+                weighted = [out * view.weight if view.weight != 1 else out for out in outputs]
+                total = weighted if total is None else [a + b for a, b in zip(total, weighted)]
+            return tuple(total) if len(total) > 1 else total[0]
 
     module = Exported()
     module.eval()
     return module, names, shape[1], shape[2]
+
+
+def _view_of(images, view):
+    """``apply_view`` on an NHWC float tensor, in operations the ONNX exporter translates."""
+    import torch
+
+    out = images
+    if view.dy or view.dx:
+        pad = max(abs(view.dy), abs(view.dx))
+        height, width = images.shape[1], images.shape[2]
+        padded = torch.nn.functional.pad(images.permute(0, 3, 1, 2), (pad, pad, pad, pad), mode="reflect")
+        out = padded[:, :, pad + view.dy:pad + view.dy + height, pad + view.dx:pad + view.dx + width].permute(0, 2, 3, 1)
+    if view.mirrored:
+        out = torch.flip(out, dims=[2])
+    return out
 
 
 def _check_export(module, path: Path, names: list[str], sample) -> None:
