@@ -136,6 +136,34 @@ def test_keras_model_to_one_tflite_graph_with_uint8_input(keras_file, sample_pho
     assert exported.labels == ["a", "b", "c"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("format", ["onnx", "tflite"])
+def test_exported_keras_model_keeps_its_test_time_views(format, sample_photos, photos_dir, tmp_path):
+    from imagerec.architectures import course_cnn
+    from imagerec.keras_io import save_model
+
+    if format == "tflite":
+        pytest.importorskip("litert_torch", reason="litert-torch (the tflite extra) is not installed")
+    # A 1/9 logit scale would leave untrained scores near uniform; these differ from view to view.
+    model = course_cnn(input_shape=(32, 32, 3), num_classes=3, width=8)
+    source = save_model(model, tmp_path / "views.keras", classes=["a", "b", "c"], flip_average=True, shift_average=1,
+                        preprocessing=imagerec.Preprocessing(size=(32, 32), normalization="unit"))
+    result = export(source, format, tmp_path / f"views.{format}", samples=sample_photos[:4])
+    assert result.check.ok and result.check.max_abs_diff <= TOLERANCE
+    photos = [str(photos_dir / name) for name in ("owl.jpg", "face.jpg", "parrot.jpg")]
+    original = imagerec.load(source)  # flip + shift averaging, in its own ONNX export
+    if format == "onnx":
+        from imagerec.backends.onnx import OnnxBackend
+
+        exported = Recognizer(OnnxBackend(result.path), ["a", "b", "c"], imagerec.Preprocessing(size=(32, 32)))
+    else:
+        exported = imagerec.load(result.path, labels=result.labels_path)
+    np.testing.assert_allclose(exported.predict_proba(photos), original.predict_proba(photos), atol=TOLERANCE)
+    flip_only = save_model(model, tmp_path / "flip.keras", classes=["a", "b", "c"], flip_average=True,
+                           preprocessing=imagerec.Preprocessing(size=(32, 32), normalization="unit"))
+    assert np.abs(imagerec.load(flip_only).predict_proba(photos) - original.predict_proba(photos)).max() > 1e-4
+
+
 def test_tflite_export_without_litert_torch_says_what_to_install(keras_file, tmp_path, monkeypatch):
     import sys
 

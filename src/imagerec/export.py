@@ -265,8 +265,8 @@ def _compare(expected: np.ndarray, got: np.ndarray, samples: int, source: str, t
 # -- Keras -> ONNX ---------------------------------------------------------------------
 
 
-def _trained_keras(path: Path) -> tuple[Any, Preprocessing, bool, list[str]]:
-    """A trained ``.keras`` file's model, preprocessing, flip averaging and class names."""
+def _trained_keras(path: Path) -> tuple[Any, Preprocessing, dict, list[str]]:
+    """A trained ``.keras`` file's model, preprocessing, test-time averaging (``{"flip_average", "shift_average"}``) and class names."""
     from .keras_io import load_keras_model, read_metadata
 
     metadata = read_metadata(path) or {}
@@ -277,9 +277,10 @@ def _trained_keras(path: Path) -> tuple[Any, Preprocessing, bool, list[str]]:
         if metadata.get("preprocessing")
         else Preprocessing(size=(int(shape[1]), int(shape[2])), normalization="unit")
     )
-    flip = bool(metadata.get("flip_average", False))
+    tta = {"flip_average": bool(metadata.get("flip_average", False)),
+           "shift_average": int(metadata.get("shift_average", 0))}
     classes = metadata.get("classes") or [f"class_{i}" for i in range(int(model.outputs[0].shape[-1]))]
-    return model, preprocessing, flip, list(classes)
+    return model, preprocessing, tta, list(classes)
 
 
 def _keras_to_onnx(path: Path, dest: Path, samples, tolerance: float) -> ExportResult:
@@ -287,23 +288,23 @@ def _keras_to_onnx(path: Path, dest: Path, samples, tolerance: float) -> ExportR
 
     from .backends.onnx import OnnxBackend, export_keras, normalize
 
-    model, preprocessing, flip, classes = _trained_keras(path)
+    model, preprocessing, tta, classes = _trained_keras(path)
     with tempfile.TemporaryDirectory(prefix="imagerec-export-") as folder:
-        float_graph = export_keras(model, Path(folder) / "float.onnx", flip_average=flip)
+        float_graph = export_keras(model, Path(folder) / "float.onnx", **tta)
         proto = onnx.load(str(float_graph))
     proto = _with_uint8_input(proto, preprocessing.normalization)
     info = {
         "labels": list(classes),
         "preprocessing": preprocessing.to_dict(),
         "input": "image: uint8 N×H×W×3 RGB, resized as 'preprocessing' says; normalisation is inside the graph",
-        "flip_average": flip,
+        **tta,
         "source": path.name,
     }
     _set_onnx_metadata(proto, info)
     with _scratch_beside(dest) as tmp:
         onnx.save(proto, str(tmp))
         batch, source = _sample_arrays(samples, preprocessing)
-        expected = _keras_scores(model, normalize(batch, preprocessing.normalization), flip)
+        expected = _keras_scores(model, normalize(batch, preprocessing.normalization), _views(tta))
         got = OnnxBackend(tmp, normalization="uint8", num_threads=1).run(batch, ("scores",))["scores"]
         check = _compare(expected, got, len(batch), source, tolerance)
         labels_path = _finish(tmp, dest, classes, check, "ONNX model")
@@ -314,26 +315,26 @@ def _keras_to_onnx(path: Path, dest: Path, samples, tolerance: float) -> ExportR
 
 
 def _keras_to_tflite(path: Path, dest: Path, samples, tolerance: float) -> ExportResult:
-    """One TFLite graph: uint8 1×H×W×3 → normalisation → the network (→ flip average) → ``scores``."""
+    """One TFLite graph: uint8 1×H×W×3 → normalisation → the network (→ test-time average) → ``scores``."""
     import keras
 
     from .backends.litert import LiteRTBackend
     from .backends.onnx import normalize
 
-    model, preprocessing, flip, classes = _trained_keras(path)
+    model, preprocessing, tta, classes = _trained_keras(path)
     inputs = keras.Input((*preprocessing.size, 3), name="image")
     network = keras.Model(inputs, model(_keras_normalization(keras, preprocessing.normalization)(inputs)))
     with _scratch_beside(dest) as tmp:
-        _convert_to_tflite(network, preprocessing.size, flip, tmp, str(path))
+        _convert_to_tflite(network, preprocessing.size, _views(tta), tmp, str(path))
         batch, source = _sample_arrays(samples, preprocessing)
-        expected = _keras_scores(model, normalize(batch, preprocessing.normalization), flip)
+        expected = _keras_scores(model, normalize(batch, preprocessing.normalization), _views(tta))
         got = LiteRTBackend(tmp, num_threads=1).run(batch, ("scores",))["scores"]
         check = _compare(expected, got, len(batch), source, tolerance)
         labels_path = _finish(tmp, dest, classes, check, "TFLite model")
     return ExportResult(dest, "tflite", str(path), labels_path, check, "image: uint8 1×H×W×3", ("scores",))
 
 
-def _convert_to_tflite(network, size: tuple[int, int], flip: bool, dest: Path, what: str) -> None:
+def _convert_to_tflite(network, size: tuple[int, int], views, dest: Path, what: str) -> None:
     """Write ``network`` (a Keras model on 0–255 float pixels) as a TFLite graph taking uint8 images.
 
     A Keras model on the torch backend is a PyTorch module, so litert-torch
@@ -348,8 +349,10 @@ def _convert_to_tflite(network, size: tuple[int, int], flip: bool, dest: Path, w
         ) from exc
     import torch
 
+    from .backends.onnx import apply_view_tensor
+
     class Uint8Images(torch.nn.Module):
-        """uint8 NHWC pixels → float → the network (→ mean with the mirror image)."""
+        """uint8 NHWC pixels → float → the network on each test-time view → their weighted mean."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -357,10 +360,12 @@ def _convert_to_tflite(network, size: tuple[int, int], flip: bool, dest: Path, w
 
         def forward(self, images):
             x = images.to(torch.float32)
-            scores = self.network(x, training=False)
-            if flip:
-                scores = (scores + self.network(torch.flip(x, dims=[2]), training=False)) * 0.5
-            return scores
+            total = None
+            for view in views:
+                scores = self.network(apply_view_tensor(x, view), training=False)
+                scores = scores if view.weight == 1 else scores * view.weight
+                total = scores if total is None else total + scores
+            return total
 
     try:
         # The converter prints progress lines on stdout; the CLI prints its own result.
@@ -371,13 +376,22 @@ def _convert_to_tflite(network, size: tuple[int, int], flip: bool, dest: Path, w
         raise ModelFileError(f"{what}: litert-torch could not convert the model ({exc})", path=what) from exc
 
 
-def _keras_scores(model, x: np.ndarray, flip: bool) -> np.ndarray:
+def _views(tta: dict):
+    from .data import prediction_views
+
+    return prediction_views(tta["flip_average"], tta["shift_average"])
+
+
+_NO_VIEWS = _views({"flip_average": False, "shift_average": 0})  # the image as it is, weight 1
+
+
+def _keras_scores(model, x: np.ndarray, views) -> np.ndarray:
+    """What the exported graph must reproduce: the weighted mean of the model's scores over ``views``."""
     import keras
 
-    scores = keras.ops.convert_to_numpy(model(x, training=False))
-    if flip:
-        mirrored = keras.ops.convert_to_numpy(model(np.ascontiguousarray(x[:, :, ::-1]), training=False))
-        scores = (scores + mirrored) * 0.5
+    from .data import apply_view
+
+    scores = sum(view.weight * keras.ops.convert_to_numpy(model(apply_view(x, view), training=False)) for view in views)
     return np.asarray(scores, np.float32).reshape(len(x), -1)
 
 
@@ -505,7 +519,7 @@ def _learned_to_keras(recognizer, dest: Path, samples, tolerance: float) -> Expo
     model, size = _learned_keras_model(recognizer)
     batch, source = _sample_arrays(samples, recognizer.preprocessing)
     expected, _ = _learned_reference(recognizer, batch)
-    got = _keras_scores(model, batch.astype(np.float32), False)
+    got = _keras_scores(model, batch.astype(np.float32), _NO_VIEWS)
     check = _compare(expected, got, len(batch), source, tolerance)
     with _scratch_beside(dest) as tmp:
         config = {"learned_from": backbone["name"], "threshold_not_included": recognizer.threshold}
@@ -733,7 +747,7 @@ def _learned_keras_to_tflite(recognizer, dest: Path, samples, tolerance: float) 
 
     model, size = _learned_keras_model(recognizer)
     with _scratch_beside(dest) as tmp:
-        _convert_to_tflite(model, size, False, tmp, repr(recognizer.name))
+        _convert_to_tflite(model, size, _NO_VIEWS, tmp, repr(recognizer.name))
         batch, source = _sample_arrays(samples, recognizer.preprocessing)
         expected, _ = _learned_reference(recognizer, batch)
         got = LiteRTBackend(tmp, num_threads=1).run(batch, ("scores",))["scores"]

@@ -369,7 +369,7 @@ def _export_module(model, embedding_layer, output_name, views):
         def forward(self, images):
             total = None
             for view in views:
-                outputs = self.graph(_view_of(images, view), training=False)
+                outputs = self.graph(apply_view_tensor(images, view), training=False)
                 outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
                 weighted = [out * view.weight if view.weight != 1 else out for out in outputs]
                 total = weighted if total is None else [a + b for a, b in zip(total, weighted)]
@@ -380,8 +380,16 @@ def _export_module(model, embedding_layer, output_name, views):
     return module, names, shape[1], shape[2]
 
 
-def _view_of(images, view):
-    """``apply_view`` on an NHWC float tensor, in operations the ONNX exporter translates."""
+def apply_view_tensor(images, view):
+    """:func:`imagerec.data.apply_view` on an NHWC float tensor, in operations ONNX and TFLite converters translate.
+
+    >>> import torch
+    >>> from imagerec.data import PredictionView, apply_view
+    >>> x = torch.arange(9.0).reshape(1, 3, 3, 1)
+    >>> view = PredictionView(-1, -1, True, 1.0)
+    >>> bool((apply_view_tensor(x, view).numpy() == apply_view(x.numpy(), view)).all())
+    True
+    """
     import torch
 
     out = images
