@@ -349,7 +349,7 @@ def _convert_to_tflite(network, size: tuple[int, int], views, dest: Path, what: 
         ) from exc
     import torch
 
-    from .backends.onnx import apply_view_tensor
+    from .backends.onnx import average_over_views
 
     class Uint8Images(torch.nn.Module):
         """uint8 NHWC pixels → float → the network on each test-time view → their weighted mean."""
@@ -359,13 +359,7 @@ def _convert_to_tflite(network, size: tuple[int, int], views, dest: Path, what: 
             self.network = network
 
         def forward(self, images):
-            x = images.to(torch.float32)
-            total = None
-            for view in views:
-                scores = self.network(apply_view_tensor(x, view), training=False)
-                scores = scores if view.weight == 1 else scores * view.weight
-                total = scores if total is None else total + scores
-            return total
+            return average_over_views(self.network, images.to(torch.float32), views)
 
     try:
         # The converter prints progress lines on stdout; the CLI prints its own result.

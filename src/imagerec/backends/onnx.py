@@ -367,17 +367,29 @@ def _export_module(model, embedding_layer, output_name, views):
             self.graph = graph
 
         def forward(self, images):
-            total = None
-            for view in views:
-                outputs = self.graph(apply_view_tensor(images, view), training=False)
-                outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-                weighted = [out * view.weight if view.weight != 1 else out for out in outputs]
-                total = weighted if total is None else [a + b for a, b in zip(total, weighted)]
-            return tuple(total) if len(total) > 1 else total[0]
+            return average_over_views(self.graph, images, views)
 
     module = Exported()
     module.eval()
     return module, names, shape[1], shape[2]
+
+
+def average_over_views(network, images, views):
+    """The weighted mean of ``network``'s outputs (one tensor, or each of several) over test-time ``views``.
+
+    >>> import torch
+    >>> from imagerec.data import prediction_views
+    >>> double = lambda x, training=False: x * 2
+    >>> float(average_over_views(double, torch.ones(1, 4, 4, 3), prediction_views(True, 1)).mean())
+    2.0
+    """
+    total = None
+    for view in views:
+        outputs = network(apply_view_tensor(images, view), training=False)
+        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        weighted = [out if view.weight == 1 else out * view.weight for out in outputs]
+        total = weighted if total is None else [a + b for a, b in zip(total, weighted)]
+    return tuple(total) if len(total) > 1 else total[0]
 
 
 def apply_view_tensor(images, view):
