@@ -69,6 +69,38 @@ def test_learned_recognizer_to_one_onnx_graph(learned, sample_photos, photos_dir
     np.testing.assert_allclose(exported.predict_proba(photos), learned.predict_proba(photos), atol=TOLERANCE)
 
 
+def test_imagerec_loads_its_own_onnx_export_with_the_unknown_threshold(learned, sample_photos, photos_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from imagerec.cli import app
+
+    assert learned.threshold is not None
+    result = export(learned, "onnx", tmp_path / "snacks.onnx", samples=sample_photos)
+    loaded = imagerec.load(result.path)  # labels, preprocessing and threshold come from the file
+    assert loaded.labels == learned.labels and loaded.threshold == pytest.approx(learned.threshold)
+    photos = [str(photos_dir / name) for name in ("cat_1080p.jpg", "hot_dog.jpg", "parrot.jpg", "grace_hopper.bmp")]
+    want, got = learned.predict(photos, top_k=2), loaded.predict(photos, top_k=2)
+    assert [[p.label for p in row] for row in got] == [[p.label for p in row] for row in want]
+    assert "unknown" in [row[0].label for row in want]  # the threshold is exercised, not only the classes
+    for a, b in zip(want, got):
+        np.testing.assert_allclose([p.score for p in a], [p.score for p in b], atol=1e-3)
+    out = CliRunner().invoke(app, ["predict", "--model", str(result.path), photos[0], "--json", "-k", "1"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["predictions"][0]["label"] == "cat"
+
+
+def test_an_onnx_file_from_elsewhere_is_refused_clearly(tmp_path):
+    from imagerec.architectures import fast_resnet
+    from imagerec.backends.onnx import export_keras
+
+    plain = export_keras(fast_resnet(input_shape=(16, 16, 3), num_classes=3, widths=(8, 16), stem=8), tmp_path / "plain.onnx")
+    with pytest.raises(ModelFileError, match="not an ONNX model written by `imagerec export`"):
+        imagerec.load(plain)
+    (tmp_path / "junk.onnx").write_bytes(b"not onnx at all")
+    with pytest.raises(ModelFileError, match="not a usable ONNX model"):
+        imagerec.load(tmp_path / "junk.onnx")
+
+
 @pytest.mark.parametrize("head", ["logistic", "dense"])
 def test_trained_heads_export_too(head, photos_dir, tmp_path):
     shots = photos_dir / "few-shot"
@@ -152,12 +184,7 @@ def test_exported_keras_model_keeps_its_test_time_views(format, sample_photos, p
     assert result.check.ok and result.check.max_abs_diff <= TOLERANCE
     photos = [str(photos_dir / name) for name in ("owl.jpg", "face.jpg", "parrot.jpg")]
     original = imagerec.load(source)  # flip + shift averaging, in its own ONNX export
-    if format == "onnx":
-        from imagerec.backends.onnx import OnnxBackend
-
-        exported = Recognizer(OnnxBackend(result.path), ["a", "b", "c"], imagerec.Preprocessing(size=(32, 32)))
-    else:
-        exported = imagerec.load(result.path, labels=result.labels_path)
+    exported = imagerec.load(result.path, labels=result.labels_path)
     np.testing.assert_allclose(exported.predict_proba(photos), original.predict_proba(photos), atol=TOLERANCE)
     flip_only = save_model(model, tmp_path / "flip.keras", classes=["a", "b", "c"], flip_average=True,
                            preprocessing=imagerec.Preprocessing(size=(32, 32), normalization="unit"))

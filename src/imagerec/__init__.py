@@ -20,6 +20,7 @@ from .images import Limits, Preprocessing, load_image  # noqa: E402
 from .recognizer import FileResult, Prediction, Recognizer, load  # noqa: E402
 from .transfer import learn  # noqa: E402  (also registers the .imagerec loader)
 from . import keras_io as _keras_io  # noqa: F401,E402  (registers the .keras loader)
+from . import export as _export  # noqa: F401,E402  (registers the .onnx loader of exported models)
 from .training import train  # noqa: E402
 from .evaluation import evaluate  # noqa: E402
 

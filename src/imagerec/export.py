@@ -55,7 +55,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import ModelFileError, UsageError
-from .images import ImageSource, Preprocessing, load_image, stack
+from .images import DEFAULT_LIMITS, ImageSource, Limits, Preprocessing, load_image, stack
 
 __all__ = ["export", "ExportResult", "ExportCheck", "FORMATS", "TOLERANCE", "synthetic_samples"]
 
@@ -444,6 +444,51 @@ def _with_uint8_input(proto, normalization: str):
 def _set_onnx_metadata(proto, info: dict) -> None:
     entry = proto.metadata_props.add()
     entry.key, entry.value = "imagerec", json.dumps(info)
+
+
+def load_exported_onnx(path: str | os.PathLike[str], *, num_threads: int | None = None,
+                       limits: Limits = DEFAULT_LIMITS, **options: Any):
+    """A :class:`~imagerec.recognizer.Recognizer` for an ONNX file that :func:`export` wrote.
+
+    Registered for ``.onnx``, so ``imagerec.load("model.onnx")`` and
+    ``imagerec predict --model model.onnx`` run what was exported: its labels
+    and preprocessing come from the file's ``imagerec`` metadata, and a
+    learned recognizer's "unknown" threshold is compared with the graph's own
+    ``confidence`` output. An ONNX file from elsewhere is refused (run it with
+    :class:`~imagerec.backends.onnx.OnnxBackend`).
+    """
+    from . import zoo
+    from .backends.onnx import OnnxBackend
+    from .recognizer import Recognizer
+
+    where = Path(path)
+    if not where.is_file():
+        raise ModelFileError(f"{where}: no such model file", path=str(where))
+    backend = OnnxBackend(where, num_threads=num_threads)
+    try:
+        info = json.loads(backend.metadata["imagerec"])
+        labels, preprocessing = list(info["labels"]), Preprocessing.from_dict(info["preprocessing"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(
+            f"{where}: not an ONNX model written by `imagerec export` (no imagerec metadata); "
+            "run other ONNX models with imagerec.backends.onnx.OnnxBackend", path=str(where),
+        ) from exc
+    threshold = info.get("threshold")
+    if threshold is not None and "confidence" in info.get("outputs", ()):
+        backend = OnnxBackend(where, num_threads=num_threads, output_names={"confidence": "confidence"})
+    if backend.output_dim("scores") != len(labels):
+        raise ModelFileError(f"{where}: {backend.output_dim('scores')} outputs but {len(labels)} labels", path=str(where))
+    return Recognizer(backend, labels, preprocessing, name=where.stem, sha256=zoo.sha256_file(where),
+                      threshold=threshold, metadata=info, limits=limits, **options)
+
+
+def _register() -> None:
+    from .recognizer import register_loader
+
+    register_loader(".onnx", load_exported_onnx)
+
+
+_register()
 
 
 # -- learned recognizer -> TFLite ----------------------------------------------------------

@@ -322,6 +322,10 @@ class Recognizer:
     def _scored(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities and, with a threshold, the confidence to compare with it."""
         if self.head is None:
+            if self.threshold is not None and "confidence" in self.backend.outputs:
+                # An exported learned recognizer: its graph computes the head's own confidence.
+                out = self.backend.run(batch, ("scores", "confidence"))
+                return self._normalized(out["scores"]), out["confidence"].reshape(len(batch))
             probabilities = self._probabilities(batch)
             confidence = None if self.threshold is None else np.where(self._keep[None, :], probabilities, 0).max(axis=1)
             return probabilities, confidence
@@ -336,7 +340,10 @@ class Recognizer:
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
         if "logits" in self.backend.outputs:
             return softmax(self.backend.run(batch, ("logits",))["logits"]).astype(np.float32)
-        scores = self.backend.run(batch, ("scores",))["scores"]
+        return self._normalized(self.backend.run(batch, ("scores",))["scores"])
+
+    @staticmethod
+    def _normalized(scores: np.ndarray) -> np.ndarray:
         totals = scores.sum(axis=1, keepdims=True)
         if scores.min() < 0 or scores.max() > 1 or np.any(totals > 1.1):
             return softmax(scores).astype(np.float32)  # raw scores (logits) from a bare model
