@@ -473,13 +473,10 @@ def load_exported_onnx(path: str | os.PathLike[str], *, num_threads: int | None 
             f"{where}: not an ONNX model written by `imagerec export` (no imagerec metadata); "
             "run other ONNX models with imagerec.backends.onnx.OnnxBackend", path=str(where),
         ) from exc
-    threshold = info.get("threshold")
-    if threshold is not None and "confidence" in info.get("outputs", ()):
-        backend = OnnxBackend(where, num_threads=num_threads, output_names={"confidence": "confidence"})
     if backend.output_dim("scores") != len(labels):
         raise ModelFileError(f"{where}: {backend.output_dim('scores')} outputs but {len(labels)} labels", path=str(where))
     return Recognizer(backend, labels, preprocessing, name=where.stem, sha256=zoo.sha256_file(where),
-                      threshold=threshold, metadata=info, limits=limits, **options)
+                      threshold=info.get("threshold"), metadata=info, limits=limits, **options)
 
 
 def _register() -> None:

@@ -90,7 +90,8 @@ class OnnxBackend:
     """An ``.onnx`` image model behind the :class:`~imagerec.backends.Backend` protocol.
 
     Graph outputs are found by name: ``"scores"`` (else the first output),
-    ``"embedding"`` and ``"logits"`` when present; ``output_names`` maps
+    ``"embedding"``, ``"logits"`` and ``"confidence"`` (a learned recognizer's
+    export) when present; ``output_names`` maps
     other names onto those roles. Inputs may be NHWC or NCHW, uint8 or
     float; a graph with a fixed batch size is run image by image.
     ``num_threads`` defaults to the cores this process may use.
@@ -147,7 +148,7 @@ class OnnxBackend:
         self._uint8_input = self._input.type == "tensor(uint8)"
         graph_outputs = [o.name for o in self._session.get_outputs()]
         roles: dict[str, str] = {}
-        for name in ("scores", "embedding", "logits"):
+        for name in ("scores", "embedding", "logits", "confidence"):
             if name in graph_outputs:
                 roles[name] = name
         for role, name in (output_names or {}).items():
