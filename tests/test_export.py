@@ -43,10 +43,18 @@ def test_learned_recognizer_to_one_tflite_graph(learned, sample_photos, photos_d
     assert result.labels_path.read_text().split("\n")[:3] == ["cat", "dog", "hot dog"]
 
     # The exported file is a plain TFLite model: imagerec (or any LiteRT user) runs it alone.
-    exported = imagerec.load(result.path, labels=result.labels_path)
+    with_labels = imagerec.load(result.path, labels=result.labels_path)
     photos = [str(photos_dir / name) for name in ("cat_1080p.jpg", "hot_dog.jpg", "pets.jpg")]
+    np.testing.assert_allclose(with_labels.predict_proba(photos), learned.predict_proba(photos), atol=TOLERANCE)
+    # Its imagerec metadata brings the labels, the grey frame and the unknown threshold along.
+    exported = imagerec.load(result.path)
+    assert exported.labels == ["cat", "dog", "hot dog"] and exported.preprocessing == learned.preprocessing
+    assert learned.preprocessing.frame > 0 and exported.threshold == pytest.approx(learned.threshold)
     np.testing.assert_allclose(exported.predict_proba(photos), learned.predict_proba(photos), atol=TOLERANCE)
-    assert [p[0].label for p in exported.predict(photos, top_k=1)][:2] == ["cat", "hot dog"]
+    untaught = [str(photos_dir / name) for name in ("cat_1080p.jpg", "hot_dog.jpg", "owl.jpg", "face.jpg")]
+    expected = [p[0].label for p in learned.predict(untaught, top_k=1)]
+    assert [p[0].label for p in exported.predict(untaught, top_k=1)] == expected
+    assert expected[:2] == ["cat", "hot dog"] and "unknown" in expected[2:]
     # The backbone's 1001-class classifier was dropped: the file is smaller than the backbone alone.
     assert result.path.stat().st_size < (photos_dir.parent / "models" / "mobilenet_v2_1.0_224_quant.tflite").stat().st_size
 
@@ -162,10 +170,10 @@ def test_keras_model_to_one_tflite_graph_with_uint8_input(keras_file, sample_pho
     backend = LiteRTBackend(result.path, num_threads=1)
     assert backend.input_size == (32, 32)
     original = imagerec.load(keras_file)
-    exported = imagerec.load(result.path, labels=result.labels_path)
+    exported = imagerec.load(result.path)  # labels and preprocessing from the file's metadata
     photos = [str(photos_dir / name) for name in ("owl.jpg", "face.jpg", "parrot.jpg")]
     np.testing.assert_allclose(exported.predict_proba(photos), original.predict_proba(photos), atol=TOLERANCE)
-    assert exported.labels == ["a", "b", "c"]
+    assert exported.labels == ["a", "b", "c"] and exported.preprocessing == original.preprocessing
 
 
 @pytest.mark.slow
@@ -241,7 +249,8 @@ def test_learned_on_a_keras_backbone_to_onnx_and_keras(photos_dir, sample_photos
     pytest.importorskip("litert_torch", reason="litert-torch (the tflite extra) is not installed")
     as_tflite = export(model, "tflite", tmp_path / "keras-backbone.tflite", samples=sample_photos[:4])
     assert as_tflite.check.ok and as_tflite.check.top1_agree == 4
-    tflite = imagerec.load(as_tflite.path, labels=as_tflite.labels_path)
+    tflite = imagerec.load(as_tflite.path)
+    assert tflite.labels == model.labels and tflite.preprocessing == model.preprocessing
     np.testing.assert_allclose(tflite.predict_proba(photos), model.predict_proba(photos), atol=TOLERANCE)
 
     # ... and to one Keras model (normalisation, application, head), which imagerec loads back.
@@ -263,3 +272,14 @@ def test_keras_normalization_layer_matches_the_backends(normalization):
     layer = _keras_normalization(keras, normalization)
     got = keras.ops.convert_to_numpy(layer(pixels.astype(np.float32)))
     np.testing.assert_allclose(got, normalize(pixels, normalization), atol=1e-4)
+
+
+def test_an_exported_tflite_with_damaged_metadata_is_refused_in_one_line(learned, tmp_path):
+    from imagerec.backends.litert import with_metadata
+
+    result = export(learned, "tflite", tmp_path / "snacks.tflite")
+    damaged = tmp_path / "damaged.tflite"
+    damaged.write_bytes(with_metadata(result.path.read_bytes(), "imagerec", b'{"labels": ["cat"'))
+    with pytest.raises(ModelFileError, match=r"damaged\.tflite: its imagerec metadata is damaged") as caught:
+        imagerec.load(damaged)
+    assert "\n" not in str(caught.value)

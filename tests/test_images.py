@@ -177,6 +177,32 @@ def test_resize_policies() -> None:
         Preprocessing(resize="stretch")  # type: ignore[arg-type]
 
 
+def test_frame_puts_the_resized_picture_on_a_grey_canvas() -> None:
+    red = Image.new("RGB", (40, 20), (255, 0, 0))
+    framed = np.asarray(resize(red, Preprocessing(size=(64, 64), frame=8)))
+    assert framed.shape == (64, 64, 3)
+    border = np.ones((64, 64), bool)
+    border[8:56, 8:56] = False
+    assert (framed[border] == 128).all()  # exactly 8 grey pixels on every side
+    assert (framed[8:56, 8:56] == (255, 0, 0)).all()  # the centre crop fills the inside
+    # Squashing keeps the whole picture inside the frame, too.
+    assert (np.asarray(resize(red, Preprocessing(size=(64, 64), resize="squash", frame=8)))[8:56, 8:56] == (255, 0, 0)).all()
+    # A model-sized array is framed like any picture (the frame is not in it yet).
+    assert load_image(np.zeros((64, 64, 3), np.uint8), Preprocessing(size=(64, 64), frame=8))[0, 0].tolist() == [128] * 3
+
+
+def test_frame_is_checked_and_round_trips() -> None:
+    with pytest.raises(UsageError, match="frame must be between 0 and 56"):
+        Preprocessing(size=(224, 224), frame=57)
+    with pytest.raises(UsageError, match="frame"):
+        Preprocessing(frame=-1)
+    framed = Preprocessing(size=(224, 224), frame=16)
+    assert Preprocessing.from_dict(framed.to_dict()) == framed
+    # Without a frame the description is what it was before frames existed (cache keys, saved files).
+    assert Preprocessing().to_dict() == {"size": [224, 224], "resize": "crop", "normalization": "uint8"}
+    assert Preprocessing.from_dict({"size": [224, 224]}).frame == 0
+
+
 def test_stack_makes_a_batch() -> None:
     assert stack([np.zeros((4, 4, 3), np.uint8)] * 2).shape == (2, 4, 4, 3)
     with pytest.raises(UsageError):

@@ -164,6 +164,42 @@ def test_add_examples_keeps_old_classes(shapes):
         assert crosses.count("cross") >= 0.8 * len(crosses)
 
 
+def test_pictures_are_learned_and_predicted_inside_the_default_grey_frame(shapes, backbone, tmp_path):
+    train, held_out = shapes
+    data = {c: train[c][:5] for c in TAUGHT}
+    framed = imagerec.learn(data, head="imprint", threshold=None)
+    plain = imagerec.learn(data, head="imprint", threshold=None, frame=0)
+    assert (framed.preprocessing.frame, plain.preprocessing.frame) == (16, 0)
+    # The class means are the framed pictures' embeddings: what extract gives on a framed backbone.
+    expected = extract(train["circle"][:5], backbone.framed(16), cache=None).embeddings[:, 0]
+    assert np.allclose(framed.head.sums_[0], (expected / np.linalg.norm(expected, axis=1, keepdims=True)).sum(0), atol=1e-4)
+    files = held_out["circle"][:3]
+    assert not np.allclose(framed.predict_proba(files), plain.predict_proba(files))
+    # Saved and loaded, a recognizer predicts inside its own frame; --add embeds new photos in it too.
+    loaded = imagerec.load(framed.save(tmp_path / "framed.imagerec"))
+    assert loaded.preprocessing.frame == 16
+    assert np.array_equal(loaded.predict_proba(files), framed.predict_proba(files))
+    assert add_examples(loaded, {"cross": train["cross"][:3]}).preprocessing.frame == 16
+    # A model-sized array is framed like the file it came from, not taken as the network's input.
+    pixels = np.asarray(Image.open(files[0]).convert("RGB").resize((224, 224)))
+    assert loaded.preprocess(pixels[None])[0, 0, 0].tolist() == [128] * 3
+
+
+def test_a_recognizer_saved_before_frames_existed_loads_without_one(shapes, saved, tmp_path):
+    def unframe(m):
+        for described in (m["preprocessing"], m["backbone"]["preprocessing"]):
+            described.pop("frame", None)
+
+    old = imagerec.load(_rewrite(saved, tmp_path / "old.imagerec", unframe))
+    assert old.preprocessing.frame == 0 and imagerec.load(saved).preprocessing.frame == 16
+
+    def impossible(m):
+        m["preprocessing"]["frame"] = 999
+
+    with pytest.raises(ModelFileError, match="preprocessing is invalid.*frame must be between"):
+        imagerec.load(_rewrite(saved, tmp_path / "bad-frame.imagerec", impossible))
+
+
 def test_logistic_scaling_trusts_each_feature_only_with_enough_examples():
     from imagerec.transfer.heads import LogisticHead, head_from_state, shrunk_scale
 
@@ -340,6 +376,12 @@ def test_cli_learn_predict_and_add(shapes, tmp_path, capsys):
 
     assert run_app(["learn", "--add", str(extra)]) == 2
     assert "--add DATA and --to" in capsys.readouterr().err
+    assert run_app(["learn", "--add", str(extra), "--to", str(model), "--frame", "0"]) == 2
+    assert "--add keeps the recognizer's own" in capsys.readouterr().err
+
+    plain = tmp_path / "plain.imagerec"
+    assert run_app(["learn", str(data), "--head", "imprint", "--frame", "0", "-o", str(plain), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["frame"] == 0 and imagerec.load(plain).preprocessing.frame == 0
 
 
 def test_an_interrupted_save_keeps_the_previous_file(saved, tmp_path, monkeypatch):

@@ -48,6 +48,7 @@ import io
 import json
 import os
 import tempfile
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -293,14 +294,7 @@ def _keras_to_onnx(path: Path, dest: Path, samples, tolerance: float) -> ExportR
         float_graph = export_keras(model, Path(folder) / "float.onnx", **tta)
         proto = onnx.load(str(float_graph))
     proto = _with_uint8_input(proto, preprocessing.normalization)
-    info = {
-        "labels": list(classes),
-        "preprocessing": preprocessing.to_dict(),
-        "input": "image: uint8 N×H×W×3 RGB, resized as 'preprocessing' says; normalisation is inside the graph",
-        **tta,
-        "source": path.name,
-    }
-    _set_onnx_metadata(proto, info)
+    _set_onnx_metadata(proto, _trained_info(path, preprocessing, tta, classes, "N"))
     with _scratch_beside(dest) as tmp:
         onnx.save(proto, str(tmp))
         batch, source = _sample_arrays(samples, preprocessing)
@@ -309,6 +303,18 @@ def _keras_to_onnx(path: Path, dest: Path, samples, tolerance: float) -> ExportR
         check = _compare(expected, got, len(batch), source, tolerance)
         labels_path = _finish(tmp, dest, classes, check, "ONNX model")
     return ExportResult(dest, "onnx", str(path), labels_path, check, "image: uint8 N×H×W×3", ("scores",))
+
+
+def _trained_info(path: Path, preprocessing: Preprocessing, tta: dict, classes, batch: str) -> dict:
+    """What an exported trained network's file says about itself (its ``imagerec`` metadata)."""
+    return {
+        "labels": list(classes),
+        "preprocessing": preprocessing.to_dict(),
+        "outputs": ["scores"],
+        "input": f"image: uint8 {batch}×H×W×3 RGB, resized as 'preprocessing' says; normalisation is inside the graph",
+        **tta,
+        "source": path.name,
+    }
 
 
 # -- Keras -> TFLite (litert-torch) ------------------------------------------------------
@@ -326,6 +332,7 @@ def _keras_to_tflite(path: Path, dest: Path, samples, tolerance: float) -> Expor
     network = keras.Model(inputs, model(_keras_normalization(keras, preprocessing.normalization)(inputs)))
     with _scratch_beside(dest) as tmp:
         _convert_to_tflite(network, preprocessing.size, _views(tta), tmp, str(path))
+        tmp.write_bytes(_with_tflite_info(tmp.read_bytes(), _trained_info(path, preprocessing, tta, classes, "1")))
         batch, source = _sample_arrays(samples, preprocessing)
         expected = _keras_scores(model, normalize(batch, preprocessing.normalization), _views(tta))
         got = LiteRTBackend(tmp, num_threads=1).run(batch, ("scores",))["scores"]
@@ -560,7 +567,7 @@ def _learned_to_keras(recognizer, dest: Path, samples, tolerance: float) -> Expo
     with _scratch_beside(dest) as tmp:
         config = {"learned_from": backbone["name"], "threshold_not_included": recognizer.threshold}
         save_model(model, tmp, classes=recognizer.labels,
-                   preprocessing=Preprocessing(size=size, resize=recognizer.preprocessing.resize, normalization="uint8"),
+                   preprocessing=dataclasses.replace(recognizer.preprocessing, size=size, normalization="uint8"),
                    config=config)
         labels_path = _finish(tmp, dest, recognizer.labels, check, "Keras model")
     return ExportResult(dest, "keras", _describe(recognizer), labels_path, check, "image: float32 N×H×W×3, 0–255", ("scores",))
@@ -784,6 +791,9 @@ def _learned_keras_to_tflite(recognizer, dest: Path, samples, tolerance: float) 
     model, size = _learned_keras_model(recognizer)
     with _scratch_beside(dest) as tmp:
         _convert_to_tflite(model, size, _NO_VIEWS, tmp, repr(recognizer.name))
+        # Scores only: the unknown threshold's confidence is not in this graph.
+        info = {**_learned_info(recognizer, False, "1"), "threshold": None, "threshold_not_included": recognizer.threshold}
+        tmp.write_bytes(_with_tflite_info(tmp.read_bytes(), info))
         batch, source = _sample_arrays(samples, recognizer.preprocessing)
         expected, _ = _learned_reference(recognizer, batch)
         got = LiteRTBackend(tmp, num_threads=1).run(batch, ("scores",))["scores"]
@@ -916,13 +926,16 @@ def _append_head(model: bytes, embedding_tensor: str, layers, prototypes, info: 
     graph.outputs = outputs
     _drop_unused_operators(parsed, graph)
     parsed.signatureDefs = []  # they name the old outputs
-    metadata = schema.MetadataT()
-    metadata.name = "imagerec"
-    metadata.buffer = buffer(json.dumps(info).encode())
-    parsed.metadata = [*(parsed.metadata or []), metadata]
     builder = flatbuffers.Builder(len(model) + (1 << 20))
     builder.Finish(parsed.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return _with_tflite_info(bytes(builder.Output()), info)
+
+
+def _with_tflite_info(model: bytes, info: dict) -> bytes:
+    """``model`` carrying ``info`` as its ``imagerec`` metadata, which :func:`imagerec.load` reads back."""
+    from .backends.litert import with_metadata
+
+    return with_metadata(model, "imagerec", json.dumps(info).encode())
 
 
 def _drop_unused_operators(parsed, graph) -> None:

@@ -109,14 +109,21 @@ class Preprocessing:
     pixels (``"uint8"`` = raw 0–255, the quantised models' convention;
     ``"tf"`` = scale to [-1, 1]; ``"torch"`` = ImageNet mean/std; ``"caffe"``
     = BGR minus ImageNet mean) — it is applied inside a backend, never here.
+    ``frame=N`` puts the picture, resized to ``size`` minus ``N`` pixels on
+    every side, on a mid-grey (128) canvas of ``size``: grey is what every
+    normalisation maps to about zero, the value convolutions pad with. It
+    is what ``imagerec learn`` feeds its backbones (docs/transfer.md).
 
     >>> Preprocessing(size=(224, 224)).resize
     'crop'
+    >>> Preprocessing(size=(224, 224), frame=16).inner_size
+    (192, 192)
     """
 
     size: tuple[int, int] = (224, 224)  # (height, width)
     resize: ResizePolicy = "crop"
     normalization: str = "uint8"
+    frame: int = 0
 
     def __post_init__(self) -> None:
         if self.resize not in ("crop", "squash"):
@@ -124,9 +131,24 @@ class Preprocessing:
         height, width = self.size
         if height <= 0 or width <= 0:
             raise UsageError(f"preprocessing size must be positive, got {self.size}")
+        # A frame wider than a quarter of the side would leave the picture less than half the input.
+        if not 0 <= self.frame <= min(height, width) // 4:
+            raise UsageError(
+                f"frame must be between 0 and {min(height, width) // 4} pixels for a {height}×{width} input, "
+                f"got {self.frame}"
+            )
+
+    @property
+    def inner_size(self) -> tuple[int, int]:
+        """The (height, width) the picture itself is resized to, inside the frame."""
+        return (self.size[0] - 2 * self.frame, self.size[1] - 2 * self.frame)
 
     def to_dict(self) -> dict:
-        return {"size": list(self.size), "resize": self.resize, "normalization": self.normalization}
+        described = {"size": list(self.size), "resize": self.resize, "normalization": self.normalization}
+        # Only when set: files and cache keys written before frames existed stay valid.
+        if self.frame:
+            described["frame"] = self.frame
+        return described
 
     @classmethod
     def from_dict(cls, data: dict) -> "Preprocessing":
@@ -134,6 +156,7 @@ class Preprocessing:
             size=(int(data["size"][0]), int(data["size"][1])),
             resize=data.get("resize", "crop"),
             normalization=data.get("normalization", "uint8"),
+            frame=int(data.get("frame", 0)),
         )
 
 
@@ -465,12 +488,20 @@ def _array_to_rgb(array: np.ndarray, preprocessing: Preprocessing | None) -> np.
 
 
 def resize(image: Image.Image, preprocessing: Preprocessing) -> Image.Image:
-    """Resize by the policy in ``preprocessing`` (bilinear, antialiased).
+    """Resize by the policy in ``preprocessing`` (bilinear, antialiased), inside its frame if it has one.
 
     >>> from PIL import Image
     >>> resize(Image.new("RGB", (640, 480)), Preprocessing(size=(224, 224))).size
     (224, 224)
+    >>> framed = resize(Image.new("RGB", (32, 32), "red"), Preprocessing(size=(224, 224), frame=16))
+    >>> framed.size, framed.getpixel((8, 8)), framed.getpixel((112, 112))
+    ((224, 224), (128, 128, 128), (255, 0, 0))
     """
+    if preprocessing.frame:
+        inner = dataclasses.replace(preprocessing, size=preprocessing.inner_size, frame=0)
+        canvas = Image.new("RGB", (preprocessing.size[1], preprocessing.size[0]), (128, 128, 128))
+        canvas.paste(resize(image, inner), (preprocessing.frame, preprocessing.frame))
+        return canvas
     target_h, target_w = preprocessing.size
     width, height = image.size
     if (width, height) == (target_w, target_h):

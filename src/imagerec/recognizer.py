@@ -188,7 +188,10 @@ class Recognizer:
         """
         sources = _as_list(images)
         if isinstance(sources, np.ndarray):
-            if tuple(sources.shape[1:3]) == self.preprocessing.size and sources.dtype == np.uint8:
+            # A uint8 batch at the model's size is taken as already preprocessed
+            # (unless the model wants a frame, which such a batch cannot show).
+            ready = tuple(sources.shape[1:3]) == self.preprocessing.size and sources.dtype == np.uint8
+            if ready and not self.preprocessing.frame:
                 return np.ascontiguousarray(sources)
             sources = list(sources)
         return stack([item.array for item in self._decode_all(sources)])
@@ -480,16 +483,45 @@ def _load_tflite_file(path: Path, labels, num_threads: int | None, limits: Limit
         # A copy of a zoo model: its labels, background class and embedding come with it.
         return _load_spec(known, num_threads, limits, path=path)
     backend = LiteRTBackend(path, num_threads=num_threads)
+    if "imagerec" in backend.metadata:
+        return _load_exported_tflite(path, backend, labels, digest, num_threads, limits)
     size = backend.output_dim("scores")
-    if labels is None:
-        names = [f"class_{i}" for i in range(size)]
-    elif isinstance(labels, (str, os.PathLike)):
-        names = zoo.read_labels(labels)
-    else:
-        names = list(labels)
+    names = [f"class_{i}" for i in range(size)] if labels is None else _label_list(labels)
     if len(names) != size:
         raise UsageError(f"{path}: the model has {size} outputs but {len(names)} labels were given")
     preprocessing = Preprocessing(size=backend.input_size, resize="crop", normalization="uint8")
     return Recognizer(
         backend, names, preprocessing, name=path.stem, sha256=digest, ignore=["background"], limits=limits
     )
+
+
+def _load_exported_tflite(path: Path, backend, labels, digest: str, num_threads: int | None, limits: Limits) -> Recognizer:
+    """A ``.tflite`` that ``imagerec export`` wrote: labels, preprocessing and threshold from its metadata."""
+    import json
+
+    from .backends.litert import LiteRTBackend
+
+    try:
+        info = json.loads(backend.metadata["imagerec"])
+        names = list(info["labels"]) if labels is None else _label_list(labels)
+        preprocessing = Preprocessing.from_dict(info["preprocessing"])
+        threshold = info.get("threshold")
+        outputs = list(info.get("outputs") or ["scores"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: its imagerec metadata is damaged ({exc})", path=str(path)) from exc
+    if threshold is not None and "confidence" in outputs:
+        # The head's own confidence is a graph output: the threshold is compared with it.
+        backend = LiteRTBackend(path, num_threads=num_threads, extra_outputs={"confidence": "confidence"})
+    else:
+        threshold = None
+    if len(names) != backend.output_dim("scores"):
+        raise ModelFileError(f"{path}: {backend.output_dim('scores')} outputs but {len(names)} labels", path=str(path))
+    return Recognizer(backend, names, preprocessing, name=path.stem, sha256=digest, threshold=threshold,
+                      metadata=info, limits=limits)
+
+
+def _label_list(labels: str | os.PathLike[str] | Sequence[str]) -> list[str]:
+    """Labels given as a label file's path or as a list."""
+    from . import zoo
+
+    return zoo.read_labels(labels) if isinstance(labels, (str, os.PathLike)) else list(labels)

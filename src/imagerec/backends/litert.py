@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import ModelFileError, UsageError
 
-__all__ = ["LiteRTBackend", "add_outputs"]
+__all__ = ["LiteRTBackend", "add_outputs", "read_metadata", "with_metadata"]
 
 
 def add_outputs(model: bytes, tensor_names: Sequence[str]) -> bytes:
@@ -62,6 +62,50 @@ def add_outputs(model: bytes, tensor_names: Sequence[str]) -> bytes:
     return bytes(builder.Output())
 
 
+def read_metadata(model: bytes) -> dict[str, bytes]:
+    """The model's metadata entries (name → bytes), read without unpacking its weights.
+
+    >>> import os
+    >>> path = os.path.join(os.environ.get("IMAGEREC_MODEL_DIR", "../shared/models"),
+    ...                     "mobilenet_v2_1.0_224_quant.tflite")
+    >>> model = open(path, "rb").read()
+    >>> read_metadata(model)["min_runtime_version"].rstrip(b"\\0")
+    b'1.5.0'
+    >>> read_metadata(with_metadata(model, "imagerec", b"{}"))["imagerec"]
+    b'{}'
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    try:
+        root = schema.Model.GetRootAs(model, 0)
+        entries = {}
+        for index in range(root.MetadataLength()):
+            entry = root.Metadata(index)
+            name = (entry.Name() or b"").decode("utf-8", "replace")
+            entries[name] = root.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+        return entries
+    except Exception:  # a damaged table reads as no metadata; loading the model reports the damage
+        return {}
+
+
+def with_metadata(model: bytes, name: str, value: bytes) -> bytes:
+    """``model`` with a metadata entry ``name`` set to ``value`` (replacing one of that name)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    parsed = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    buffer = schema.BufferT()
+    buffer.data = list(value)
+    parsed.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = name, len(parsed.buffers) - 1
+    kept = [m for m in (parsed.metadata or []) if (m.name.decode() if isinstance(m.name, bytes) else m.name) != name]
+    parsed.metadata = [*kept, entry]
+    builder = flatbuffers.Builder(len(model) + len(value) + 4096)
+    builder.Finish(parsed.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 class LiteRTBackend:
     """A ``.tflite`` model behind the :class:`~imagerec.backends.Backend` protocol.
 
@@ -80,6 +124,8 @@ class LiteRTBackend:
         from ai_edge_litert.interpreter import Interpreter
 
         content = model if isinstance(model, bytes) else _read_model(Path(model))
+        #: The model's metadata entries, e.g. ``"imagerec"`` in a file ``imagerec export`` wrote.
+        self.metadata = read_metadata(content)
         extra = dict(extra_outputs or {})
         if extra:
             content = add_outputs(content, list(extra.values()))

@@ -44,6 +44,10 @@ def learn(
     add: Optional[str] = typer.Option(None, "--add", help="Add the classes / examples in this folder ..."),
     to: Optional[str] = typer.Option(None, "--to", help="... to this learned recognizer (saved in place unless --output)."),
     augment: Optional[int] = typer.Option(None, "--augment", min=0, max=7, help="Extra flipped / cropped copies per photo."),
+    frame: Optional[int] = typer.Option(
+        None, "--frame", min=0,
+        help="Grey frame around each picture, in pixels at the backbone's input (default 16 at 224; 0: none).",
+    ),
     threshold: str = typer.Option("auto", "--threshold", help="'auto' (calibrated), 'none', or a number: below it, 'unknown'."),
     fine_tune: Optional[int] = typer.Option(
         None, "--fine-tune", min=1,
@@ -68,6 +72,8 @@ def learn(
             raise UsageError("--add DATA and --to NAME.imagerec go together")
         if data is not None:
             raise UsageError("give either DATA (to learn a new recognizer) or --add DATA --to FILE, not both")
+        if frame is not None:
+            raise UsageError("--frame is set when a recognizer is learned; --add keeps the recognizer's own")
         base = load(to, num_threads=threads)
         model = add_examples(base, add, augment=augment, progress=progress)
         target = Path(output or to)
@@ -76,7 +82,8 @@ def learn(
             raise UsageError("give a DATA folder to learn from (or --add DATA --to NAME.imagerec)")
         target = Path(output) if output else Path(f"{Path(data).name.split('.')[0] or 'learned'}.imagerec")
         model = learn_api(
-            data, backbone=_backbone(backbone, weights, input_size, threads), head=head, augment=augment or 0, threshold=_threshold(threshold),
+            data, backbone=_backbone(backbone, weights, input_size, threads), head=head, augment=augment or 0, frame=frame,
+            threshold=_threshold(threshold),
             num_threads=threads, progress=progress, name=target.stem,
         )
     saved = model.save(target)
@@ -133,6 +140,7 @@ def _summary(model, path: Path) -> dict:
         "path": str(path),
         "backbone": (model.metadata.get("backbone") or {}).get("name"),
         "head": model.head.kind,
+        "frame": model.preprocessing.frame,
         "classes": training.get("examples", {}),
         "threshold": model.threshold,
         "calibration": model.metadata.get("calibration"),

@@ -36,7 +36,7 @@ from ..images import IMAGE_SUFFIXES
 from ..pipeline import expand_paths
 from ..recognizer import UNKNOWN, Recognizer, register_loader
 from .finetune import fine_tune
-from .features import Backbone, backbone_from_recognizer, extract, get_backbone, variants_for
+from .features import Backbone, backbone_from_recognizer, default_frame, extract, get_backbone, variants_for
 from .heads import Head, ImprintHead, calibrate, held_out_scores, make_head
 from .learned import SUFFIX, load_learned
 
@@ -169,6 +169,7 @@ def learn(
     head: str | Head = "logistic",
     head_options: dict | None = None,
     augment: int = 0,
+    frame: int | None = None,
     threshold: float | str | None = "auto",
     cache: bool | Any = True,
     on_error: str = "skip",
@@ -187,6 +188,9 @@ def learn(
     ``"logistic"`` (C by cross-validation), ``"dense"`` (the course's Keras
     head) or ``"imprint"`` (class means; one photo per class is enough).
     ``augment``: extra flipped / cropped copies of each photo (0–7).
+    ``frame``: pixels of grey frame around every picture at the backbone's
+    input size (None: :func:`~imagerec.transfer.features.default_frame`,
+    16 at 224; 0: none); the recognizer keeps it for its predictions.
     ``threshold``: ``"auto"`` calibrates the "unknown" threshold on held-out
     examples and left-out classes; a number fixes it; None never answers
     "unknown". Undecodable images are skipped and listed in
@@ -201,6 +205,7 @@ def learn(
     """
     sources, labels, classes = gather(data)
     backbone = get_backbone(backbone, num_threads=num_threads)
+    backbone = backbone.framed(default_frame(backbone.preprocessing) if frame is None else frame)
     embeddings, labels, skipped, result = _embed(sources, labels, backbone, augment, cache, progress, on_error)
     empty = [c for c in classes if c not in set(labels)]
     if empty:

@@ -20,6 +20,7 @@ Images that cannot be decoded are reported, never fatal, unless asked.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -94,6 +95,10 @@ class Backbone:
         out = np.asarray(self.run(batch), dtype=np.float32)
         return out.reshape(len(batch), -1)
 
+    def framed(self, frame: int) -> "Backbone":
+        """The same network fed pictures inside a grey frame of ``frame`` pixels (:class:`Preprocessing`)."""
+        return dataclasses.replace(self, preprocessing=dataclasses.replace(self.preprocessing, frame=int(frame)))
+
     def describe(self) -> dict:
         return {
             "name": self.name, "kind": self.kind, "sha256": self.sha256, "dim": self.dim,
@@ -137,6 +142,18 @@ def backbone_from_recognizer(recognizer, *, name: str | None = None, kind: str =
         backend=backend,
         options=dict(options or {}),
     )
+
+
+def default_frame(preprocessing: Preprocessing) -> int:
+    """The grey frame ``imagerec learn`` puts around pictures: 1/14 of the input side (16 px at 224).
+
+    Chosen on CIFAR-10 (docs/transfer.md): at 10 examples a class it lifts
+    ``mobilenet_multi`` from 58.9 % to 62 %; 12–20 px at 224 score alike.
+
+    >>> default_frame(Preprocessing(size=(224, 224)))
+    16
+    """
+    return round(min(preprocessing.size) / 14)
 
 
 def get_backbone(name, *, num_threads: int | None = None, **options) -> Backbone:

@@ -115,7 +115,8 @@ def fine_tune(
 
     # 1. The frozen recognizer, and its accuracy on the held-out images.
     frozen_backbone = keras_backbone(application, weights=weights, input_size=size, seed=seed)
-    frozen = learn(train_set, backbone=frozen_backbone, head="logistic", threshold=None, progress=verbose)
+    # No frame: the fine-tuned network is trained (by train()) on unframed pictures.
+    frozen = learn(train_set, backbone=frozen_backbone, head="logistic", frame=0, threshold=None, progress=verbose)
     if frozen.labels != list(dataset.classes):
         missing = [c for c in dataset.classes if c not in frozen.labels]
         raise DatasetError(f"{dataset.source}: no readable training image for class(es) "

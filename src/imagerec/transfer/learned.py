@@ -28,6 +28,7 @@ much as any model file. Arrays are read with ``allow_pickle=False``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import io
@@ -262,13 +263,19 @@ def load_learned(
             "with this backbone",
             path=str(path),
         )
-    preprocessing = Preprocessing.from_dict(manifest.get("preprocessing") or described["preprocessing"])
-    if preprocessing != backbone.preprocessing:
+    try:
+        preprocessing = Preprocessing.from_dict(manifest.get("preprocessing") or described["preprocessing"])
+    except (UsageError, KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: the manifest's preprocessing is invalid ({exc})", path=str(path)) from exc
+    # The resize policy and the frame are the head's (it was learned on such
+    # pictures); the input size and normalisation are the network's and must match.
+    if preprocessing.size != backbone.preprocessing.size or preprocessing.normalization != backbone.preprocessing.normalization:
         raise ModelFileError(
             f"{path}: preprocessing {preprocessing.to_dict()} differs from the backbone's "
             f"{backbone.preprocessing.to_dict()}",
             path=str(path),
         )
+    backbone = dataclasses.replace(backbone, preprocessing=preprocessing)
     labels = [str(label) for label in manifest["labels"]]
     head = head_from_state(manifest["head"].get("type"), manifest["head"].get("params") or {}, arrays, labels)
     if head.num_features != backbone.dim:
