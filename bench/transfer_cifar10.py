@@ -43,7 +43,7 @@ os.environ.setdefault("IMAGEREC_MODEL_DIR", str(SHARED / "models"))
 import numpy as np  # noqa: E402
 
 from imagerec.data import load_dataset  # noqa: E402
-from imagerec.transfer.features import extract, get_backbone  # noqa: E402
+from imagerec.transfer.features import default_frame, extract, get_backbone  # noqa: E402
 from imagerec.transfer.heads import DenseHead, ImprintHead, LogisticHead  # noqa: E402
 
 
@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(SHARED / "data" / "cifar10-train.tar.gz"))
     parser.add_argument("--backbone", default="mobilenet_v2")
+    parser.add_argument("--frame", type=int, default=None,
+                        help="grey frame in pixels at the backbone's input (default: imagerec learn's, 16 at 224; 0: none)")
     parser.add_argument("--train-per-class", type=int, default=4500, help="training images embedded per class (≤ 4500)")
     parser.add_argument("--val-per-class", type=int, default=500, help="validation images per class (≤ 500)")
     parser.add_argument("--logistic-shots", type=int, nargs="+", default=[10, 100, 1000])
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
           f"using {len(train_idx)} training and {len(val_idx)} validation images", file=sys.stderr)
 
     backbone = get_backbone(args.backbone)
+    backbone = backbone.framed(default_frame(backbone.preprocessing) if args.frame is None else args.frame)
     wanted = np.concatenate([train_idx, val_idx])
     extraction = extract([dataset.paths[i] for i in wanted], backbone, progress=None)
     if not extraction.ok.all():
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "protocol": {
             "data": args.data, "split": "stratified 45,000 / 5,000 (seed 0)", "backbone": args.backbone,
-            "train_images": int(len(train_idx)), "val_images": int(len(val_idx)), "upscaled_to": list(backbone.preprocessing.size),
+            "frame": backbone.preprocessing.frame, "train_images": int(len(train_idx)), "val_images": int(len(val_idx)), "upscaled_to": list(backbone.preprocessing.size),
         },
         "extraction": {
             "computed": extraction.computed, "from_cache": extraction.cached,
