@@ -44,11 +44,11 @@ is deleted and :class:`~imagerec.errors.ModelFileError` says by how much.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
 import tempfile
-import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -841,6 +841,8 @@ def _append_head(model: bytes, embedding_tensor: str, layers, prototypes, info: 
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
+    from .backends.litert import set_metadata
+
     parsed = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
     graph = parsed.subgraphs[0]
     names = [t.name.decode() if isinstance(t.name, bytes) else t.name for t in graph.tensors]
@@ -926,9 +928,10 @@ def _append_head(model: bytes, embedding_tensor: str, layers, prototypes, info: 
     graph.outputs = outputs
     _drop_unused_operators(parsed, graph)
     parsed.signatureDefs = []  # they name the old outputs
+    set_metadata(parsed, "imagerec", json.dumps(info).encode())
     builder = flatbuffers.Builder(len(model) + (1 << 20))
     builder.Finish(parsed.Pack(builder), file_identifier=b"TFL3")
-    return _with_tflite_info(bytes(builder.Output()), info)
+    return bytes(builder.Output())
 
 
 def _with_tflite_info(model: bytes, info: dict) -> bytes:

@@ -482,9 +482,10 @@ def _load_tflite_file(path: Path, labels, num_threads: int | None, limits: Limit
     if known is not None and labels is None:
         # A copy of a zoo model: its labels, background class and embedding come with it.
         return _load_spec(known, num_threads, limits, path=path)
+    info = _read_tflite_metadata(path).get("imagerec")
+    if info is not None:
+        return _load_exported_tflite(path, info, labels, digest, num_threads, limits)
     backend = LiteRTBackend(path, num_threads=num_threads)
-    if "imagerec" in backend.metadata:
-        return _load_exported_tflite(path, backend, labels, digest, num_threads, limits)
     size = backend.output_dim("scores")
     names = [f"class_{i}" for i in range(size)] if labels is None else _label_list(labels)
     if len(names) != size:
@@ -495,25 +496,36 @@ def _load_tflite_file(path: Path, labels, num_threads: int | None, limits: Limit
     )
 
 
-def _load_exported_tflite(path: Path, backend, labels, digest: str, num_threads: int | None, limits: Limits) -> Recognizer:
+def _read_tflite_metadata(path: Path) -> dict[str, bytes]:
+    """The file's metadata entries; none if it cannot be read (LiteRTBackend then says why)."""
+    from .backends.litert import read_metadata
+
+    try:
+        return read_metadata(path.read_bytes())
+    except OSError:
+        return {}
+
+
+def _load_exported_tflite(path: Path, raw_info: bytes, labels, digest: str, num_threads: int | None,
+                          limits: Limits) -> Recognizer:
     """A ``.tflite`` that ``imagerec export`` wrote: labels, preprocessing and threshold from its metadata."""
     import json
 
     from .backends.litert import LiteRTBackend
 
     try:
-        info = json.loads(backend.metadata["imagerec"])
+        info = json.loads(raw_info)
         names = list(info["labels"]) if labels is None else _label_list(labels)
         preprocessing = Preprocessing.from_dict(info["preprocessing"])
         threshold = info.get("threshold")
         outputs = list(info.get("outputs") or ["scores"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: its imagerec metadata is damaged ({exc})", path=str(path)) from exc
-    if threshold is not None and "confidence" in outputs:
+    if threshold is None or "confidence" not in outputs:
+        backend, threshold = LiteRTBackend(path, num_threads=num_threads), None
+    else:
         # The head's own confidence is a graph output: the threshold is compared with it.
         backend = LiteRTBackend(path, num_threads=num_threads, extra_outputs={"confidence": "confidence"})
-    else:
-        threshold = None
     if len(names) != backend.output_dim("scores"):
         raise ModelFileError(f"{path}: {backend.output_dim('scores')} outputs but {len(names)} labels", path=str(path))
     return Recognizer(backend, names, preprocessing, name=path.stem, sha256=digest, threshold=threshold,

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import ModelFileError, UsageError
 
-__all__ = ["LiteRTBackend", "add_outputs", "read_metadata", "with_metadata"]
+__all__ = ["LiteRTBackend", "add_outputs", "read_metadata", "set_metadata", "with_metadata"]
 
 
 def add_outputs(model: bytes, tensor_names: Sequence[str]) -> bytes:
@@ -94,6 +94,16 @@ def with_metadata(model: bytes, name: str, value: bytes) -> bytes:
     from ai_edge_litert import schema_py_generated as schema
 
     parsed = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    set_metadata(parsed, name, value)
+    builder = flatbuffers.Builder(len(model) + len(value) + 4096)
+    builder.Finish(parsed.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def set_metadata(parsed, name: str, value: bytes) -> None:
+    """Set the metadata entry ``name`` of an unpacked model (a schema ``ModelT``), in place."""
+    from ai_edge_litert import schema_py_generated as schema
+
     buffer = schema.BufferT()
     buffer.data = list(value)
     parsed.buffers.append(buffer)
@@ -101,9 +111,6 @@ def with_metadata(model: bytes, name: str, value: bytes) -> bytes:
     entry.name, entry.buffer = name, len(parsed.buffers) - 1
     kept = [m for m in (parsed.metadata or []) if (m.name.decode() if isinstance(m.name, bytes) else m.name) != name]
     parsed.metadata = [*kept, entry]
-    builder = flatbuffers.Builder(len(model) + len(value) + 4096)
-    builder.Finish(parsed.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
 
 
 class LiteRTBackend:
@@ -124,8 +131,6 @@ class LiteRTBackend:
         from ai_edge_litert.interpreter import Interpreter
 
         content = model if isinstance(model, bytes) else _read_model(Path(model))
-        #: The model's metadata entries, e.g. ``"imagerec"`` in a file ``imagerec export`` wrote.
-        self.metadata = read_metadata(content)
         extra = dict(extra_outputs or {})
         if extra:
             content = add_outputs(content, list(extra.values()))
