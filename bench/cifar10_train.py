@@ -292,7 +292,9 @@ def run_training(arch: str, args: argparse.Namespace, work: Path) -> dict:
         options.update(cutout=args.cutout, tta_shift=args.tta_shift)
     result = imagerec.train(
         train, val_data=val, arch=arch, output=work / f"{arch}.keras", epochs=args.epochs,
-        max_minutes=args.minutes, verbose=False, callbacks=[on_event], threads=args.threads,
+        # The budget counts this run's decoding above, as the wall clock reported below does.
+        max_minutes=None if args.minutes is None else args.minutes - (time.perf_counter() - started) / 60,
+        verbose=False, callbacks=[on_event], threads=args.threads,
         batch_size=args.batch_size if arch == "fast_resnet" else None, precision=args.precision, **options,
     )
     total = time.perf_counter() - started
@@ -364,7 +366,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
                         help="Training arithmetic (auto: bfloat16 on CPUs with bfloat16 matrix units).")
     parser.add_argument("--epochs", type=int, default=None, help="Epochs (default: the architecture's).")
-    parser.add_argument("--minutes", type=float, default=None, help="Time budget per training run.")
+    parser.add_argument("--minutes", type=float, default=None, help="Time budget per training run: the epochs are fitted to it (with --epochs, at most that many).")
     parser.add_argument("--batch-size", type=int, default=None, help="fast_resnet batch size.")
     parser.add_argument("--widths", default=None, help="fast_resnet stage widths, e.g. 64,256,256.")
     parser.add_argument("--cutout", type=int, default=0, help="fast_resnet cutout square side (0: off).")

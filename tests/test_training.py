@@ -498,3 +498,57 @@ def test_cli_train_fast_resnet_widths_and_precision(shapes: Path, tmp_path: Path
         assert run_app(["train", str(shapes), "-o", str(tmp_path / "x.keras"), *args]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+class _FakeClock:
+    """The run's clock, advanced only by training steps: each takes ``pace(epoch)`` seconds."""
+
+    def __init__(self, pace=lambda epoch: 1.0) -> None:
+        self.now, self.pace, self.lrs = 0.0, pace, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def on_event(self, event: str, info: dict) -> None:
+        if event == "step":
+            self.now += self.pace(info["epoch"])
+            self.lrs.append(info["lr"])
+
+
+def _budget_run(shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: _FakeClock, **options):
+    from imagerec import training
+
+    monkeypatch.setattr(training, "_clock", clock)
+    return imagerec.train(shapes, output=tmp_path / "budget.keras", lr=0.1, verbose=False,
+                          callbacks=[clock.on_event], **{**SMALL, **options})
+
+
+def test_a_time_budget_fits_the_schedule_and_ends_it_annealed(shapes: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # 216 training images in batches of 16: 13 one-second steps per epoch; 90 s less a 5 s reserve fit 6 epochs.
+    clock = _FakeClock()
+    result = _budget_run(shapes, tmp_path, monkeypatch, clock, max_minutes=1.5)
+    assert len(result.history) == 6 and result.stopped == "time_budget"
+    assert result.config.epochs == 6 and read_metadata(result.path)["config"]["epochs"] == 6
+    assert clock.now <= 90
+    assert clock.lrs[-1] < 0.05 * 0.1 < max(clock.lrs)  # the one-cycle schedule ran to its end, not cut off
+
+
+def test_a_time_budget_never_runs_more_than_the_epochs_asked_for(shapes: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    result = _budget_run(shapes, tmp_path, monkeypatch, _FakeClock(), max_minutes=1.5, epochs=3)
+    assert len(result.history) == 3 and result.stopped == "completed"
+
+
+def test_a_time_budget_shrinks_the_plan_when_the_machine_slows_down(shapes: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _FakeClock(pace=lambda epoch: 1.0 if epoch <= 2 else 2.0)  # twice as slow from epoch 3
+    result = _budget_run(shapes, tmp_path, monkeypatch, clock, max_minutes=1.5)
+    assert len(result.history) == 4 and result.stopped == "time_budget"
+    assert clock.now <= 90
+
+
+def test_a_budget_shorter_than_an_epoch_still_trains_one(shapes: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    result = _budget_run(shapes, tmp_path, monkeypatch, _FakeClock(), max_minutes=0.1)
+    assert len(result.history) == 1 and result.stopped == "time_budget" and result.path.is_file()

@@ -62,10 +62,14 @@ from .data import Dataset, DatasetSource, apply_view, augment, load_dataset, pre
 from .errors import ImagerecError, OutputError, UsageError  # noqa: E402
 from .images import Preprocessing  # noqa: E402
 from .pipeline import prepare_output_folder  # noqa: E402
+from .time_budget import CALIBRATION_STEPS, TimeBudget  # noqa: E402
 
 __all__ = ["train", "TrainConfig", "TrainResult", "TorchGraph", "OPTIMIZERS", "LOSSES", "defaults_for"]
 
 STATE_VERSION = 1
+
+# The run's clock (a module attribute so that tests can drive it).
+_clock = time.perf_counter
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "radam")
 LOSSES = (
@@ -641,7 +645,10 @@ def train(
     Settings left as ``None`` take the architecture's defaults
     (:func:`defaults_for`). ``patience`` epochs without a better validation
     accuracy stop the run (``None`` or 0: never; ``-1``: the architecture's default).
-    ``max_minutes`` stops after the epoch that crosses the time budget.
+    ``max_minutes`` fits the run to that many minutes of wall clock, counted
+    from this call: the number of epochs, and the learning-rate schedule with
+    it, is chosen from the run's measured speed so that it ends annealed in
+    time (:mod:`imagerec.time_budget`); ``epochs``, if given, is then the most it runs.
     ``cutout`` greys out a random square of that side in every training
     image (:func:`imagerec.data.augment`); ``tta_shift`` adds views shifted
     by that many pixels to the test-time average
@@ -655,12 +662,13 @@ def train(
     PyTorch's thread count (default: the cores this process may use; on a
     machine busy with other work, 1 can be much faster, as threads that
     wait for each other get descheduled). ``callbacks`` are called
-    as ``fn(event, info)`` for ``"step"`` and ``"epoch"`` events.
+    as ``fn(event, info)`` for ``"step"`` events (epoch, step, running loss,
+    the step's learning rate ``lr``) and ``"epoch"`` events (the epoch's record).
 
     Returns a :class:`TrainResult`; the best epoch's model is at ``output``,
     its learning curves at ``<output stem>.curves.png``.
     """
-    started = time.perf_counter()
+    started = _clock()
     output = Path(output)
     if output.suffix.lower() != ".keras":
         raise UsageError(f"{output}: the output must be a .keras file")
@@ -751,13 +759,14 @@ def train(
     trainer = _Trainer(
         runner, config, classes, preprocessing, output, state_path,
         x_train, y_train, x_val, y_val, _data_digest(train_set, val_set), verbose, list(callbacks),
+        started=started, epochs_cap=epochs,
     )
     if resume:
         trainer.load_state()
     elif state_path.exists():
         state_path.unlink()
     trainer.fit()
-    result = trainer.finish(time.perf_counter() - started)
+    result = trainer.finish(_clock() - started)
     result.skipped = list(dict.fromkeys([*dataset.skipped, *train_set.skipped, *val_set.skipped]))
     return result
 
@@ -927,7 +936,8 @@ class _Runner:
 
 class _Trainer:
     def __init__(self, runner: _Runner, config: TrainConfig, classes, preprocessing, output: Path, state_path: Path,
-                 x_train, y_train, x_val, y_val, data_digest: str, verbose, callbacks) -> None:
+                 x_train, y_train, x_val, y_val, data_digest: str, verbose, callbacks, *,
+                 started: float | None = None, epochs_cap: int | None = None) -> None:
         import torch
 
         self.runner, self.config, self.classes = runner, config, classes
@@ -952,6 +962,10 @@ class _Trainer:
         self.best_weights: list | None = None
         self.stopped = "completed"
         self.elapsed_before = 0.0
+        self.planned = config.epochs  # the epochs the schedule spans (fitted to a time budget, if any)
+        self.started = _clock() if started is None else started
+        self.epochs_cap = epochs_cap
+        self.budget: TimeBudget | None = None
         self._torch = torch
 
     # -- state -----------------------------------------------------------
@@ -973,6 +987,7 @@ class _Trainer:
             "best_epoch": self.best_epoch,
             "best_weights": self.best_weights,
             "elapsed": self.elapsed_before + self._elapsed(),
+            "planned": self.planned,
         }
 
     def save_state(self) -> None:
@@ -1011,6 +1026,8 @@ class _Trainer:
         self.best_accuracy, self.best_epoch = float(state["best_accuracy"]), int(state["best_epoch"])
         self.best_weights = state["best_weights"]
         self.elapsed_before = float(state["elapsed"])
+        if self.config.max_minutes is not None:  # go on with the saved plan until it is fitted again
+            self.planned = int(state.get("planned", self.config.epochs))
         self._say(f"resuming at epoch {self.epoch + 1}" + (f", step {self.step}" if self.step else ""))
 
     def _check_same_run(self, state: dict) -> None:
@@ -1038,7 +1055,7 @@ class _Trainer:
     # -- the loop ----------------------------------------------------------
 
     def _elapsed(self) -> float:
-        return time.perf_counter() - self._start if hasattr(self, "_start") else 0.0
+        return _clock() - self._start if hasattr(self, "_start") else 0.0
 
     def _say(self, text: str) -> None:
         if self.verbose:
@@ -1048,14 +1065,38 @@ class _Trainer:
         for callback in self.callbacks:
             callback(event, info)
 
-    def fit(self) -> None:
-        self._start = time.perf_counter()
+    def _start_budget(self) -> None:
+        """Fit the run to ``max_minutes``, counting what earlier sessions of a resumed run used."""
         config = self.config
-        if self.epoch >= config.epochs:
+        if config.max_minutes is None:
+            return
+        views = len(prediction_views(config.tta, config.tta_shift))
+        val_images = 0 if self.x_val is None else len(self.x_val)
+        self.budget = TimeBudget(
+            config.max_minutes * 60, start=self.started - self.elapsed_before, steps_per_epoch=self.steps_per_epoch,
+            cap=self.epochs_cap, eval_batches=val_images * views / self.batch_size, constant=config.schedule == "constant",
+        )
+
+    def _replan(self) -> bool:
+        """Fit the plan to the time left; return whether another epoch fits (at an epoch boundary)."""
+        planned = self.budget.plan(epoch=self.epoch, step=self.step, planned=self.planned, now=_clock())
+        if planned != self.planned:
+            self._say(f"time budget of {self.config.max_minutes:g} minutes: {planned} epochs "
+                      f"(about {self.budget.epoch_seconds():.0f} s each)")
+            self.planned = planned
+        self.config.epochs = self.planned  # saved with the model: the epochs the schedule spanned
+        return self.planned > self.epoch
+
+    def fit(self) -> None:
+        self._start = _clock()
+        config = self.config
+        self._start_budget()
+        if self.epoch >= self.planned:
             self._say(f"already trained for {self.epoch} epochs; pass more --epochs to continue")
             return
         try:
-            while self.epoch < config.epochs:
+            while self.epoch < self.planned:
+                epoch_start = _clock()
                 record = self._run_epoch()
                 self.history.append(record)
                 self._emit("epoch", dict(record))
@@ -1070,11 +1111,14 @@ class _Trainer:
                     self.stopped = "early_stopping"
                     self._say(f"stopping: no better validation accuracy for {config.patience} epochs")
                     break
-                total = self.elapsed_before + self._elapsed()
-                if config.max_minutes is not None and total >= config.max_minutes * 60:
-                    self.stopped = "time_budget"
-                    self._say(f"stopping: time budget of {config.max_minutes} minutes reached")
-                    break
+                if self.budget is not None:
+                    self.budget.epoch_done(_clock() - epoch_start)
+                    if not self._replan():
+                        break
+            if self.budget is not None and self.stopped == "completed" and (
+                    self.epochs_cap is None or self.planned < self.epochs_cap):
+                self.stopped = "time_budget"
+                self._say(f"{self.planned} epochs fitted the time budget of {config.max_minutes:g} minutes")
         except KeyboardInterrupt:
             self.save_state()
             self._say(f"interrupted: state saved to {self.state_path}; run again with --resume to continue")
@@ -1085,11 +1129,11 @@ class _Trainer:
         config = self.config
         rng = np.random.default_rng([config.seed, self.epoch])
         order = rng.permutation(len(self.x_train))
-        total_steps = config.epochs * self.steps_per_epoch
-        with _EpochBar(self.epoch + 1, config.epochs, self.steps_per_epoch, self.verbose) as bar:
+        with _EpochBar(self.epoch + 1, self.planned, self.steps_per_epoch, self.verbose) as bar:
             bar.update(self.step, self.partial)
             while self.step < self.steps_per_epoch:
-                tick = time.perf_counter()
+                total_steps = self.planned * self.steps_per_epoch
+                tick = _clock()
                 index = order[self.step * self.batch_size:(self.step + 1) * self.batch_size]
                 step_rng = np.random.default_rng([config.seed, self.epoch, self.step])
                 # Alternating flip: each image is mirrored in every other epoch (which
@@ -1117,9 +1161,14 @@ class _Trainer:
                 self.partial["loss"] += loss.item() * len(index)
                 self.partial["correct"] += float((out.argmax(dim=-1) == targets).sum())
                 self.partial["seen"] += len(index)
-                self.partial["seconds"] += time.perf_counter() - tick
+                self.partial["seconds"] += _clock() - tick
                 bar.update(self.step, self.partial)
-                self._emit("step", {"epoch": self.epoch + 1, "step": self.step, "loss": self.partial["loss"] / self.partial["seen"]})
+                self._emit("step", {"epoch": self.epoch + 1, "step": self.step, "loss": self.partial["loss"] / self.partial["seen"],
+                                    "lr": self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0]["lr_scale"]})
+                if self.budget is not None:
+                    self.budget.step_done(_clock() - tick)
+                    if self.budget.overhead is None and len(self.budget.durations) == CALIBRATION_STEPS:
+                        self._replan()  # the first plan, from this session's first steps
             if self.lookahead is not None:
                 self.lookahead.copy_back()  # validate and checkpoint the averaged weights
             record = {
@@ -1130,9 +1179,9 @@ class _Trainer:
                 "images_per_second": self.partial["seen"] / max(1e-9, self.partial["seconds"]),
             }
             if self.x_val is not None and len(self.x_val):
-                tick = time.perf_counter()
+                tick = _clock()
                 val_loss, val_accuracy = self.evaluate(self.x_val, self.y_val)
-                record.update(val_loss=val_loss, val_accuracy=val_accuracy, val_seconds=time.perf_counter() - tick)
+                record.update(val_loss=val_loss, val_accuracy=val_accuracy, val_seconds=_clock() - tick)
             record["elapsed"] = self.elapsed_before + self._elapsed()
             bar.finish(record)
         self.epoch += 1

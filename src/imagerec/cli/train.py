@@ -35,7 +35,7 @@ def train(
     val_data: Optional[str] = typer.Option(None, "--val-data", help="A separate validation dataset (instead of --val-fraction)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the initial weights and the augmentation."),
     patience: Optional[int] = typer.Option(None, "--patience", min=0, help="Stop after N epochs without a better validation accuracy (0: never)."),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.0, help="Stop after the epoch that crosses this time budget."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.0, help="Finish within M minutes: the run measures its speed and fits the number of epochs (at most --epochs, if given) and the learning-rate schedule to the time."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="PyTorch threads (default: all cores)."),
     widths: Optional[str] = typer.Option(
         None, "--widths", help="fast_resnet's stage widths, e.g. 128,384,384 (default 64,256,256; wider is slower and more accurate)."

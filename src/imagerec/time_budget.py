@@ -1,0 +1,120 @@
+"""Fit a training run's number of epochs to a wall-clock budget.
+
+A one-cycle or decaying learning-rate schedule only works when it runs to
+its end: cut off half-way, the rate is still high and the network has not
+settled. So a time budget does not stop a run; it chooses how many epochs
+the schedule spans, from the run's own measured speed, and the run ends
+annealed within the budget on a fast CPU and a slow one alike.
+
+The plan is made after the first few steps and made again after every
+epoch, with the step time measured so far and what validation and
+checkpoints cost per epoch. It may grow only while a decaying schedule is
+in its first quarter, where stretching it changes the rate little; after
+that it only shrinks (when the machine slows down), so the learning rate
+never climbs back up.
+
+>>> budget = TimeBudget(60.0, start=0.0, steps_per_epoch=10, cap=None)
+>>> for _ in range(10):
+...     budget.step_done(1.0)              # one second per step
+>>> budget.epoch_done(wall=12.0)           # plus 2 s of validation and saving
+>>> budget.plan(epoch=1, step=0, planned=6, now=12.0)   # (60 - 5 s reserve - 12) // 12 = 3 more
+4
+"""
+
+from __future__ import annotations
+
+import math
+
+# Seconds kept for writing the final model and its learning curves.
+FINISH_RESERVE = 5.0
+# A decaying schedule's plan may grow only until this share of it has run.
+GROWTH_LIMIT = 0.25
+# The first steps of a run are slow (allocations, kernel selection): not counted.
+WARMUP_STEPS = 2
+# Steps of the first epoch after which the first plan is made.
+CALIBRATION_STEPS = 10
+# A forward pass of a batch costs about this share of a training step.
+FORWARD_SHARE = 1 / 3
+
+
+class TimeBudget:
+    """How many epochs fit between ``start`` and ``start + seconds``.
+
+    ``steps_per_epoch`` is the run's; ``cap`` the most epochs it may run
+    (``None``: as many as fit). ``eval_batches`` is the forward passes of a
+    training-sized batch that validation takes per epoch, used to guess
+    its cost until the first epoch has measured it. ``constant`` says the
+    learning rate does not decay, so the plan may grow at any time.
+    """
+
+    def __init__(self, seconds: float, *, start: float, steps_per_epoch: int, cap: int | None,
+                 eval_batches: float = 0.0, constant: bool = False) -> None:
+        self.seconds = float(seconds)
+        self.deadline = start + self.seconds - FINISH_RESERVE
+        self.steps_per_epoch = max(1, int(steps_per_epoch))
+        self.cap = cap
+        self.eval_batches = float(eval_batches)
+        self.constant = constant
+        self.durations: list[float] = []
+        self.overhead: float | None = None  # measured seconds per epoch outside the training steps
+        self._epoch_steps = 0.0
+
+    def step_done(self, seconds: float) -> None:
+        """Record one training step's wall-clock seconds."""
+        self.durations.append(float(seconds))
+        self._epoch_steps += float(seconds)
+
+    def epoch_done(self, wall: float) -> None:
+        """Record an epoch's wall-clock seconds; the part not spent in steps is its overhead."""
+        self.overhead = max(0.0, wall - self._epoch_steps)
+        self._epoch_steps = 0.0
+
+    def step_seconds(self) -> float:
+        """The mean training step over the last epoch's worth, the run's first slow ones left out (0 before any).
+
+        >>> budget = TimeBudget(60, start=0, steps_per_epoch=5, cap=None)
+        >>> for seconds in (9.0, 5.0, 1.0, 1.0, 1.0, 1.0):
+        ...     budget.step_done(seconds)
+        >>> budget.step_seconds()
+        1.0
+        """
+        counted = self.durations[WARMUP_STEPS:] if len(self.durations) > 2 * WARMUP_STEPS else self.durations
+        counted = counted[-self.steps_per_epoch:]  # the latest epoch's pace: a machine that slows down is seen in one
+        return sum(counted) / len(counted) if counted else 0.0
+
+    def epoch_seconds(self) -> float:
+        """The expected wall-clock seconds of one whole epoch."""
+        step = self.step_seconds()
+        overhead = self.overhead if self.overhead is not None else self.eval_batches * step * FORWARD_SHARE
+        return self.steps_per_epoch * step + overhead
+
+    def plan(self, *, epoch: int, step: int, planned: int, now: float) -> int:
+        """The number of epochs the run should span, given ``epoch`` completed
+        epochs and ``step`` steps into the next, at clock time ``now``.
+
+        A result equal to ``epoch`` (at an epoch boundary) means no further
+        epoch fits: stop. It is never below 1.
+
+        >>> budget = TimeBudget(100, start=0, steps_per_epoch=10, cap=None)
+        >>> for _ in range(10):
+        ...     budget.step_done(2.0)
+        >>> budget.plan(epoch=0, step=10, planned=5, now=20.0)   # the guessed overhead is 0
+        4
+        >>> budget.plan(epoch=3, step=0, planned=10, now=80.0)   # late: only shrinks, and 15 s fit nothing
+        3
+        """
+        epoch_seconds = self.epoch_seconds()
+        overhead = epoch_seconds - self.steps_per_epoch * self.step_seconds()
+        remaining = self.deadline - now
+        finished = epoch
+        if step:  # the current epoch is always finished
+            finished += 1
+            remaining -= (self.steps_per_epoch - step) * self.step_seconds() + overhead
+        more = max(0, math.floor(remaining / epoch_seconds)) if epoch_seconds > 0 else 0
+        fit = finished + more
+        if self.cap is not None:
+            fit = min(fit, self.cap)
+        progress = (epoch * self.steps_per_epoch + step) / (max(1, planned) * self.steps_per_epoch)
+        if not self.constant and progress > GROWTH_LIMIT:
+            fit = min(fit, planned)
+        return max(1, finished, fit)
