@@ -278,7 +278,11 @@ def run_training(arch: str, args: argparse.Namespace, work: Path) -> dict:
     decode_seconds = time.perf_counter() - decode_start
     curve: list[dict] = []
 
+    plans: list[dict] = []
+
     def on_event(event: str, info: dict) -> None:
+        if event == "plan":
+            plans.append(dict(info))
         if event == "epoch":
             curve.append({k: info.get(k) for k in ("epoch", "elapsed", "loss", "accuracy", "val_accuracy",
                                                     "images_per_second", "train_seconds", "val_seconds")})
@@ -330,6 +334,7 @@ def run_training(arch: str, args: argparse.Namespace, work: Path) -> dict:
         "train_images_per_second": seen / max(1e-9, train_seconds),
         "onnx_inference_images_per_second (with flip TTA)" if result.config.tta else "onnx_inference_images_per_second": onnx_ips,
         "curve": curve,
+        "plans (--minutes)": plans,
         "tta_comparison": tta,
     }
 

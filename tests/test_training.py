@@ -504,7 +504,7 @@ class _FakeClock:
     """The run's clock, advanced only by training steps: each takes ``pace(epoch)`` seconds."""
 
     def __init__(self, pace=lambda epoch: 1.0) -> None:
-        self.now, self.pace, self.lrs = 0.0, pace, []
+        self.now, self.pace, self.lrs, self.plans = 0.0, pace, [], []
 
     def __call__(self) -> float:
         return self.now
@@ -513,14 +513,16 @@ class _FakeClock:
         if event == "step":
             self.now += self.pace(info["epoch"])
             self.lrs.append(info["lr"])
+        if event == "plan":
+            self.plans.append((info["epoch"], info["step"], info["epochs"]))
 
 
 def _budget_run(shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: _FakeClock, **options):
     from imagerec import training
 
     monkeypatch.setattr(training, "_clock", clock)
-    return imagerec.train(shapes, output=tmp_path / "budget.keras", lr=0.1, verbose=False,
-                          callbacks=[clock.on_event], **{**SMALL, **options})
+    options.setdefault("callbacks", [clock.on_event])
+    return imagerec.train(shapes, output=tmp_path / "budget.keras", lr=0.1, verbose=False, **{**SMALL, **options})
 
 
 def test_a_time_budget_fits_the_schedule_and_ends_it_annealed(shapes: Path, tmp_path: Path,
@@ -532,6 +534,7 @@ def test_a_time_budget_fits_the_schedule_and_ends_it_annealed(shapes: Path, tmp_
     assert result.config.epochs == 6 and read_metadata(result.path)["config"]["epochs"] == 6
     assert clock.now <= 90
     assert clock.lrs[-1] < 0.05 * 0.1 < max(clock.lrs)  # the one-cycle schedule ran to its end, not cut off
+    assert clock.plans == [(0, 10, 6)]  # planned once, after the first 10 steps: 14 s per epoch guessed, 13 measured
 
 
 def test_a_time_budget_never_runs_more_than_the_epochs_asked_for(shapes: Path, tmp_path: Path,
@@ -546,9 +549,26 @@ def test_a_time_budget_shrinks_the_plan_when_the_machine_slows_down(shapes: Path
     result = _budget_run(shapes, tmp_path, monkeypatch, clock, max_minutes=1.5)
     assert len(result.history) == 4 and result.stopped == "time_budget"
     assert clock.now <= 90
+    assert clock.plans[-1] == (3, 0, 4)  # seen after the first slow epoch
 
 
 def test_a_budget_shorter_than_an_epoch_still_trains_one(shapes: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     result = _budget_run(shapes, tmp_path, monkeypatch, _FakeClock(), max_minutes=0.1)
     assert len(result.history) == 1 and result.stopped == "time_budget" and result.path.is_file()
+
+
+def test_an_interrupted_budget_run_resumes_with_its_plan(shapes: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _FakeClock()
+
+    def interrupt(event: str, info: dict) -> None:
+        if event == "step" and (info["epoch"], info["step"]) == (2, 2):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _budget_run(shapes, tmp_path, monkeypatch, clock, max_minutes=1.5, callbacks=[clock.on_event, interrupt])
+    # Resumed with neither the budget nor --epochs: the saved 6-epoch plan, not the default 10 epochs.
+    result = _budget_run(shapes, tmp_path, monkeypatch, clock, resume=True)
+    assert len(result.history) == 6 and result.config.epochs == 6
+    assert clock.lrs[-1] < 0.05 * 0.1

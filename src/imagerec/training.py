@@ -663,7 +663,9 @@ def train(
     machine busy with other work, 1 can be much faster, as threads that
     wait for each other get descheduled). ``callbacks`` are called
     as ``fn(event, info)`` for ``"step"`` events (epoch, step, running loss,
-    the step's learning rate ``lr``) and ``"epoch"`` events (the epoch's record).
+    the step's learning rate ``lr``), ``"epoch"`` events (the epoch's record)
+    and, with ``max_minutes``, ``"plan"`` events (the epochs now planned, after
+    ``epoch`` epochs and ``step`` steps, and the expected ``epoch_seconds``).
 
     Returns a :class:`TrainResult`; the best epoch's model is at ``output``,
     its learning curves at ``<output stem>.curves.png``.
@@ -1026,8 +1028,9 @@ class _Trainer:
         self.best_accuracy, self.best_epoch = float(state["best_accuracy"]), int(state["best_epoch"])
         self.best_weights = state["best_weights"]
         self.elapsed_before = float(state["elapsed"])
-        if self.config.max_minutes is not None:  # go on with the saved plan until it is fitted again
-            self.planned = int(state.get("planned", self.config.epochs))
+        if self.epochs_cap is None or self.config.max_minutes is not None:
+            # Go on with the saved plan (a time budget's, say), unless --epochs sets a new one.
+            self.planned = self.config.epochs = int(state.get("planned", self.planned))
         self._say(f"resuming at epoch {self.epoch + 1}" + (f", step {self.step}" if self.step else ""))
 
     def _check_same_run(self, state: dict) -> None:
@@ -1081,8 +1084,9 @@ class _Trainer:
         """Fit the plan to the time left; return whether another epoch fits (at an epoch boundary)."""
         planned = self.budget.plan(epoch=self.epoch, step=self.step, planned=self.planned, now=_clock())
         if planned != self.planned:
-            self._say(f"time budget of {self.config.max_minutes:g} minutes: {planned} epochs "
-                      f"(about {self.budget.epoch_seconds():.0f} s each)")
+            seconds = self.budget.epoch_seconds()
+            self._say(f"time budget of {self.config.max_minutes:g} minutes: {planned} epochs (about {seconds:.0f} s each)")
+            self._emit("plan", {"epoch": self.epoch, "step": self.step, "epochs": planned, "epoch_seconds": seconds})
             self.planned = planned
         self.config.epochs = self.planned  # saved with the model: the epochs the schedule spanned
         return self.planned > self.epoch
