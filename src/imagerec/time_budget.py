@@ -7,11 +7,12 @@ the schedule spans, from the run's own measured speed, and the run ends
 annealed within the budget on a fast CPU and a slow one alike.
 
 The plan is made after the first few steps and made again after every
-epoch, with the step time measured so far and what validation and
-checkpoints cost per epoch. It may grow only while a decaying schedule is
-in its first quarter, where stretching it changes the rate little; after
-that it only shrinks (when the machine slows down), so the learning rate
-never climbs back up.
+epoch, with the latest epoch's step time and what validation and
+checkpoints cost it. It may grow only while a decaying schedule is in
+its first half, where one more epoch raises the rate by little (1/N of
+it in an N-epoch run), and only by what would fit at a 3 % slower pace,
+so that it does not go back and forth; after that it only shrinks (when
+the machine slows down), so the learning rate never climbs back up.
 
 >>> budget = TimeBudget(60.0, start=0.0, steps_per_epoch=10, cap=None)
 >>> for _ in range(10):
@@ -27,8 +28,11 @@ import math
 
 # Seconds kept for writing the final model and its learning curves.
 FINISH_RESERVE = 5.0
-# A decaying schedule's plan may grow only until this share of it has run.
-GROWTH_LIMIT = 0.25
+# A decaying schedule's plan may grow only until this share of it has run:
+# one more epoch at half-way raises the rate by 1/N (5 % of it in a 20-epoch run).
+GROWTH_LIMIT = 0.5
+# ... and only by the epochs that would fit at a pace this much slower.
+GROWTH_MARGIN = 0.03
 # The first steps of a run are slow (allocations, kernel selection): not counted.
 WARMUP_STEPS = 2
 # Steps of the first epoch after which the first plan is made.
@@ -110,11 +114,17 @@ class TimeBudget:
         if step:  # the current epoch is always finished
             finished += 1
             remaining -= (self.steps_per_epoch - step) * self.step_seconds() + overhead
-        more = max(0, math.floor(remaining / epoch_seconds)) if epoch_seconds > 0 else 0
-        fit = finished + more
+
+        def fitting(pace: float) -> int:
+            return finished + (max(0, math.floor(remaining / pace)) if pace > 0 else 0)
+
+        fit = fitting(epoch_seconds)
+        if fit > planned:
+            # Grow only early in a decaying schedule, and only by what would fit at a
+            # slightly slower pace, so that the plan does not go back and forth.
+            progress = (epoch * self.steps_per_epoch + step) / (max(1, planned) * self.steps_per_epoch)
+            may_grow = self.constant or progress <= GROWTH_LIMIT
+            fit = max(planned, fitting(epoch_seconds * (1 + GROWTH_MARGIN))) if may_grow else planned
         if self.cap is not None:
             fit = min(fit, self.cap)
-        progress = (epoch * self.steps_per_epoch + step) / (max(1, planned) * self.steps_per_epoch)
-        if not self.constant and progress > GROWTH_LIMIT:
-            fit = min(fit, planned)
         return max(1, finished, fit)
