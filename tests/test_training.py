@@ -189,12 +189,13 @@ def test_cli_train_course_cnn_json(shapes: Path, tmp_path: Path) -> None:
     output = tmp_path / "course.keras"
     args = ["train", str(shapes), "--arch", "course_cnn", "--epochs", "1", "--image-size", "16",
             "--optimizer", "rmsprop", "--activation", "elu", "--batch-size", "64", "--threads", "1",
-            "-o", str(output), "--json"]
+            "--max-minutes", "30", "-o", str(output), "--json"]
     out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output
     summary = json.loads(out.stdout)
     assert summary["model"] == str(output) and summary["config"]["optimizer"] == "rmsprop"
     assert summary["config"]["activation"] == "elu" and summary["epochs_run"] == 1
+    assert summary["config"]["max_minutes"] == 30 and summary["stopped"] == "completed"  # --epochs capped the budget
     assert imagerec.load(output).labels == summary["classes"]
 
 

@@ -1085,7 +1085,8 @@ class _Trainer:
         planned = self.budget.plan(epoch=self.epoch, step=self.step, planned=self.planned, now=_clock())
         if planned != self.planned:
             seconds = self.budget.epoch_seconds()
-            self._say(f"time budget of {self.config.max_minutes:g} minutes: {planned} epochs (about {seconds:.0f} s each)")
+            self._say(f"time budget of {self.config.max_minutes:g} minutes: {planned} epochs "
+                      f"(about {seconds:.{0 if seconds >= 10 else 1}f} s each)")
             self._emit("plan", {"epoch": self.epoch, "step": self.step, "epochs": planned, "epoch_seconds": seconds})
             self.planned = planned
         self.config.epochs = self.planned  # saved with the model: the epochs the schedule spanned
