@@ -53,8 +53,7 @@ class TimeBudget:
 
     def __init__(self, seconds: float, *, start: float, steps_per_epoch: int, cap: int | None,
                  eval_batches: float = 0.0, constant: bool = False) -> None:
-        self.seconds = float(seconds)
-        self.deadline = start + self.seconds - FINISH_RESERVE
+        self.deadline = start + float(seconds) - FINISH_RESERVE
         self.steps_per_epoch = max(1, int(steps_per_epoch))
         self.cap = cap
         self.eval_batches = float(eval_batches)
@@ -82,15 +81,19 @@ class TimeBudget:
         >>> budget.step_seconds()
         1.0
         """
-        counted = self.durations[WARMUP_STEPS:] if len(self.durations) > 2 * WARMUP_STEPS else self.durations
-        counted = counted[-self.steps_per_epoch:]  # the latest epoch's pace: a machine that slows down is seen in one
+        first = WARMUP_STEPS if len(self.durations) > 2 * WARMUP_STEPS else 0
+        # The latest epoch's pace: a machine that slows down is seen within one epoch.
+        counted = self.durations[max(first, len(self.durations) - self.steps_per_epoch):]
         return sum(counted) / len(counted) if counted else 0.0
+
+    def _overhead(self, step_seconds: float) -> float:
+        """An epoch's seconds outside its steps: measured, or guessed from the validation work."""
+        return self.overhead if self.overhead is not None else self.eval_batches * step_seconds * FORWARD_SHARE
 
     def epoch_seconds(self) -> float:
         """The expected wall-clock seconds of one whole epoch."""
         step = self.step_seconds()
-        overhead = self.overhead if self.overhead is not None else self.eval_batches * step * FORWARD_SHARE
-        return self.steps_per_epoch * step + overhead
+        return self.steps_per_epoch * step + self._overhead(step)
 
     def plan(self, *, epoch: int, step: int, planned: int, now: float) -> int:
         """The number of epochs the run should span, given ``epoch`` completed
@@ -107,13 +110,13 @@ class TimeBudget:
         >>> budget.plan(epoch=3, step=0, planned=10, now=80.0)   # late: only shrinks, and 15 s fit nothing
         3
         """
-        epoch_seconds = self.epoch_seconds()
-        overhead = epoch_seconds - self.steps_per_epoch * self.step_seconds()
+        step_seconds = self.step_seconds()
+        epoch_seconds = self.steps_per_epoch * step_seconds + self._overhead(step_seconds)
         remaining = self.deadline - now
         finished = epoch
         if step:  # the current epoch is always finished
             finished += 1
-            remaining -= (self.steps_per_epoch - step) * self.step_seconds() + overhead
+            remaining -= (self.steps_per_epoch - step) * step_seconds + self._overhead(step_seconds)
 
         def fitting(pace: float) -> int:
             return finished + (max(0, math.floor(remaining / pace)) if pace > 0 else 0)

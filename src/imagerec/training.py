@@ -939,7 +939,7 @@ class _Runner:
 class _Trainer:
     def __init__(self, runner: _Runner, config: TrainConfig, classes, preprocessing, output: Path, state_path: Path,
                  x_train, y_train, x_val, y_val, data_digest: str, verbose, callbacks, *,
-                 started: float | None = None, epochs_cap: int | None = None) -> None:
+                 started: float, epochs_cap: int | None) -> None:
         import torch
 
         self.runner, self.config, self.classes = runner, config, classes
@@ -965,7 +965,7 @@ class _Trainer:
         self.stopped = "completed"
         self.elapsed_before = 0.0
         self.planned = config.epochs  # the epochs the schedule spans (fitted to a time budget, if any)
-        self.started = _clock() if started is None else started
+        self.started = started  # when train() was called: a time budget counts from there
         self.epochs_cap = epochs_cap
         self.budget: TimeBudget | None = None
         self._torch = torch
