@@ -174,6 +174,8 @@ def test_bad_settings_are_usage_errors(shapes: Path, tmp_path: Path) -> None:
         ({"loss": "kl"}, "unknown loss"),
         ({"arch": "vgg"}, "unknown architecture"),
         ({"schedule": "step"}, "unknown schedule"),
+        ({"max_minutes": 0}, "time budget must be a positive number of minutes, got 0"),
+        ({"max_minutes": float("nan")}, "time budget must be a positive"),
     ):
         with pytest.raises(UsageError, match=message):
             imagerec.train(shapes, output=out, verbose=False, **kwargs)

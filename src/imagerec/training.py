@@ -792,6 +792,8 @@ def _validate(config: TrainConfig) -> None:
             )
     if config.schedule not in SCHEDULES:
         raise UsageError(f"unknown schedule {config.schedule!r}; choose from {', '.join(SCHEDULES)}")
+    if config.max_minutes is not None and not (config.max_minutes > 0 and math.isfinite(config.max_minutes)):
+        raise UsageError(f"the time budget must be a positive number of minutes, got {config.max_minutes}")
     if config.lr <= 0 or not math.isfinite(config.lr):
         raise UsageError(f"the learning rate must be a positive number, got {config.lr}")
     if not 0 <= config.cutout < config.image_size:
