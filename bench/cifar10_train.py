@@ -13,7 +13,8 @@ Parts (run any combination):
     Keras model's layers run as PyTorch ops on its own variables,
     :class:`imagerec.training.TorchGraph`); a hand-written plain PyTorch twin,
     NCHW and channels-last; and imagerec's step and the channels-last twin
-    under bfloat16 autocast. Rounds are interleaved and the median of
+    under bfloat16 autocast (``--compile`` adds the latter under
+    ``torch.compile``). Rounds are interleaved and the median of
     ``--rounds`` is reported, with ratios to plain PyTorch (channels-last).
 
 ``--inference``
@@ -110,7 +111,7 @@ def plain_torch_net(widths=(64, 256, 256), classes=10):
     return Net()
 
 
-def measure_overhead(batch: int, steps: int, rounds: int, threads: int | None) -> dict:
+def measure_overhead(batch: int, steps: int, rounds: int, threads: int | None, compile_too: bool = False) -> dict:
     import keras
     import torch
     import torch.nn.functional as F
@@ -168,18 +169,19 @@ def measure_overhead(batch: int, steps: int, rounds: int, threads: int | None) -
         loss_d(runner_e.forward(pixels, training=True), y).backward()
         opt_e.step()
 
-    def plain(channels_last: bool, bf16: bool = False):
+    def plain(channels_last: bool, bf16: bool = False, compiled: bool = False):
         net = plain_torch_net()
         x = torch.from_numpy(x_float).permute(0, 3, 1, 2).contiguous()
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
         opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.05, momentum=0.9, nesterov=True)
+        forward = torch.compile(net) if compiled else net
 
         def step():
             opt.zero_grad(set_to_none=True)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                out = net(x)
+                out = forward(x)
             F.cross_entropy(out.float(), y, label_smoothing=0.2).backward()
             opt.step()
 
@@ -194,6 +196,8 @@ def measure_overhead(batch: int, steps: int, rounds: int, threads: int | None) -
         "imagerec, bfloat16 autocast": imagerec_step_bf16,
         "plain PyTorch channels-last, bfloat16 autocast": plain(True, bf16=True),
     }
+    if compile_too:  # compiling takes about a minute on two cores: only when asked
+        contenders["plain PyTorch channels-last, bfloat16, torch.compile"] = plain(True, bf16=True, compiled=True)
     for step in contenders.values():  # warm-up: first calls build kernels and caches
         step()
     samples: dict[str, list[float]] = {name: [] for name in contenders}
@@ -366,6 +370,8 @@ def main() -> None:
     parser.add_argument("--run", action="append", default=[], choices=["course_cnn", "fast_resnet"])
     parser.add_argument("--batch", type=int, default=256, help="Batch size of the overhead measurement.")
     parser.add_argument("--steps", type=int, default=5, help="Steps per overhead sample.")
+    parser.add_argument("--compile", action="store_true",
+                        help="--overhead also times the channels-last bfloat16 twin under torch.compile.")
     parser.add_argument("--rounds", type=int, default=5, help="Interleaved overhead samples (median reported).")
     parser.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: all cores).")
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
@@ -395,7 +401,7 @@ def main() -> None:
     }
     if args.overhead:
         print(f"training-step throughput, batch {args.batch} (load average {machine_load()})", flush=True)
-        report["overhead"] = measure_overhead(args.batch, args.steps, args.rounds, args.threads)
+        report["overhead"] = measure_overhead(args.batch, args.steps, args.rounds, args.threads, args.compile)
         print(f"{'step':46s} {'images/s':>9s} {'vs plain CL':>11s}")
         for name, row in report["overhead"].items():
             print(f"{name:46s} {row['images_per_second']:9.1f} {row['ratio_to_plain_pytorch_channels_last']:10.2f}x")
