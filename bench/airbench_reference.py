@@ -255,8 +255,17 @@ def train(args: argparse.Namespace) -> dict:
         group["base_lr"] = group["lr"]
     schedule = np.interp(np.arange(total_steps + 1), [0, int(r["warmup"] * total_steps), total_steps],
                          [r["lr_start"], 1.0, r["lr_end"]])
-    lookahead = [t.detach().clone() for t in net.state_dict().values()]
-    state = [t for t in net.state_dict().values()]
+    state = list(net.state_dict().values())
+    lookahead = [t.detach().clone() for t in state]
+
+    def pull_to_average(decay: float) -> None:
+        """Move the average toward the live weights by 1 − decay, then reset the weights to it."""
+        with torch.no_grad():
+            for average, live in zip(lookahead, state):
+                if live.is_floating_point():
+                    average.lerp_(live, 1 - decay)
+                    live.copy_(average)
+
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=r["label_smoothing"], reduction="none")
     generator = torch.Generator().manual_seed(args.seed)
     first_flip = torch.rand(len(train_images), generator=generator) < 0.5
@@ -284,20 +293,12 @@ def train(args: argparse.Namespace) -> dict:
             optimizer.step()
             step += 1
             if step % r["lookahead_every"] == 0:
-                weight = 0.95 ** 5 * (step / total_steps) ** 3
-                with torch.no_grad():
-                    for average, live in zip(lookahead, state):
-                        if live.is_floating_point():
-                            average.lerp_(live, 1 - weight)
-                            live.copy_(average)
+                pull_to_average(0.95 ** 5 * (step / total_steps) ** 3)
         train_seconds += time.perf_counter() - tick
         epoch += 1
         if args.every_epoch or step >= total_steps:
-            if step >= total_steps:  # the final model is the average
-                with torch.no_grad():
-                    for average, live in zip(lookahead, state):
-                        if live.is_floating_point():
-                            live.copy_(average)
+            if step >= total_steps:
+                pull_to_average(1.0)  # the final model is the average
             accuracy = evaluate(net, val_images, val_labels, autocast)
             curve.append({"epoch": epoch, "minutes": (time.perf_counter() - started) / 60, **accuracy})
             print(f"  epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in accuracy.items())
