@@ -73,7 +73,7 @@ def load_pixels(train_per_class: int | None) -> tuple[np.ndarray, np.ndarray, np
     """The benchmark's 45,000 / 5,000 split as uint8 NHWC arrays (imagerec's decode cache)."""
     sys.path.insert(0, str(ROOT / "src"))
     from imagerec.data import load_dataset
-    from imagerec.images import Preprocessing
+    from imagerec.core.preprocessing import Preprocessing
 
     train, val = load_dataset(ARCHIVE).split(0.1, seed=0)
     if train_per_class:

@@ -20,7 +20,7 @@ Parts (run any combination):
 ``--inference``
     Keras-eager vs ONNX Runtime prediction at batch 1 for MobileNet V2
     (float, 224×224, random weights — no download), through
-    :func:`imagerec.backends.onnx.export_keras` and ``OnnxBackend``.
+    :func:`imagerec.formats.keras_onnx.export_keras` and ``OnnxBackend``.
 
 ``--run ARCH`` (``course_cnn`` and/or ``fast_resnet``)
     A real ``imagerec.train`` run with the architecture's defaults (the
@@ -222,7 +222,9 @@ def measure_inference(images: int, threads: int | None) -> dict:
     import keras
     import torch
 
-    from imagerec.backends.onnx import OnnxBackend, export_keras, normalize
+    from imagerec.backends.onnx import OnnxBackend
+    from imagerec.formats.keras_onnx import export_keras
+    from imagerec.core.preprocessing import normalize
 
     if threads:
         torch.set_num_threads(threads)
@@ -273,7 +275,7 @@ def run_training(arch: str, args: argparse.Namespace, work: Path) -> dict:
         train = train.subset(args.train_per_class, seed=0)
     if args.val_per_class:
         val = val.subset(args.val_per_class, seed=0)
-    from imagerec.images import Preprocessing
+    from imagerec.core.preprocessing import Preprocessing
 
     decode_start = time.perf_counter()
     pre = Preprocessing(size=(32, 32), normalization="unit")
@@ -345,7 +347,8 @@ def run_training(arch: str, args: argparse.Namespace, work: Path) -> dict:
 
 def compare_tta(model_path: Path, val, pre) -> dict:
     """Validation accuracy and ONNX Runtime images/s of one trained model under each test-time augmentation."""
-    from imagerec.backends.onnx import OnnxBackend, export_keras
+    from imagerec.backends.onnx import OnnxBackend
+    from imagerec.formats.keras_onnx import export_keras
 
     pixels = np.asarray(val.arrays(pre))
     targets = np.asarray(val.targets)

@@ -29,7 +29,7 @@ SHARED = Path(os.environ.get("IMAGEREC_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("IMAGEREC_MODEL_DIR", str(SHARED / "models"))
 
 import imagerec  # noqa: E402
-from imagerec.images import IMAGE_SUFFIXES  # noqa: E402
+from imagerec.core.images import IMAGE_SUFFIXES  # noqa: E402
 
 TEACH = {
     "cat": ["cat_train_0.bmp"],

@@ -40,8 +40,8 @@ SHARED = Path(os.environ.get("IMAGEREC_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("IMAGEREC_MODEL_DIR", str(SHARED / "models"))
 
 import imagerec  # noqa: E402
-from imagerec.images import load_image  # noqa: E402
-from imagerec.pipeline import decode_ordered  # noqa: E402
+from imagerec.core.images import load_image  # noqa: E402
+from imagerec.core.pipeline import decode_ordered  # noqa: E402
 
 # (orientation tag, transpose that stores the pixels so the tag turns them upright)
 ORIENTATIONS = [
@@ -129,7 +129,7 @@ def reference(recognizer, paths: list[Path]) -> dict[str, np.ndarray]:
     at a time (a 12-megapixel decode is 36 MB)."""
     from PIL import ImageOps
 
-    from imagerec.images import load_pil, resize
+    from imagerec.core.images import load_pil, resize
 
     pre = recognizer.preprocessing
     arrays: dict[str, list[np.ndarray]] = {"reference": [], "bicubic": [], "jpeg95": [], "draft_quarter": []}

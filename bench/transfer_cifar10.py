@@ -43,7 +43,8 @@ os.environ.setdefault("IMAGEREC_MODEL_DIR", str(SHARED / "models"))
 import numpy as np  # noqa: E402
 
 from imagerec.data import load_dataset  # noqa: E402
-from imagerec.transfer.features import default_frame, extract, get_backbone  # noqa: E402
+from imagerec.transfer.backbones import default_frame, get_backbone  # noqa: E402
+from imagerec.transfer.features import extract  # noqa: E402
 from imagerec.transfer.heads import DenseHead, ImprintHead, LogisticHead  # noqa: E402
 
 

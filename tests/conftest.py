@@ -10,6 +10,9 @@ from typing import Callable, Iterator
 
 import pytest
 
+# Tests that build Keras models import keras themselves; imagerec runs Keras on PyTorch.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IMAGEREC_SHARED", ROOT.parent / "shared"))
 MODELS = SHARED / "models"

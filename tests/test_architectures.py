@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from imagerec.architectures import build, course_cnn, fast_resnet, logits_model
-from imagerec.errors import UsageError
+from imagerec.core.errors import UsageError
 
 
 def _layers(model, kind: str) -> list:

@@ -20,7 +20,7 @@ from imagerec.cloud.aws import Rekognition, parse_detect_labels
 from imagerec.cloud.azure import AzureVision, parse_analyze_response
 from imagerec.cloud.base import RetryPolicy, UploadLimits, parse_retry_after, prepare_upload
 from imagerec.cloud.google import GoogleVision, parse_annotate_response
-from imagerec.errors import CloudError, ImageDecodeError
+from imagerec.core.errors import CloudError, ImageDecodeError
 
 EXAMPLES = Path(__file__).parent / "fakes" / "examples"
 ENV_KEYS = (

@@ -14,7 +14,7 @@ from imagerec.cloud.base import Provider
 from imagerec.cloud.compare import compare, concept_keys, labels_match, normalise, pair_agreement
 from imagerec.cloud.local import LocalProvider
 from imagerec.cloud.report import render_html
-from imagerec.errors import CloudError, UsageError
+from imagerec.core.errors import CloudError, UsageError
 from imagerec.recognizer import Prediction
 from test_cloud import configure
 

@@ -14,7 +14,7 @@ import pytest
 
 from imagerec.cloud import make_provider
 from imagerec.cloud.compare import labels_match
-from imagerec.errors import CloudError
+from imagerec.core.errors import CloudError
 
 pytestmark = pytest.mark.cloud
 

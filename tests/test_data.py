@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from imagerec.data import Dataset, DatasetWarning, datasets_dir, load_dataset, make_shapes
-from imagerec.errors import DatasetError
-from imagerec.images import Preprocessing
+from imagerec.core.errors import DatasetError
+from imagerec.core.preprocessing import Preprocessing
 
 PRE = Preprocessing(size=(16, 16))
 

@@ -21,7 +21,7 @@ MODULES = sorted(info.name for info in pkgutil.walk_packages(imagerec.__path__, 
 
 
 def test_modules_are_found():
-    assert {"imagerec.images", "imagerec.recognizer", "imagerec.library.catalog"} <= set(MODULES)
+    assert {"imagerec.core.images", "imagerec.recognizer", "imagerec.library.catalog"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", ["imagerec", *MODULES])

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagerec.errors import DatasetError
+from imagerec.core.errors import DatasetError
 from imagerec.evaluation import classification_metrics, evaluate, match_classes
-from imagerec.images import Preprocessing
+from imagerec.core.preprocessing import Preprocessing
 from imagerec.recognizer import Recognizer, softmax
 
 COLOURS = ("red", "green", "blue")
@@ -132,13 +132,13 @@ def test_zoo_model_on_a_labelled_folder(recognizer, photos_dir: Path, tmp_path: 
 def test_cli_evaluate_json_and_errors(colour_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    import imagerec.recognizer as recognizer_module
+    import imagerec.loading as loading
     from imagerec.cli import app
 
     def fake_loader(path, **options):
         return Recognizer(ChannelBackend(), list(COLOURS), Preprocessing(size=(8, 8)), name="channels")
 
-    monkeypatch.setitem(recognizer_module._LOADERS, ".fake", fake_loader)
+    monkeypatch.setattr(loading, "FORMATS", loading.FORMATS + (loading.Format(".fake", "a fake model", fake_loader),))
     model = tmp_path / "m.fake"
     model.write_text("x")
     runner = CliRunner()
@@ -169,9 +169,9 @@ def test_learned_recognizer_from_transfer_learning(models_dir: Path, photos_dir:
 
 def test_an_unwritable_report_location_fails_before_predicting(colour_model, colour_folder: Path, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    import imagerec.recognizer as recognizer_module
+    import imagerec.loading as loading
     from imagerec.cli import run_app
-    from imagerec.errors import OutputError
+    from imagerec.core.errors import OutputError
 
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
@@ -183,7 +183,7 @@ def test_an_unwritable_report_location_fails_before_predicting(colour_model, col
     assert isinstance(caught.value, OSError) and calls == []
     with pytest.raises(OutputError, match="afile"):
         evaluate(colour_model, colour_folder, report=afile / "inside")
-    monkeypatch.setitem(recognizer_module._LOADERS, ".fake", lambda path, **options: colour_model)
+    monkeypatch.setattr(loading, "FORMATS", loading.FORMATS + (loading.Format(".fake", "a fake model", lambda path, **options: colour_model),))
     model = tmp_path / "m.fake"
     model.write_text("x")
     capsys.readouterr()
@@ -197,17 +197,17 @@ def test_evaluate_json_shows_no_decode_progress(colour_model, colour_folder: Pat
     import io
     import sys
 
-    import imagerec.data
-    import imagerec.recognizer as recognizer_module
+    import imagerec.data.datasets
+    import imagerec.loading as loading
     from imagerec.cli import run_app
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
 
-    monkeypatch.setattr(imagerec.data, "PROGRESS_MIN_IMAGES", 1)
-    monkeypatch.setattr(imagerec.data, "datasets_dir", lambda: tmp_path / "fresh")  # decode, not the cache
-    monkeypatch.setitem(recognizer_module._LOADERS, ".fake", lambda path, **options: colour_model)
+    monkeypatch.setattr(imagerec.data.datasets, "PROGRESS_MIN_IMAGES", 1)
+    monkeypatch.setattr(imagerec.data.datasets, "datasets_dir", lambda: tmp_path / "fresh")  # decode, not the cache
+    monkeypatch.setattr(loading, "FORMATS", loading.FORMATS + (loading.Format(".fake", "a fake model", lambda path, **options: colour_model),))
     model = tmp_path / "m.fake"
     model.write_text("x")
     terminal = Terminal()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import imagerec
-from imagerec.errors import ModelFileError, UsageError
+from imagerec.core.errors import ModelFileError, UsageError
 from imagerec.export import TOLERANCE, export
 from imagerec.recognizer import Recognizer
 
@@ -99,7 +99,7 @@ def test_imagerec_loads_its_own_onnx_export_with_the_unknown_threshold(learned, 
 
 def test_an_onnx_file_from_elsewhere_is_refused_clearly(tmp_path):
     from imagerec.architectures import fast_resnet
-    from imagerec.backends.onnx import export_keras
+    from imagerec.formats.keras_onnx import export_keras
 
     plain = export_keras(fast_resnet(input_shape=(16, 16, 3), num_classes=3, widths=(8, 16), stem=8), tmp_path / "plain.onnx")
     with pytest.raises(ModelFileError, match="not an ONNX model written by `imagerec export`"):
@@ -133,7 +133,7 @@ def test_a_failed_check_writes_nothing(learned, tmp_path):
 @pytest.fixture(scope="module")
 def keras_file(tmp_path_factory) -> Path:
     from imagerec.architectures import course_cnn
-    from imagerec.keras_io import save_model
+    from imagerec.formats.keras import save_model
 
     model = course_cnn(input_shape=(32, 32, 3), num_classes=3, width=8)
     folder = tmp_path_factory.mktemp("keras")
@@ -180,7 +180,7 @@ def test_keras_model_to_one_tflite_graph_with_uint8_input(keras_file, sample_pho
 @pytest.mark.parametrize("format", ["onnx", "tflite"])
 def test_exported_keras_model_keeps_its_test_time_views(format, sample_photos, photos_dir, tmp_path):
     from imagerec.architectures import course_cnn
-    from imagerec.keras_io import save_model
+    from imagerec.formats.keras import save_model
 
     if format == "tflite":
         pytest.importorskip("litert_torch", reason="litert-torch (the tflite extra) is not installed")
@@ -234,7 +234,7 @@ def test_cli_export(learned, sample_photos, tmp_path):
 @pytest.mark.slow
 def test_learned_on_a_keras_backbone_to_onnx_and_keras(photos_dir, sample_photos, tmp_path):
     from imagerec.backends.onnx import OnnxBackend
-    from imagerec.transfer.features import get_backbone
+    from imagerec.transfer.backbones import get_backbone
 
     # Random weights: the features are meaningless, but the graph and the check are the real ones.
     backbone = get_backbone("keras:MobileNetV2", weights=None, input_size=96)
@@ -265,7 +265,7 @@ def test_learned_on_a_keras_backbone_to_onnx_and_keras(photos_dir, sample_photos
 def test_keras_normalization_layer_matches_the_backends(normalization):
     import keras
 
-    from imagerec.backends.onnx import normalize
+    from imagerec.core.preprocessing import normalize
     from imagerec.export import _keras_normalization
 
     pixels = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3)).astype(np.uint8)

@@ -1,4 +1,4 @@
-"""imagerec.images: every input kind and colour mode decodes to the right RGB."""
+"""imagerec.core.images: every input kind and colour mode decodes to the right RGB."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagerec.errors import ImageDecodeError, ImageTooLargeError, UsageError
-from imagerec.images import Limits, Preprocessing, load_image, load_pil, resize, stack
+from imagerec.core.errors import ImageDecodeError, ImageTooLargeError, UsageError
+from imagerec.core.images import Limits, load_image, load_pil, resize, stack
+from imagerec.core.preprocessing import Preprocessing
 
 P224 = Preprocessing(size=(224, 224))
 

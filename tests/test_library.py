@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from imagerec import zoo
-from imagerec.errors import UsageError
+from imagerec.core.errors import UsageError
 from imagerec.library import Catalog, CatalogError, Hierarchy, duplicates, index_library, search, similar
 from imagerec.library.catalog import _MIGRATIONS, SCHEMA_VERSION
 from imagerec.library.vectors import ApproximateIndex, ExactIndex

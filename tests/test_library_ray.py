@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from imagerec.cli._app import run_app
-from imagerec.errors import ImagerecError, ModelFileError, UsageError
+from imagerec.core.errors import ImagerecError, ModelFileError, UsageError
 from imagerec.library import index_library, search
 from imagerec.library import ray_runner
 from imagerec.library.ray_runner import analyse_on_ray, worker_error

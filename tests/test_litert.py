@@ -9,7 +9,7 @@ import pytest
 
 from imagerec.backends import Backend
 from imagerec.backends.litert import LiteRTBackend, add_outputs
-from imagerec.errors import ModelFileError, UsageError
+from imagerec.core.errors import ModelFileError, UsageError
 
 MODEL = "mobilenet_v2_1.0_224_quant.tflite"
 EXTRA = {"embedding": "MobilenetV2/Logits/AvgPool", "logits": "MobilenetV2/Logits/Squeeze1"}

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from imagerec.backends import Backend
-from imagerec.backends.onnx import EXPORT_TOLERANCE, OnnxBackend, export_keras, normalize
-from imagerec.errors import ModelFileError, UsageError
+from imagerec.formats.keras_onnx import EXPORT_TOLERANCE, export_keras
+from imagerec.backends.onnx import OnnxBackend
+from imagerec.core.preprocessing import normalize
+from imagerec.core.errors import ModelFileError, UsageError
 
 
 def _mean_colour_model(path: Path, *, dtype: str = "uint8", layout: str = "nchw", batch: int | str = "N") -> Path:
@@ -171,8 +173,8 @@ def test_export_refuses_a_model_it_cannot_check(tmp_path: Path) -> None:
 
 
 def test_a_changed_keras_file_replaces_its_old_export(tmp_path: Path, small_keras_model) -> None:
-    from imagerec.images import Preprocessing
-    from imagerec.keras_io import save_model
+    from imagerec.core.preprocessing import Preprocessing
+    from imagerec.formats.keras import save_model
 
     path = tmp_path / "m.keras"
     pre = Preprocessing(size=(16, 16), normalization="unit")

@@ -1,4 +1,4 @@
-"""imagerec.pipeline: ordered parallel decoding and folder walking."""
+"""imagerec.core.pipeline: ordered parallel decoding and folder walking."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagerec import pipeline
-from imagerec.images import Preprocessing
-from imagerec.pipeline import batches, decode_ordered, expand_paths
+from imagerec.core import pipeline
+from imagerec.core.preprocessing import Preprocessing
+from imagerec.core.pipeline import batches, decode_ordered, expand_paths
 
 P = Preprocessing(size=(8, 8))
 

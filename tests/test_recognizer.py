@@ -12,8 +12,8 @@ from PIL import Image
 
 import imagerec
 from imagerec import Prediction
-from imagerec.errors import ImageDecodeError, ModelFileError, UnknownModelError, UsageError
-from imagerec.images import load_image
+from imagerec.core.errors import ImageDecodeError, ModelFileError, UnknownModelError, UsageError
+from imagerec.core.images import load_image
 
 # From ../shared/README.md: MobileNet V2 (uint8) top-1 for these photos.
 EXPECTED_TOP1 = {
@@ -195,7 +195,7 @@ def test_draft_mode_near_ties_are_answered_from_a_full_decode(recognizer, large_
 
 
 def test_only_near_ties_from_draft_mode_are_decoded_again(recognizer, large_jpegs: list[Path], photos_dir: Path, monkeypatch) -> None:
-    from imagerec import pipeline
+    from imagerec.core import pipeline
 
     exact_decodes: list[object] = []
     real = pipeline.decode_one
@@ -226,7 +226,7 @@ def test_a_photo_gone_before_its_second_decode_keeps_its_first_answer(recognizer
     victim = tmp_path / "gone.jpg"
     victim.write_bytes(large_jpegs[0].read_bytes())
     always = _with_margin(recognizer, 1)
-    real = always._scored
+    real = always.score
     calls = []
 
     def delete_after_first_pass(batch):
@@ -235,7 +235,7 @@ def test_a_photo_gone_before_its_second_decode_keeps_its_first_answer(recognizer
             victim.unlink()
         return real(batch)
 
-    monkeypatch.setattr(always, "_scored", delete_after_first_pass)
+    monkeypatch.setattr(always, "score", delete_after_first_pass)
     draft = recognizer.predict_proba(np.stack([load_image(large_jpegs[0], recognizer.preprocessing)]))
     got = always.predict_proba([victim, large_jpegs[1]])
     np.testing.assert_allclose(got[0], draft[0], atol=1e-6)

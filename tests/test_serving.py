@@ -20,7 +20,7 @@ import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 import imagerec  # noqa: E402
-from imagerec.images import Preprocessing  # noqa: E402
+from imagerec.core.preprocessing import Preprocessing  # noqa: E402
 from imagerec.recognizer import Recognizer  # noqa: E402
 from imagerec.serving import ServeConfig, create_app  # noqa: E402
 from imagerec.serving.metrics import Metrics  # noqa: E402
@@ -505,7 +505,7 @@ def test_teach_can_be_turned_off(recognizer, photos):
 
 
 def test_an_embedding_model_is_not_served(models_dir):
-    from imagerec.errors import UsageError
+    from imagerec.core.errors import UsageError
     from imagerec.serving import load_models
 
     with pytest.raises(UsageError, match="embedding model with no labels"):

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from imagerec.errors import UsageError
+from imagerec.core.errors import UsageError
 from imagerec.serving.batching import BatcherClosedError, MicroBatcher, QueueFullError
 
 

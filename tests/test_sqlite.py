@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from imagerec import _sqlite
-from imagerec._sqlite import open_database
+from imagerec.core import sqlite as _sqlite
+from imagerec.core.sqlite import open_database
 
 
 def test_new_file_is_wal_and_autocommit(tmp_path: Path):

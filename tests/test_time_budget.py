@@ -1,8 +1,8 @@
-"""imagerec.time_budget: how many epochs fit, when the plan may grow and when it must shrink."""
+"""imagerec.training.time_budget: how many epochs fit, when the plan may grow and when it must shrink."""
 
 from __future__ import annotations
 
-from imagerec.time_budget import FINISH_RESERVE, TimeBudget
+from imagerec.training.time_budget import FINISH_RESERVE, TimeBudget
 
 
 def _measured(seconds: float, *, pace: float = 1.0, steps: int = 10, overhead: float = 0.0, **options) -> TimeBudget:

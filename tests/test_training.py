@@ -11,10 +11,11 @@ import pytest
 from PIL import Image
 
 import imagerec
-from imagerec.backends.onnx import EXPORT_TOLERANCE, normalize
+from imagerec.formats.keras_onnx import EXPORT_TOLERANCE
+from imagerec.core.preprocessing import normalize
 from imagerec.data import DatasetWarning, load_dataset, make_shapes
-from imagerec.errors import DatasetError, ModelFileError, UsageError
-from imagerec.keras_io import read_metadata
+from imagerec.core.errors import DatasetError, ModelFileError, UsageError
+from imagerec.formats.keras import read_metadata
 
 # One thread: on a shared, busy machine two threads waiting on each other are far slower.
 SMALL = dict(arch="fast_resnet", widths=(16, 32), stem=8, image_size=24, batch_size=16, threads=1)
@@ -277,7 +278,7 @@ def test_an_image_size_too_small_for_the_architecture_is_a_usage_error(shapes: P
 
 def test_an_unwritable_output_fails_before_training(shapes: Path, tmp_path: Path, capsys) -> None:
     from imagerec.cli import run_app
-    from imagerec.errors import OutputError
+    from imagerec.core.errors import OutputError
 
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
@@ -335,7 +336,7 @@ def test_json_mode_shows_no_decode_progress(tmp_path: Path, monkeypatch: pytest.
     import io
     import sys
 
-    import imagerec.data
+    import imagerec.data.datasets
     from imagerec.cli import run_app
 
     class Terminal(io.StringIO):
@@ -343,7 +344,7 @@ def test_json_mode_shows_no_decode_progress(tmp_path: Path, monkeypatch: pytest.
             return True
 
     root = make_shapes(tmp_path / "s", per_class=8, size=16, classes=("circle", "square"))
-    monkeypatch.setattr(imagerec.data, "PROGRESS_MIN_IMAGES", 1)  # a bar even for a few images
+    monkeypatch.setattr(imagerec.data.datasets, "PROGRESS_MIN_IMAGES", 1)  # a bar even for a few images
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     output = tmp_path / "q.keras"

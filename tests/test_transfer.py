@@ -13,9 +13,10 @@ import pytest
 from PIL import Image
 
 import imagerec
-from imagerec.errors import ChecksumError, ImageDecodeError, ModelFileError, UsageError
+from imagerec.core.errors import ChecksumError, ImageDecodeError, ModelFileError, UsageError
 from imagerec.transfer import add_examples, gather
-from imagerec.transfer.features import EmbeddingCache, extract, get_backbone, variants_for
+from imagerec.transfer.features import EmbeddingCache, extract, variants_for
+from imagerec.transfer.backbones import get_backbone
 
 TAUGHT = ["circle", "square", "triangle"]
 
@@ -427,7 +428,7 @@ def test_a_single_wrapper_folder_is_descended_like_train_does(tmp_path):
 def test_an_empty_class_folder_is_the_same_error_train_gives(tmp_path):
     from imagerec.cli import run_app
     from imagerec.data import make_shapes
-    from imagerec.errors import DatasetError
+    from imagerec.core.errors import DatasetError
 
     root = make_shapes(tmp_path / "s", per_class=2, size=16, classes=("circle", "square"))
     (root / "empty").mkdir()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import imagerec
-from imagerec.errors import UsageError
+from imagerec.core.errors import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +21,9 @@ def shapes(tmp_path_factory):
 
 @pytest.mark.slow
 def test_fine_tune_trains_only_the_last_layers_and_saves_a_loadable_model(shapes, tmp_path):
-    from imagerec.keras_io import load_keras_model
+    from imagerec.formats.keras import load_keras_model
     from imagerec.transfer.finetune import fine_tune
-    from imagerec.transfer.keras_backbones import build_application
+    from imagerec.transfer.backbones.keras import build_application
 
     result = fine_tune(shapes, weights=None, input_size=64, layers=3, epochs=1, output=tmp_path / "ft.keras", verbose=False)
     summary = result.to_dict()
@@ -91,7 +91,7 @@ def test_a_corrupt_held_out_image_is_skipped_and_reported(tmp_path):
 
 def test_a_class_with_no_readable_training_image_is_a_clear_error(tmp_path):
     from imagerec.data import DatasetWarning, make_shapes
-    from imagerec.errors import DatasetError
+    from imagerec.core.errors import DatasetError
     from imagerec.transfer.finetune import fine_tune
 
     root = make_shapes(tmp_path / "s", per_class=4, size=32, seed=7, classes=["circle", "square"])

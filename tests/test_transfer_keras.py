@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import imagerec
-from imagerec.errors import ModelFileError, UsageError
-from imagerec.transfer.features import get_backbone
+from imagerec.core.errors import ModelFileError, UsageError
+from imagerec.transfer.backbones import get_backbone
 
 OPTIONS = {"weights": None, "input_size": 64}  # random weights: no download; small: a fast export
 
@@ -42,7 +42,7 @@ def test_keras_backbone_runs_through_onnx_and_is_cached(keras_backbone, shapes):
     a = extract(files, keras_backbone, cache=None).embeddings
     b = extract(files, again, cache=None).embeddings
     assert np.array_equal(a, b) and np.abs(a).sum() > 0
-    from imagerec.transfer.keras_backbones import backbone_digest
+    from imagerec.transfer.backbones.keras import backbone_digest
 
     # Other weights (another seed, another file) or another size: another digest.
     digest = lambda **kw: backbone_digest("MobileNetV2", **{"weights": None, "pooling": "avg", "size": (64, 64), "seed": 0, **kw})  # noqa: E731

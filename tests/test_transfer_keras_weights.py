@@ -5,18 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imagerec.errors import ModelFileError, UsageError
+from imagerec.core.errors import ModelFileError, UsageError
 
 
 @pytest.fixture(scope="module")
 def zoo_weights(models_dir, tmp_path_factory):
-    from imagerec.transfer.keras_weights import weights_from_zoo
+    from imagerec.transfer.backbones.keras_weights import weights_from_zoo
 
     return weights_from_zoo("MobileNetV2", output=tmp_path_factory.mktemp("kw") / "mnv2.weights.h5")
 
 
 def _photos(photos_dir, size: int) -> np.ndarray:
-    from imagerec.images import Preprocessing, load_pil, resize
+    from imagerec.core.preprocessing import Preprocessing
+    from imagerec.core.images import load_pil, resize
 
     pre = Preprocessing(size=(size, size), resize="crop", normalization="uint8")
     names = ["cat_720p.jpg", "hot_dog.jpg", "kite_and_cold.jpg"]
@@ -45,8 +46,8 @@ def test_rebuilt_keras_model_embeds_like_the_int8_model(zoo_weights, photos_dir)
 
 
 def test_zoo_weights_make_a_backbone_with_its_own_digest(models_dir, photos_dir):
-    from imagerec.transfer.features import get_backbone
-    from imagerec.transfer.keras_backbones import backbone_digest
+    from imagerec.transfer.backbones import get_backbone
+    from imagerec.transfer.backbones.keras import backbone_digest
 
     backbone = get_backbone("keras:MobileNetV2", weights="zoo", input_size=96)
     assert backbone.options["weights"] == "zoo" and backbone.dim == 1280
@@ -57,7 +58,7 @@ def test_zoo_weights_make_a_backbone_with_its_own_digest(models_dir, photos_dir)
 
 
 def test_what_cannot_be_rebuilt_is_refused_clearly(tmp_path):
-    from imagerec.transfer.keras_weights import read_convolutions, weights_from_zoo
+    from imagerec.transfer.backbones.keras_weights import read_convolutions, weights_from_zoo
 
     with pytest.raises(UsageError, match="weights='zoo' exists for MobileNetV2 only"):
         weights_from_zoo("ResNet50")
@@ -69,7 +70,7 @@ def test_what_cannot_be_rebuilt_is_refused_clearly(tmp_path):
 
 def test_another_networks_file_is_refused_not_half_loaded(models_dir):
     from imagerec import zoo
-    from imagerec.transfer.keras_weights import _keras_model, _transplant, read_convolutions
+    from imagerec.transfer.backbones.keras_weights import _keras_model, _transplant, read_convolutions
 
     spec = zoo.get("mobilenet_v1_embedder")
     convolutions = read_convolutions(zoo.fetch(spec.model).read_bytes())
@@ -78,11 +79,11 @@ def test_another_networks_file_is_refused_not_half_loaded(models_dir):
 
 
 def test_a_damaged_cached_weights_file_is_written_again(models_dir):
-    from imagerec.transfer.keras_backbones import build_application
-    from imagerec.transfer.keras_weights import weights_from_zoo
+    from imagerec.transfer.backbones.keras import build_application
+    from imagerec.transfer.backbones.keras_weights import weights_from_zoo
 
     from imagerec import zoo
-    from imagerec.transfer.keras_weights import read_convolutions
+    from imagerec.transfer.backbones.keras_weights import read_convolutions
 
     cached = weights_from_zoo("MobileNetV2")
     good = cached.read_bytes()

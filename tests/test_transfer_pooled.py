@@ -1,4 +1,4 @@
-"""imagerec.transfer.pooled: the mobilenet_multi backbone (layers of two networks, mirror-averaged)."""
+"""imagerec.transfer.backbones.pooled: the mobilenet_multi backbone (layers of two networks, mirror-averaged)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 from PIL import Image, ImageOps
 
 import imagerec
-from imagerec.errors import ChecksumError, UsageError
-from imagerec.transfer.features import extract, get_backbone
-from imagerec.transfer.pooled import PRESETS, PooledBackend, pooled_backbone
+from imagerec.core.errors import ChecksumError, UsageError
+from imagerec.transfer.features import extract
+from imagerec.transfer.backbones import get_backbone
+from imagerec.transfer.backbones.pooled import PRESETS, PooledBackend, pooled_backbone
 
 
 @pytest.fixture(scope="module")

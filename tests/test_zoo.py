@@ -9,7 +9,7 @@ import pytest
 
 import imagerec
 from imagerec import zoo
-from imagerec.errors import ChecksumError, DownloadError, OfflineError, UnknownModelError
+from imagerec.core.errors import ChecksumError, DownloadError, OfflineError, UnknownModelError
 
 MODEL_FILE = "mobilenet_v2_1.0_224_quant.tflite"
 

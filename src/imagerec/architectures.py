@@ -22,21 +22,19 @@ A user's own model works everywhere a built one does, as long as it takes
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Sequence
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import numpy as np  # noqa: E402
 
-from .errors import UsageError  # noqa: E402
+from .core.errors import UsageError  # noqa: E402
+from .core.keras_backend import import_keras
 
 __all__ = ["course_cnn", "fast_resnet", "build", "min_image_size", "ARCHITECTURES", "logits_model"]
 
 
 def _keras():
-    import keras
-
+    keras = import_keras()
     return keras
 
 

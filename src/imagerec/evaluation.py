@@ -32,9 +32,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .data import Dataset, DatasetSource, load_dataset
-from .errors import DatasetError, OutputError, UsageError
-from .pipeline import prepare_output_folder
+from .data.datasets import Dataset, DatasetSource, load_dataset
+from .core.errors import DatasetError, OutputError, UsageError
+from .core.fs import prepare_output_folder
 
 __all__ = ["evaluate", "Evaluation", "classification_metrics", "match_classes", "write_report"]
 
@@ -185,7 +185,8 @@ def evaluate(
     ``mistakes.png`` (the ``mistakes`` most confidently wrong images) and
     ``metrics.json``.
     """
-    from .recognizer import Recognizer, load
+    from .recognizer import Recognizer
+    from .loading import load
 
     if top_k < 1:
         raise UsageError(f"top_k must be at least 1, got {top_k}")
@@ -350,7 +351,8 @@ def _most_confidently_wrong(result: Evaluation, limit: int) -> list[int]:
 def _mistakes_png(result: Evaluation, wrong: list[int], path: Path, pixels: np.ndarray | None) -> bool:
     import matplotlib.pyplot as plt
 
-    from .images import Preprocessing, load_image
+    from .core.preprocessing import Preprocessing
+    from .core.images import load_image
 
     if not wrong:
         path.unlink(missing_ok=True)

@@ -30,7 +30,7 @@ sample images (``samples``; without them, fixed synthetic images) and its
 scores must match the original's — the Keras model itself, or the learned
 recognizer — within ``tolerance`` (default :data:`TOLERANCE`, the largest
 absolute difference of any class probability). A file that fails the check
-is deleted and :class:`~imagerec.errors.ModelFileError` says by how much.
+is deleted and :class:`~imagerec.core.errors.ModelFileError` says by how much.
 
 >>> import imagerec, tempfile, os
 >>> shots = "../shared/photos/few-shot"
@@ -55,8 +55,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ModelFileError, UsageError
-from .images import DEFAULT_LIMITS, ImageSource, Limits, Preprocessing, load_image, stack
+from .core.errors import ModelFileError, UsageError
+from .core.images import ImageSource, load_image, stack
+from .core.preprocessing import Preprocessing
+from .core.keras_backend import import_keras
 
 __all__ = ["export", "ExportResult", "ExportCheck", "FORMATS", "TOLERANCE", "synthetic_samples"]
 
@@ -268,7 +270,7 @@ def _compare(expected: np.ndarray, got: np.ndarray, samples: int, source: str, t
 
 def _trained_keras(path: Path) -> tuple[Any, Preprocessing, dict, list[str]]:
     """A trained ``.keras`` file's model, preprocessing, test-time averaging (``{"flip_average", "shift_average"}``) and class names."""
-    from .keras_io import load_keras_model, read_metadata
+    from .formats.keras import load_keras_model, read_metadata
 
     metadata = read_metadata(path) or {}
     model = load_keras_model(path)
@@ -287,7 +289,9 @@ def _trained_keras(path: Path) -> tuple[Any, Preprocessing, dict, list[str]]:
 def _keras_to_onnx(path: Path, dest: Path, samples, tolerance: float) -> ExportResult:
     import onnx
 
-    from .backends.onnx import OnnxBackend, export_keras, normalize
+    from .backends.onnx import OnnxBackend
+    from .formats.keras_onnx import export_keras
+    from .core.preprocessing import normalize
 
     model, preprocessing, tta, classes = _trained_keras(path)
     with tempfile.TemporaryDirectory(prefix="imagerec-export-") as folder:
@@ -322,10 +326,9 @@ def _trained_info(path: Path, preprocessing: Preprocessing, tta: dict, classes, 
 
 def _keras_to_tflite(path: Path, dest: Path, samples, tolerance: float) -> ExportResult:
     """One TFLite graph: uint8 1×H×W×3 → normalisation → the network (→ test-time average) → ``scores``."""
-    import keras
-
+    keras = import_keras()
     from .backends.litert import LiteRTBackend
-    from .backends.onnx import normalize
+    from .core.preprocessing import normalize
 
     model, preprocessing, tta, classes = _trained_keras(path)
     inputs = keras.Input((*preprocessing.size, 3), name="image")
@@ -356,7 +359,7 @@ def _convert_to_tflite(network, size: tuple[int, int], views, dest: Path, what: 
         ) from exc
     import torch
 
-    from .backends.onnx import average_over_views
+    from .formats.keras_onnx import average_over_views
 
     class Uint8Images(torch.nn.Module):
         """uint8 NHWC pixels → float → the network on each test-time view → their weighted mean."""
@@ -378,7 +381,7 @@ def _convert_to_tflite(network, size: tuple[int, int], views, dest: Path, what: 
 
 
 def _views(tta: dict):
-    from .data import prediction_views
+    from .data.views import prediction_views
 
     return prediction_views(tta["flip_average"], tta["shift_average"])
 
@@ -388,9 +391,8 @@ _NO_VIEWS = _views({"flip_average": False, "shift_average": 0})  # the image as 
 
 def _keras_scores(model, x: np.ndarray, views) -> np.ndarray:
     """What the exported graph must reproduce: the weighted mean of the model's scores over ``views``."""
-    import keras
-
-    from .data import apply_view
+    keras = import_keras()
+    from .data.views import apply_view
 
     scores = sum(view.weight * keras.ops.convert_to_numpy(model(apply_view(x, view), training=False)) for view in views)
     return np.asarray(scores, np.float32).reshape(len(x), -1)
@@ -453,46 +455,6 @@ def _set_onnx_metadata(proto, info: dict) -> None:
     entry.key, entry.value = "imagerec", json.dumps(info)
 
 
-def load_exported_onnx(path: str | os.PathLike[str], *, num_threads: int | None = None,
-                       limits: Limits = DEFAULT_LIMITS, **options: Any):
-    """A :class:`~imagerec.recognizer.Recognizer` for an ONNX file that :func:`export` wrote.
-
-    Registered for ``.onnx``, so ``imagerec.load("model.onnx")`` and
-    ``imagerec predict --model model.onnx`` run what was exported: its labels
-    and preprocessing come from the file's ``imagerec`` metadata, and a
-    learned recognizer's "unknown" threshold is compared with the graph's own
-    ``confidence`` output. An ONNX file from elsewhere is refused (run it with
-    :class:`~imagerec.backends.onnx.OnnxBackend`).
-    """
-    from . import zoo
-    from .backends.onnx import OnnxBackend
-    from .recognizer import Recognizer
-
-    where = Path(path)
-    if not where.is_file():
-        raise ModelFileError(f"{where}: no such model file", path=str(where))
-    backend = OnnxBackend(where, num_threads=num_threads)
-    try:
-        info = json.loads(backend.metadata["imagerec"])
-        labels, preprocessing = list(info["labels"]), Preprocessing.from_dict(info["preprocessing"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(
-            f"{where}: not an ONNX model written by `imagerec export` (no imagerec metadata); "
-            "run other ONNX models with imagerec.backends.onnx.OnnxBackend", path=str(where),
-        ) from exc
-    if backend.output_dim("scores") != len(labels):
-        raise ModelFileError(f"{where}: {backend.output_dim('scores')} outputs but {len(labels)} labels", path=str(where))
-    return Recognizer(backend, labels, preprocessing, name=where.stem, sha256=zoo.sha256_file(where),
-                      threshold=info.get("threshold"), metadata=info, limits=limits, **options)
-
-
-def _register() -> None:
-    from .recognizer import register_loader
-
-    register_loader(".onnx", load_exported_onnx)
-
-
-_register()
 
 
 # -- learned recognizer -> TFLite ----------------------------------------------------------
@@ -534,9 +496,8 @@ def _learned_reference(recognizer, batch: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def _learned_keras_model(recognizer):
     """One Keras model (0–255 float pixels → normalisation → application → L2 → head → softmax)."""
-    import keras
-
-    from .transfer.keras_backbones import backbone_digest, build_application
+    keras = import_keras()
+    from .transfer.backbones.keras import backbone_digest, build_application
 
     backbone = recognizer.metadata["backbone"]
     options = dict(backbone.get("options") or {})
@@ -556,7 +517,7 @@ def _learned_keras_model(recognizer):
 
 
 def _learned_to_keras(recognizer, dest: Path, samples, tolerance: float) -> ExportResult:
-    from .keras_io import save_model
+    from .formats.keras import save_model
 
     backbone = recognizer.metadata["backbone"]
     model, size = _learned_keras_model(recognizer)

@@ -1,4 +1,11 @@
-"""``Recognizer``: preprocessing + backend + labels, and ``load`` to get one.
+"""``Recognizer``: preprocessing + backend + labels, and the one path from pixels to answers.
+
+Every surface that predicts — the CLI, the Python API, the HTTP service,
+evaluation and the photo library — goes through :meth:`Recognizer.score`
+(a preprocessed batch to probabilities) and :meth:`Recognizer.rank`
+(probabilities to top-k :class:`Prediction` lists, with the ignore mask
+and "unknown"). :func:`imagerec.load` (in :mod:`imagerec.loading`) opens
+model files and zoo names.
 
 >>> import imagerec
 >>> recognizer = imagerec.load("mobilenet_v2")
@@ -11,16 +18,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
 from .backends import Backend
-from .errors import ModelFileError, UsageError
-from .images import DEFAULT_LIMITS, ImageSource, Limits, Preprocessing, stack
-from .pipeline import Decoded, decode_one, batches, decode_ordered
+from .core.errors import UsageError
+from .core.arrays import softmax
+from .core.images import DEFAULT_LIMITS, ImageSource, Limits, stack
+from .core.preprocessing import Preprocessing
+from .core.pipeline import Decoded, decode_one, batches, decode_ordered
 
-__all__ = ["Prediction", "FileResult", "Recognizer", "load", "register_loader", "softmax", "UNKNOWN"]
+__all__ = ["Prediction", "FileResult", "Recognizer", "Scores", "softmax", "UNKNOWN", "SETTINGS"]
+
+# What imagerec.load(..., **settings) may set on any recognizer it opens.
+SETTINGS = ("refine_margin", "workers", "batch_size", "threshold")
 
 # The label predicted when a recognizer with a threshold is not sure enough.
 UNKNOWN = "unknown"
@@ -66,15 +78,15 @@ class FileResult:
         return {"path": self.path, "predictions": [p.to_dict() for p in self.predictions]}
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, computed in float64 for stability.
+class Scores(NamedTuple):
+    """What a model says about a batch, before ranking.
 
-    >>> softmax(np.array([[0.0, 0.0]])).tolist()
-    [[0.5, 0.5]]
+    ``probabilities`` is ``N×len(labels)`` float32; ``confidence`` (only
+    with a threshold) is what the threshold is compared with, one per image.
     """
-    shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+
+    probabilities: np.ndarray
+    confidence: np.ndarray | None
 
 
 class Recognizer:
@@ -150,6 +162,34 @@ class Recognizer:
         ignored = set(ignore)
         self._keep = np.array([label not in ignored for label in self.labels], dtype=bool)
 
+    def configure(self, **settings: Any) -> "Recognizer":
+        """Change the run-time settings named in :data:`SETTINGS`; refuses any other name.
+
+        >>> r = Recognizer(None, ["a", "b"], Preprocessing(size=(1, 1)))
+        >>> r.configure(refine_margin=0).refine_margin
+        0.0
+        >>> r.configure(typo=1)
+        Traceback (most recent call last):
+        imagerec.core.errors.UsageError: unknown setting(s) typo; a recognizer takes refine_margin, workers, batch_size, threshold
+        """
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise UsageError(f"unknown setting(s) {', '.join(unknown)}; a recognizer takes {', '.join(SETTINGS)}")
+        if "refine_margin" in settings:
+            margin = float(settings["refine_margin"])
+            if not 0 <= margin <= 1:
+                raise UsageError(f"refine_margin must be between 0 and 1, got {settings['refine_margin']}")
+            self.refine_margin = margin
+        if "batch_size" in settings:
+            if int(settings["batch_size"]) < 1:
+                raise UsageError(f"batch_size must be at least 1, got {settings['batch_size']}")
+            self.batch_size = int(settings["batch_size"])
+        if "workers" in settings:
+            self.workers = None if settings["workers"] is None else int(settings["workers"])
+        if "threshold" in settings:
+            self.threshold = None if settings["threshold"] is None else float(settings["threshold"])
+        return self
+
     def __repr__(self) -> str:
         return f"Recognizer(name={self.name!r}, labels={len(self.labels)}, input={self.preprocessing.size})"
 
@@ -208,7 +248,19 @@ class Recognizer:
         if top_k < 1:
             raise UsageError(f"top_k must be at least 1, got {top_k}")
         self._require_classes()
-        return self._top_k(*self._score_sources(images), top_k, min_score)
+        return self.rank(self._score_sources(images), top_k, min_score=min_score)
+
+    def predict_batch(self, batch: np.ndarray, top_k: int = 5, *, min_score: float = 0.0) -> list[list[Prediction]]:
+        """:meth:`predict` for a batch that is already preprocessed (``preprocess``, or a decode with
+        this recognizer's ``preprocessing``): nothing is decoded, resized or framed again.
+
+        The service and the photo library decode on their own threads and
+        hand their batches here, so they answer exactly as :meth:`predict` does.
+        """
+        if top_k < 1:
+            raise UsageError(f"top_k must be at least 1, got {top_k}")
+        self._require_classes()
+        return self.rank(self.score(self._checked_batch(batch)), top_k, min_score=min_score)
 
     def margins(self, probabilities: np.ndarray) -> np.ndarray:
         """How far each row's best predictable class leads the runner-up.
@@ -252,7 +304,7 @@ class Recognizer:
         decoded = decode_ordered(sources, self.preprocessing, workers=self.workers, limits=self.limits)
         for chunk in batches(decoded, self.batch_size):
             good = [item for item in chunk if item.array is not None]
-            ranked = iter(self._top_k(*self._scored_items(good), top_k, min_score)) if good else iter(())
+            ranked = iter(self.rank(self._scored_items(good), top_k, min_score=min_score)) if good else iter(())
             for item in chunk:
                 if item.error is not None:
                     result = FileResult(item.name, error=str(item.error))
@@ -263,19 +315,15 @@ class Recognizer:
                 yield result
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write a learned recognizer (one with a head) to a ``.imagerec`` file.
+        """Write a learned recognizer to a ``.imagerec`` file (see :class:`imagerec.transfer.learned.LearnedRecognizer`).
 
-        See :mod:`imagerec.transfer.learned` for the format; ``imagerec.load``
-        reads it back.
+        A pretrained or trained model is already a file on disk, so only
+        recognizers made by :func:`imagerec.learn` can be saved.
         """
-        if self.head is None:
-            raise UsageError(
-                f"{self.name!r} is a pretrained model, not a learned one: only recognizers made by "
-                "imagerec.learn can be saved (the model file itself is already on disk)"
-            )
-        from .transfer.learned import save_recognizer
-
-        return save_recognizer(self, path)
+        raise UsageError(
+            f"{self.name!r} is a pretrained model, not a learned one: only recognizers made by "
+            "imagerec.learn can be saved (the model file itself is already on disk)"
+        )
 
     # -- internals --------------------------------------------------------
 
@@ -290,17 +338,17 @@ class Recognizer:
                 raise item.error
         return items
 
-    def _score_sources(self, images: ImageSource | Sequence[ImageSource]) -> tuple[np.ndarray, np.ndarray | None]:
+    def _score_sources(self, images: ImageSource | Sequence[ImageSource]) -> Scores:
         sources = _as_list(images)
         if isinstance(sources, np.ndarray):
-            return self._scored(self.preprocess(sources))
+            return self.score(self.preprocess(sources))
         return self._scored_items(self._decode_all(sources))
 
-    def _scored_items(self, items: list[Decoded]) -> tuple[np.ndarray, np.ndarray | None]:
-        """:meth:`_scored` for decoded items, with draft-mode near-ties decoded again in full."""
-        probabilities, confidence = self._scored(stack([item.array for item in items]))
+    def _scored_items(self, items: list[Decoded]) -> Scores:
+        """:meth:`score` for decoded items, with draft-mode near-ties decoded again in full."""
+        probabilities, confidence = self.score(stack([item.array for item in items]))
         if self.refine_margin <= 0:
-            return probabilities, confidence
+            return Scores(probabilities, confidence)
         margins = self.margins(probabilities)
         redo = [
             row
@@ -308,7 +356,7 @@ class Recognizer:
             if item.approximate and margins[row] < self.refine_margin and _rereadable(item.source)
         ]
         if not redo:
-            return probabilities, confidence
+            return Scores(probabilities, confidence)
         again = decode_ordered(
             [items[row].source for row in redo], self.preprocessing, workers=self.workers, limits=self.limits, exact=True
         )
@@ -316,47 +364,73 @@ class Recognizer:
         done = [(row, item.array) for row, item in zip(redo, again) if item.array is not None]
         if done:
             rows = [row for row, _ in done]
-            exact_probabilities, exact_confidence = self._scored(stack([array for _, array in done]))
+            exact_probabilities, exact_confidence = self.score(stack([array for _, array in done]))
             probabilities[rows] = exact_probabilities
             if confidence is not None and exact_confidence is not None:
                 confidence[rows] = exact_confidence
-        return probabilities, confidence
+        return Scores(probabilities, confidence)
 
-    def _scored(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Probabilities and, with a threshold, the confidence to compare with it."""
-        if self.head is None:
-            if self.threshold is not None and "confidence" in self.backend.outputs:
-                # An exported learned recognizer: its graph computes the head's own confidence.
-                out = self.backend.run(batch, ("scores", "confidence"))
-                return self._normalized(out["scores"]), out["confidence"].reshape(len(batch))
-            probabilities = self._probabilities(batch)
-            confidence = None if self.threshold is None else np.where(self._keep[None, :], probabilities, 0).max(axis=1)
-            return probabilities, confidence
-        embeddings = self.backend.run(batch, ("embedding",))["embedding"]
-        probabilities = np.asarray(self.head.predict_proba(embeddings), dtype=np.float32)
-        if self.threshold is None:
-            return probabilities, None
-        if hasattr(self.head, "confidence"):
-            return probabilities, np.asarray(self.head.confidence(embeddings))
-        return probabilities, probabilities.max(axis=1)
+    def _checked_batch(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch)
+        if batch.ndim != 4 or batch.dtype != np.uint8 or tuple(batch.shape[1:3]) != self.preprocessing.size:
+            raise UsageError(
+                f"expected a preprocessed N×{self.preprocessing.size[0]}×{self.preprocessing.size[1]}×3 uint8 batch, "
+                f"got {batch.dtype} {batch.shape}"
+            )
+        return batch
 
-    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
-        if "logits" in self.backend.outputs:
-            return softmax(self.backend.run(batch, ("logits",))["logits"]).astype(np.float32)
-        return self._normalized(self.backend.run(batch, ("scores",))["scores"])
+    def score(self, batch: np.ndarray) -> Scores:
+        """Probabilities (and, with a threshold, the confidence) for a preprocessed uint8 batch."""
+        return self.score_and_embed(batch, embed=False)[0]
+
+    def score_and_embed(self, batch: np.ndarray, *, embed: bool = True) -> tuple[Scores, np.ndarray | None]:
+        """:meth:`score` and, when the model has one, the embedding of a preprocessed batch, from one model run.
+
+        The photo library records both for every photo; an embedding model
+        (no classes) gives an ``N×0`` probability array.
+        """
+        outputs = self.backend.outputs
+        if not self.classifies:
+            wanted = []
+        elif self.head is not None:
+            wanted = ["embedding"]
+        elif self.threshold is not None and "confidence" in outputs:
+            wanted = ["scores", "confidence"]  # an exported learned recognizer: its graph computes the confidence
+        elif "logits" in outputs:
+            wanted = ["logits"]  # finer-grained than a quantised softmax output
+        else:
+            wanted = ["scores"]
+        if embed and self.can_embed and "embedding" not in wanted:
+            wanted.append("embedding")
+        out = self.backend.run(batch, tuple(wanted)) if wanted else {}
+        embeddings = out.get("embedding") if embed else None
+        if not self.classifies:
+            return Scores(np.zeros((len(batch), 0), np.float32), None), embeddings
+        if self.head is not None:
+            probabilities = np.asarray(self.head.predict_proba(out["embedding"]), dtype=np.float32)
+            confidence = None
+            if self.threshold is not None:
+                confidence = (np.asarray(self.head.confidence(out["embedding"])) if hasattr(self.head, "confidence")
+                              else probabilities.max(axis=1))
+            return Scores(probabilities, confidence), embeddings
+        if "confidence" in wanted:
+            return Scores(self._normalized(out["scores"]), out["confidence"].reshape(len(batch))), embeddings
+        probabilities = softmax(out["logits"]) if "logits" in wanted else self._normalized(out["scores"])
+        confidence = None if self.threshold is None else np.where(self._keep[None, :], probabilities, 0).max(axis=1)
+        return Scores(probabilities, confidence), embeddings
 
     @staticmethod
     def _normalized(scores: np.ndarray) -> np.ndarray:
         totals = scores.sum(axis=1, keepdims=True)
         if scores.min() < 0 or scores.max() > 1 or np.any(totals > 1.1):
-            return softmax(scores).astype(np.float32)  # raw scores (logits) from a bare model
+            return softmax(scores)  # raw scores (logits) from a bare model
         # A quantised softmax rounds thin mass away, so rows sum to less than
         # one; renormalising keeps scores comparable across images.
         return (scores / np.maximum(totals, 1e-12)).astype(np.float32)
 
-    def _top_k(
-        self, probabilities: np.ndarray, confidence: np.ndarray | None, top_k: int, min_score: float
-    ) -> list[list[Prediction]]:
+    def rank(self, scores: Scores, top_k: int = 5, *, min_score: float = 0.0) -> list[list[Prediction]]:
+        """The ``top_k`` predictable labels of each row of ``scores``, best first; "unknown" below the threshold."""
+        probabilities, confidence = scores
         masked = np.where(self._keep[None, :], probabilities, -np.inf)
         k = min(top_k, self.num_classes)
         # Stable sort keeps the lower class index first among equal scores.
@@ -390,150 +464,3 @@ def _as_list(images: ImageSource | Sequence[ImageSource]) -> list[ImageSource] |
             raise UsageError("no images given")
         return list(images)
     return [images]
-
-
-Loader = Callable[..., Recognizer]
-_LOADERS: dict[str, Loader] = {}
-
-
-def register_loader(suffix: str, loader: Loader) -> None:
-    """Teach :func:`load` to open files ending in ``suffix`` (e.g. ``".keras"``)."""
-    _LOADERS[suffix.lower()] = loader
-
-
-def load(
-    model: str | os.PathLike[str] = "mobilenet_v2",
-    *,
-    labels: str | os.PathLike[str] | Sequence[str] | None = None,
-    num_threads: int | None = None,
-    limits: Limits = DEFAULT_LIMITS,
-    **options,
-) -> Recognizer:
-    """A :class:`Recognizer` for a zoo model name or a model file.
-
-    Files are opened by suffix: ``.tflite`` directly (``labels`` names the
-    label file or gives the list), and whatever other formats are registered
-    with :func:`register_loader`.
-
-    >>> load("mobilenet_v1_embedder").can_embed
-    True
-    """
-    from . import zoo
-
-    text = os.fspath(model)
-    suffix = Path(text).suffix.lower()
-    if suffix in _LOADERS:
-        return _LOADERS[suffix](text, num_threads=num_threads, limits=limits, **options)
-    if suffix == ".tflite":
-        return _load_tflite_file(Path(text), labels, num_threads, limits)
-    if os.sep in text or "/" in text or Path(text).exists():
-        known = ", ".join(sorted({".tflite", *_LOADERS}))
-        raise UsageError(f"{text}: not a model imagerec can load (expected a zoo name or a file ending in {known})")
-    spec = zoo.get(text)
-    return _load_spec(spec, num_threads, limits)
-
-
-def _load_spec(spec, num_threads: int | None, limits: Limits, path: Path | None = None) -> Recognizer:
-    """The recognizer of a zoo spec, from its fetched file or from ``path`` (the same bytes)."""
-    from . import zoo
-    from .backends.litert import LiteRTBackend
-
-    path = path or zoo.fetch(spec.model)
-    extra = {}
-    if spec.embedding_tensor:
-        extra["embedding"] = spec.embedding_tensor
-    if spec.logits_tensor:
-        extra["logits"] = spec.logits_tensor
-    backend = LiteRTBackend(path, num_threads=num_threads, extra_outputs=extra)
-    if spec.task == "embed":
-        return Recognizer(backend, [], spec.preprocessing, name=spec.name, sha256=spec.model.sha256,
-                          limits=limits, task="embed")
-    lines = zoo.read_labels(zoo.fetch(spec.labels))
-    if spec.label_synonyms:
-        synonyms = [tuple(name.strip() for name in line.split(",") if name.strip()) or (line,) for line in lines]
-    else:
-        synonyms = [(line,) for line in lines]
-    names = [names_[0] for names_ in synonyms]
-    if len(names) != backend.output_dim("scores"):
-        raise ModelFileError(
-            f"{spec.name}: {len(names)} labels for {backend.output_dim('scores')} model outputs", path=str(path)
-        )
-    ignore = [spec.background_label] if spec.background_label else []
-    return Recognizer(
-        backend,
-        names,
-        spec.preprocessing,
-        name=spec.name,
-        sha256=spec.model.sha256,
-        ignore=ignore,
-        limits=limits,
-        synonyms=synonyms,
-    )
-
-
-def _load_tflite_file(path: Path, labels, num_threads: int | None, limits: Limits) -> Recognizer:
-    from . import zoo
-    from .backends.litert import LiteRTBackend
-
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file", path=str(path))
-    digest = zoo.sha256_file(path)
-    known = zoo.find_by_sha256(digest)
-    if known is not None and labels is None:
-        # A copy of a zoo model: its labels, background class and embedding come with it.
-        return _load_spec(known, num_threads, limits, path=path)
-    info = _read_tflite_metadata(path).get("imagerec")
-    if info is not None:
-        return _load_exported_tflite(path, info, labels, digest, num_threads, limits)
-    backend = LiteRTBackend(path, num_threads=num_threads)
-    size = backend.output_dim("scores")
-    names = [f"class_{i}" for i in range(size)] if labels is None else _label_list(labels)
-    if len(names) != size:
-        raise UsageError(f"{path}: the model has {size} outputs but {len(names)} labels were given")
-    preprocessing = Preprocessing(size=backend.input_size, resize="crop", normalization="uint8")
-    return Recognizer(
-        backend, names, preprocessing, name=path.stem, sha256=digest, ignore=["background"], limits=limits
-    )
-
-
-def _read_tflite_metadata(path: Path) -> dict[str, bytes]:
-    """The file's metadata entries; none if it cannot be read (LiteRTBackend then says why)."""
-    from .backends.litert import read_metadata
-
-    try:
-        return read_metadata(path.read_bytes())
-    except OSError:
-        return {}
-
-
-def _load_exported_tflite(path: Path, raw_info: bytes, labels, digest: str, num_threads: int | None,
-                          limits: Limits) -> Recognizer:
-    """A ``.tflite`` that ``imagerec export`` wrote: labels, preprocessing and threshold from its metadata."""
-    import json
-
-    from .backends.litert import LiteRTBackend
-
-    try:
-        info = json.loads(raw_info)
-        names = list(info["labels"]) if labels is None else _label_list(labels)
-        preprocessing = Preprocessing.from_dict(info["preprocessing"])
-        threshold = info.get("threshold")
-        outputs = list(info.get("outputs") or ["scores"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: its imagerec metadata is damaged ({exc})", path=str(path)) from exc
-    if threshold is None or "confidence" not in outputs:
-        backend, threshold = LiteRTBackend(path, num_threads=num_threads), None
-    else:
-        # The head's own confidence is a graph output: the threshold is compared with it.
-        backend = LiteRTBackend(path, num_threads=num_threads, extra_outputs={"confidence": "confidence"})
-    if len(names) != backend.output_dim("scores"):
-        raise ModelFileError(f"{path}: {backend.output_dim('scores')} outputs but {len(names)} labels", path=str(path))
-    return Recognizer(backend, names, preprocessing, name=path.stem, sha256=digest, threshold=threshold,
-                      metadata=info, limits=limits)
-
-
-def _label_list(labels: str | os.PathLike[str] | Sequence[str]) -> list[str]:
-    """Labels given as a label file's path or as a list."""
-    from . import zoo
-
-    return zoo.read_labels(labels) if isinstance(labels, (str, os.PathLike)) else list(labels)

@@ -27,8 +27,8 @@ from typing import Literal
 
 import platformdirs
 
-from .errors import ChecksumError, DownloadError, ModelFileError, OfflineError, UnknownModelError
-from .images import Preprocessing
+from .core.errors import ChecksumError, DownloadError, ModelFileError, OfflineError, UnknownModelError
+from .core.preprocessing import Preprocessing
 
 __all__ = [
     "RemoteFile",

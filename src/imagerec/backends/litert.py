@@ -30,7 +30,7 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ModelFileError, UsageError
+from ..core.errors import ModelFileError, UsageError
 
 __all__ = ["LiteRTBackend", "add_outputs", "read_metadata", "set_metadata", "with_metadata"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ..errors import ImagerecError, UnknownModelError, UsageError
+from ..core.errors import ImagerecError, UnknownModelError, UsageError
 
 app = typer.Typer(
     name="imagerec",
@@ -37,7 +37,7 @@ def check_output_file(option: str, path: str) -> None:
     >>> check_output_file("--html", "/no/such/folder/out.html")
     Traceback (most recent call last):
     ...
-    imagerec.errors.UsageError: --html /no/such/folder/out.html: the folder /no/such/folder does not exist
+    imagerec.core.errors.UsageError: --html /no/such/folder/out.html: the folder /no/such/folder does not exist
     """
     folder = Path(path).resolve().parent
     if not folder.is_dir():

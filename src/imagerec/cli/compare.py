@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import CloudError, UsageError
-from ..pipeline import expand_paths
+from ..core.errors import CloudError, UsageError
+from ..core.pipeline import expand_paths
 from ._app import app, check_output_file, fail
 
 

@@ -26,7 +26,7 @@ def evaluate(
 ) -> None:
     """Accuracy, top-k, per-class precision/recall/F1 and a confusion matrix on labelled images."""
     from ..evaluation import evaluate as evaluate_api
-    from ..recognizer import load
+    from ..loading import load
 
     recognizer = load(model, num_threads=threads)
     result = evaluate_api(recognizer, data, top_k=top_k, report=report, restrict=restrict,

@@ -23,7 +23,7 @@ def export_command(
 ) -> None:
     """Export a model as one standalone file, checked against the original."""
     from ..export import export
-    from ..pipeline import expand_paths
+    from ..core.pipeline import expand_paths
 
     photos = expand_paths(samples, recursive=True) if samples else None
     result = export(model, format.lower(), output, samples=photos, tolerance=tolerance)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from ._app import app
 
 
@@ -59,7 +59,7 @@ def learn(
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary instead of a table."),
 ) -> None:
     """Teach new classes from photos on a frozen pretrained network (no retraining)."""
-    from ..recognizer import load
+    from ..loading import load
     from ..transfer import add_examples
     from ..transfer import learn as learn_api
 
@@ -126,7 +126,7 @@ def _backbone(name: str, weights: str | None, input_size: int | None, threads: i
         if weights is not None or input_size is not None:
             raise UsageError(f"--weights and --input-size are for keras: backbones, not {name!r}")
         return name
-    from ..transfer.features import get_backbone
+    from ..transfer.backbones import get_backbone
 
     options: dict = {"weights": None if (weights or "").lower() == "none" else (weights or "imagenet")}
     if input_size is not None:

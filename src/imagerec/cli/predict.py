@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..pipeline import expand_paths
-from ..recognizer import DEFAULT_REFINE_MARGIN, FileResult, load
+from ..core.pipeline import expand_paths
+from ..recognizer import DEFAULT_REFINE_MARGIN, FileResult
+from ..loading import load
 from ._app import app, fail
 
 

@@ -44,7 +44,7 @@ def serve(
     """Serve recognition over HTTP: /v1/predict, Cloud Vision images:annotate, a web page at /."""
     import uvicorn
 
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..serving import ServeConfig, create_app, load_models, read_api_keys
 
     if log_level.lower() not in LOG_LEVELS:

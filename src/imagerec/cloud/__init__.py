@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .base import LabelResult, Provider, RetryPolicy, UploadLimits, prepare_upload
 from .compare import Comparison, compare
 

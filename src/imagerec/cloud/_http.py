@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import httpx
 
-from ..errors import CloudError
+from ..core.errors import CloudError
 from .base import Retryable, one_line, parse_retry_after
 
 __all__ = ["post_json", "kind_for_status"]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from ..errors import CloudError
+from ..core.errors import CloudError
 from ..recognizer import Prediction
 from .base import Provider, Retryable, RetryPolicy, Upload, UploadLimits, one_line, parse_retry_after
 

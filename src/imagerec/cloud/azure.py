@@ -31,7 +31,7 @@ from typing import Any, Iterable, Sequence
 
 import httpx
 
-from ..errors import CloudError
+from ..core.errors import CloudError
 from ..recognizer import Prediction
 from . import _http
 from .base import Provider, RetryPolicy, Upload, UploadLimits

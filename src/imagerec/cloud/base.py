@@ -29,8 +29,8 @@ from typing import Callable, Iterable, Sequence, TypeVar
 
 from PIL import Image
 
-from ..errors import CloudError, ImageDecodeError, UsageError
-from ..images import SUPPORTED_FORMATS, ImageSource, Limits, describe_source, load_pil
+from ..core.errors import CloudError, ImageDecodeError, UsageError
+from ..core.images import SUPPORTED_FORMATS, ImageSource, Limits, describe_source, load_pil
 from ..recognizer import Prediction
 
 __all__ = [
@@ -449,7 +449,7 @@ def _strip(error: CloudError) -> str:
 class UnavailableProvider(Provider):
     """Stands in for a provider that could not be set up: every image gets its error.
 
-    >>> from imagerec.errors import CloudError
+    >>> from imagerec.core.errors import CloudError
     >>> UnavailableProvider("azure", CloudError("azure", "no key", kind="config")).label_files([b"x"])[0].error.kind
     'config'
     """

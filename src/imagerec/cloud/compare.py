@@ -34,8 +34,8 @@ from functools import lru_cache
 from itertools import combinations
 from typing import Callable, Iterable, Sequence
 
-from ..errors import CloudError, UsageError
-from ..images import ImageSource, describe_source
+from ..core.errors import CloudError, UsageError
+from ..core.images import ImageSource, describe_source
 from ..recognizer import Prediction
 from . import pricing
 from .base import LabelResult, Provider, UnavailableProvider

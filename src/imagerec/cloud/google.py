@@ -32,7 +32,7 @@ from typing import Any, Iterable, Sequence
 
 import httpx
 
-from ..errors import CloudError
+from ..core.errors import CloudError
 from ..recognizer import Prediction
 from . import _http
 from .base import Provider, Retryable, RetryPolicy, Upload, UploadLimits, one_line

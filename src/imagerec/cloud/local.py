@@ -15,8 +15,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Sequence
 
-from ..errors import CloudError, ImageDecodeError, UsageError
-from ..images import ImageSource, describe_source
+from ..core.errors import CloudError, ImageDecodeError, UsageError
+from ..core.images import ImageSource, describe_source
 from ..recognizer import Prediction, Recognizer
 from .base import LabelResult, Provider, Upload
 
@@ -39,7 +39,7 @@ class LocalProvider(Provider):
     def recognizer(self) -> Recognizer:
         """The model, loaded on first use (the load time is kept apart from latency)."""
         if self._recognizer is None:
-            from ..recognizer import load
+            from ..loading import load
 
             started = time.perf_counter()
             self._recognizer = load(self._model, num_threads=self._num_threads)

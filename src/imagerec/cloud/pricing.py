@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 
 __all__ = ["Price", "PRICES", "PRICES_TAKEN", "cost_per_1000", "estimate"]
 

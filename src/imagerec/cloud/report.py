@@ -16,8 +16,8 @@ import io
 import os
 from pathlib import Path
 
-from ..errors import ImagerecError
-from ..images import load_pil
+from ..core.errors import ImagerecError
+from ..core.images import load_pil
 from . import pricing
 from .compare import Comparison
 

@@ -22,13 +22,14 @@ from typing import Callable, Collection, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from ..errors import ImageDecodeError
-from ..images import Preprocessing, load_image, stack
-from ..pipeline import batches, default_workers
-from ..recognizer import Recognizer, softmax
+from ..core.errors import ImageDecodeError
+from ..core.preprocessing import Preprocessing
+from ..core.images import load_image, stack
+from ..core.pipeline import batches, default_workers
+from ..recognizer import Recognizer, Scores
 from .walker import Entry
 
-__all__ = ["Analysed", "ModelOutput", "analyse", "scores_and_embeddings", "top_labels", "ordered_map"]
+__all__ = ["Analysed", "ModelOutput", "analyse", "model_outputs", "ordered_map"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -140,38 +141,18 @@ def probe(
     return result
 
 
-def scores_and_embeddings(recognizer: Recognizer, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Class probabilities and embeddings of a preprocessed uint8 batch.
+def model_outputs(recognizer: Recognizer, batch: np.ndarray, top_k: int) -> list[ModelOutput]:
+    """Top labels and the embedding of each image of a preprocessed batch, from one model run.
 
-    For a pretrained model that exposes logits, and for a learned recognizer
-    (a head on the embedding), both come from one backend run, computed as
-    ``Recognizer.predict_proba`` computes them; any other recognizer goes
-    through its own public ``predict_proba`` and ``embed``.
+    Scores and the ignore mask are the recognizer's own (:meth:`Recognizer.score_and_embed`,
+    :meth:`Recognizer.rank`), so the catalog holds what ``imagerec predict`` says. The catalog
+    keeps what each photo looks like, so the open-set "unknown" decision is not applied here.
     """
-    backend = recognizer.backend
-    head = getattr(recognizer, "head", None)
-    if not getattr(recognizer, "classifies", True):  # an embedding model: vectors, no labels
-        return np.zeros((len(batch), 0), np.float32), backend.run(batch, ("embedding",))["embedding"]
-    if type(recognizer) is Recognizer and recognizer.can_embed:
-        if head is not None:  # a learned recognizer: its head reads the embedding
-            embeddings = backend.run(batch, ("embedding",))["embedding"]
-            return np.asarray(head.predict_proba(embeddings), np.float32), embeddings
-        if "logits" in backend.outputs:
-            out = backend.run(batch, ("logits", "embedding"))
-            return softmax(out["logits"]).astype(np.float32), out["embedding"]
-    probabilities = recognizer.predict_proba(batch)
-    embeddings = backend.run(batch, ("embedding",))["embedding"] if recognizer.can_embed else None
-    return probabilities, embeddings
-
-
-def top_labels(probabilities: np.ndarray, labels: Sequence[str], top_k: int) -> list[tuple[list[int], list[float]]]:
-    """The ``top_k`` label indices and scores of each row (``background`` never counts)."""
-    keep = np.array([label != "background" for label in labels], bool)
-    masked = np.where(keep[None, :], probabilities, -np.inf)
-    k = min(top_k, int(keep.sum()))
-    order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    scores, embeddings = recognizer.score_and_embed(batch)
+    ranked = recognizer.rank(Scores(scores.probabilities, None), top_k)
     return [
-        ([int(i) for i in row], [float(probabilities[r, i]) for i in row]) for r, row in enumerate(order)
+        ModelOutput([p.index for p in row], [p.score for p in row], None if embeddings is None else embeddings[i])
+        for i, row in enumerate(ranked)
     ]
 
 
@@ -201,14 +182,7 @@ def analyse(
             per_model: list[list[ModelOutput]] = []
             for recognizer in recognizers:
                 batch = stack([item.arrays[recognizer.preprocessing] for item in decoded])
-                probabilities, embeddings = scores_and_embeddings(recognizer, batch)
-                tops = top_labels(probabilities, recognizer.labels, top_k)
-                per_model.append(
-                    [
-                        ModelOutput(idx, scores, None if embeddings is None else embeddings[row])
-                        for row, (idx, scores) in enumerate(tops)
-                    ]
-                )
+                per_model.append(model_outputs(recognizer, batch, top_k))
             for row, item in enumerate(decoded):
                 item.outputs = [outputs[row] for outputs in per_model]
                 item.arrays = {}

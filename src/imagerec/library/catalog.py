@@ -42,8 +42,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .._sqlite import open_database
-from ..errors import ImagerecError, UsageError
+from ..core.sqlite import open_database
+from ..core.errors import ImagerecError, UsageError
 
 __all__ = [
     "Catalog",

@@ -20,10 +20,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import ImageDecodeError
-from ..images import load_pil
+from ..core.errors import ImageDecodeError
+from ..core.images import load_pil
 from .analysis import ordered_map
-from ..pipeline import default_workers
+from ..core.pipeline import default_workers
 
 __all__ = ["write_contact_sheet", "thumbnail_data_uri"]
 
@@ -42,7 +42,7 @@ def thumbnail_data_uri(path: str | os.PathLike[str], size: int = 200) -> str:
     """A ``data:image/jpeg`` URI of the photo scaled to fit ``size``×``size``."""
     from PIL import Image
 
-    from ..images import Preprocessing
+    from ..core.preprocessing import Preprocessing
 
     # Draft-mode decoding makes a 12-megapixel JPEG cost a fraction of a full decode.
     image = load_pil(path, Preprocessing(size=(size, size), resize="crop"))

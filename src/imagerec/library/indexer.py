@@ -27,10 +27,11 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
-from ..errors import UsageError
-from ..recognizer import Recognizer, load
+from ..core.errors import UsageError
+from ..recognizer import Recognizer
+from ..loading import load
 from .analysis import Analysed, analyse
 from .catalog import Catalog, FileRow, default_catalog_path
 from .walker import Entry, walk

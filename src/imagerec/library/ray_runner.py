@@ -24,7 +24,7 @@ from typing import Collection, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import ImagerecError, UsageError
+from ..core.errors import ImagerecError, UsageError
 from .analysis import Analysed, ModelOutput, analyse
 from .walker import Entry
 
@@ -39,7 +39,7 @@ class RayAnalyser:
     def __init__(self, root: str, sources: Sequence[str], known_ref: list, top_k: int, threads: int) -> None:
         import ray
 
-        from ..recognizer import load
+        from ..loading import load
 
         self.root = root
         self.top_k = top_k
@@ -128,7 +128,7 @@ def from_columns(batch: dict[str, np.ndarray], model_count: int) -> list[Analyse
 
 
 def _k(recognizer, top_k: int) -> int:
-    return min(top_k, sum(label != "background" for label in recognizer.labels))
+    return min(top_k, recognizer.num_classes)
 
 
 def _embedding_dim(recognizer) -> int | None:

@@ -24,14 +24,13 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .catalog import Catalog, ModelRow, find_catalog
 from .hierarchy import Hierarchy, normalize
-from .vectors import EXACT_LIMIT, ApproximateIndex, ExactIndex, build_index
+from .vectors import EXACT_LIMIT, ApproximateIndex, build_index
 
 __all__ = ["Hit", "DuplicateGroup", "search", "similar", "duplicates", "suggest", "open_catalog"]
 
@@ -285,7 +284,7 @@ def _query_vector(cat: Catalog, row: ModelRow, photo: Path) -> tuple[np.ndarray,
         vector = cat.embedding(content_id, row.id)
         if vector is not None:
             return vector, own
-    from ..recognizer import load
+    from ..loading import load
 
     recognizer = load(row.source)
     if (recognizer.name, recognizer.sha256 or "") != (row.name, row.sha256):

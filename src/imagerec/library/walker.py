@@ -1,6 +1,6 @@
 """Find the photos under a library root.
 
-Image files are those whose suffix is one of ``imagerec.images.IMAGE_SUFFIXES``.
+Image files are those whose suffix is one of ``imagerec.core.images.IMAGE_SUFFIXES``.
 Hidden entries (a leading dot: ``.git``, ``.imagerec``, ``.Trash-1000``) and
 the system folders that operating systems and NAS boxes scatter around
 (``@eaDir``, ``$RECYCLE.BIN``, ``System Volume Information``, ``__MACOSX``,
@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from ..images import IMAGE_SUFFIXES
+from ..core.images import IMAGE_SUFFIXES
 
 __all__ = ["Entry", "walk", "SYSTEM_FOLDERS"]
 

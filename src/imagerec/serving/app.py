@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import UsageError
+from ..core.errors import UsageError
 from ..recognizer import Recognizer
 from .auth import ApiKeys
 from .config import ServeConfig

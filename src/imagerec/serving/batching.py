@@ -27,7 +27,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
-from ..errors import ImagerecError, UsageError
+from ..core.errors import ImagerecError, UsageError
 
 __all__ = ["MicroBatcher", "QueueFullError", "BatcherClosedError", "BatchStats"]
 

@@ -5,7 +5,7 @@
 >>> ServeConfig(max_batch=0)
 Traceback (most recent call last):
 ...
-imagerec.errors.UsageError: max_batch must be at least 1, got 0
+imagerec.core.errors.UsageError: max_batch must be at least 1, got 0
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UsageError
-from ..images import Limits
+from ..core.errors import UsageError
+from ..core.images import Limits
 
 __all__ = ["ServeConfig", "read_api_keys"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from ..recognizer import Recognizer
 
 __all__ = ["model_file", "DOWNLOAD_FORMATS"]

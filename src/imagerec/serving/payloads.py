@@ -13,7 +13,7 @@ b'hello'
 >>> parse_json(b'{"images": [')
 Traceback (most recent call last):
 ...
-imagerec.errors.UsageError: the request body is not valid JSON (line 1, column 13: Expecting value)
+imagerec.core.errors.UsageError: the request body is not valid JSON (line 1, column 13: Expecting value)
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, AsyncIterator, Mapping
 
 import threading
 
-from ..errors import ImageDecodeError, ImagerecError, UsageError
+from ..core.errors import ImageDecodeError, ImagerecError, UsageError
 from .batching import QueueFullError
 from .service import NamedImage
 

@@ -29,9 +29,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ImageDecodeError, ImagerecError, ImageTooLargeError, UnknownModelError, UsageError
-from ..images import load_model_input, stack
-from ..pipeline import default_workers
+from ..core.errors import ImageDecodeError, ImagerecError, ImageTooLargeError, UnknownModelError, UsageError
+from ..core.images import load_model_input, stack
+from ..core.pipeline import default_workers
 from ..recognizer import Prediction, Recognizer
 from .batching import BatcherClosedError, BatchStats, MicroBatcher, QueueFullError
 from .config import ServeConfig
@@ -221,7 +221,7 @@ class ModelHost:
         # One backend call for the whole batch at the largest top_k asked
         # for; a smaller top_k is a prefix of the same ranking.
         deepest = max(top_k for _, top_k in items)
-        ranked = self.recognizer.predict(stack([array for array, _ in items]), top_k=deepest)
+        ranked = self.recognizer.predict_batch(stack([array for array, _ in items]), top_k=deepest)
         return [predictions[:top_k] for predictions, (_, top_k) in zip(ranked, items)]
 
     def _record_batch(self, stats: BatchStats) -> None:

@@ -28,8 +28,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ImageDecodeError, UsageError
-from ..images import Preprocessing, load_image
+from ..core.errors import ImageDecodeError, UsageError
+from ..core.preprocessing import Preprocessing
+from ..core.images import load_image
 from .config import ServeConfig
 from .service import ModelHost, ModelRegistry, NamedImage, UploadTooLargeError
 

@@ -16,7 +16,7 @@ photo teaches a new class.
 Modules: :mod:`~imagerec.transfer.features` (backbones, cached extraction),
 :mod:`~imagerec.transfer.heads` (logistic / dense / imprint heads, the
 "unknown" threshold), :mod:`~imagerec.transfer.learned` (the ``.imagerec``
-file), :mod:`~imagerec.transfer.keras_backbones` (Keras applications through
+file), :mod:`~imagerec.transfer.backbones.keras` (Keras applications through
 ONNX), :mod:`~imagerec.transfer.finetune` (``fine_tune``: unfreeze the last
 layers of a Keras backbone).
 """
@@ -31,18 +31,18 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import UsageError
-from ..images import IMAGE_SUFFIXES
-from ..pipeline import expand_paths
-from ..recognizer import UNKNOWN, Recognizer, register_loader
+from ..core.errors import UsageError
+from ..core.images import IMAGE_SUFFIXES
+from ..core.pipeline import expand_paths
+from ..recognizer import UNKNOWN, Recognizer
 from .finetune import fine_tune
-from .features import Backbone, backbone_from_recognizer, default_frame, extract, get_backbone, variants_for
+from .backbones import Backbone, backbone_from_recognizer, default_frame, get_backbone
+from .features import extract, variants_for
 from .heads import Head, ImprintHead, calibrate, held_out_scores, make_head
-from .learned import SUFFIX, load_learned
+from .learned import LearnedRecognizer, load_learned
 
-__all__ = ["learn", "add_examples", "gather", "load_learned", "fine_tune"]
+__all__ = ["learn", "add_examples", "gather", "load_learned", "fine_tune", "LearnedRecognizer"]
 
-register_loader(SUFFIX, load_learned)
 
 
 # -- what to learn from ---------------------------------------------------------------
@@ -93,7 +93,7 @@ def gather(data: Any) -> tuple[list, list[str], list[str]]:
             hint = f" (it holds {len(loose)} loose images: put each class in its own sub-folder)" if loose else ""
             raise UsageError(f"{folder}: no class sub-folders with images found{hint}")
         # The same reading as `imagerec train`: wrapper folders are descended, an empty class is an error.
-        from ..data import read_class_folders
+        from ..data.datasets import read_class_folders
 
         return gather(read_class_folders(folder))
     raise UsageError(
@@ -104,7 +104,7 @@ def gather(data: Any) -> tuple[list, list[str], list[str]]:
 
 def _load_dataset(path: Path):
     try:
-        from ..data import load_dataset
+        from ..data.datasets import load_dataset
     except ImportError as exc:
         raise UsageError(f"{path}: CSV and archive datasets need imagerec.data, which is not available") from exc
     return load_dataset(path)
@@ -133,7 +133,7 @@ def _embed(sources, labels, backbone: Backbone, augment: int, cache, progress, o
 
 
 def _describe(source) -> str:
-    from ..images import describe_source
+    from ..core.images import describe_source
 
     return describe_source(source)
 
@@ -177,13 +177,13 @@ def learn(
     progress: bool | None = None,
     seed: int = 0,
     name: str = "learned",
-) -> Recognizer:
+) -> LearnedRecognizer:
     """Learn a recognizer for new classes on a frozen backbone.
 
     ``data``: a folder of class sub-folders, a dict ``{label: [images]}``
     (paths, bytes, arrays…) or a dataset (see :func:`gather`). ``backbone``:
     a name (``"mobilenet_v2"``, ``"keras:MobileNetV2"``), a
-    :class:`~imagerec.transfer.features.Backbone`, or an already loaded
+    :class:`~imagerec.transfer.backbones.Backbone`, or an already loaded
     recognizer with an embedding (a server reuses its model). ``head``:
     ``"logistic"`` (C by cross-validation), ``"dense"`` (the course's Keras
     head) or ``"imprint"`` (class means; one photo per class is enough).
@@ -229,7 +229,7 @@ def learn(
             "skipped": skipped,
         },
     }
-    return Recognizer(
+    return LearnedRecognizer(
         backbone.backend, classes, backbone.preprocessing, name=name, sha256=None,
         head=model, threshold=value, metadata=metadata,
     )
@@ -255,7 +255,7 @@ def add_examples(
     on_error: str = "skip",
     progress: bool | None = None,
     seed: int = 0,
-) -> Recognizer:
+) -> LearnedRecognizer:
     """A new recognizer that also knows ``data``'s classes and examples; the old ones stay.
 
     The imprint head adds them exactly, without training; the logistic and
@@ -296,7 +296,7 @@ def add_examples(
         additions=int(training.get("additions", 0)) + 1,
     )
     metadata = {**recognizer.metadata, "calibration": calibration, "metrics": metrics, "training": training}
-    return Recognizer(
+    return LearnedRecognizer(
         recognizer.backend, head.labels_, recognizer.preprocessing, name=recognizer.name, sha256=None,
         limits=recognizer.limits, head=head, threshold=threshold, metadata=metadata,
     )

@@ -3,7 +3,7 @@
 A :class:`Backbone` turns a uint8 ``N×H×W×3`` batch into ``N×D`` float32
 embeddings: zoo models with an embedding output run through LiteRT
 (``mobilenet_v2`` 1280-d, ``mobilenet_v1_embedder`` 1024-d), Keras
-applications through ONNX Runtime (see :mod:`imagerec.transfer.keras_backbones`).
+applications through ONNX Runtime (see :mod:`imagerec.transfer.backbones.keras`).
 
 :func:`extract` embeds many images with decoding in parallel and an
 :class:`EmbeddingCache` (SQLite) keyed by the backbone's sha256, the image
@@ -11,7 +11,8 @@ file's content hash, the preprocessing and the augmentation variant — so
 fitting another head, or adding photos, only embeds what was never seen.
 Images that cannot be decoded are reported, never fatal, unless asked.
 
->>> from imagerec.transfer.features import get_backbone, extract
+>>> from imagerec.transfer.backbones import get_backbone
+>>> from imagerec.transfer.features import extract
 >>> backbone = get_backbone("mobilenet_v2")
 >>> result = extract(["../shared/photos/parrot.jpg"], backbone, cache=None)
 >>> result.embeddings.shape
@@ -20,7 +21,6 @@ Images that cannot be decoded are reported, never fatal, unless asked.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -29,22 +29,21 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from .._sqlite import open_database
-from ..errors import ImageDecodeError, UsageError
-from ..images import DEFAULT_LIMITS, ImageSource, Limits, Preprocessing, describe_source, load_pil, resize, stack
-from ..pipeline import default_workers
+from ..core.sqlite import open_database
+from ..core.errors import ImageDecodeError, UsageError
+from ..core.images import DEFAULT_LIMITS, ImageSource, Limits, describe_source, load_pil, resize, stack
+from ..core.preprocessing import Preprocessing
+from ..core.pipeline import default_workers
+from .backbones import Backbone, get_backbone
 
 __all__ = [
-    "Backbone",
-    "get_backbone",
-    "backbone_from_recognizer",
     "VARIANTS",
     "variants_for",
     "EmbeddingCache",
@@ -70,127 +69,6 @@ def variants_for(augment: int) -> tuple[str, ...]:
     if not 0 <= augment < len(VARIANTS):
         raise UsageError(f"augment must be between 0 and {len(VARIANTS) - 1} extra copies, got {augment}")
     return VARIANTS[: augment + 1]
-
-
-@dataclass
-class Backbone:
-    """A frozen feature extractor: uint8 batch in, ``N×dim`` embeddings out.
-
-    ``kind`` is ``"zoo"`` (a zoo model run by LiteRT), ``"pooled"`` (layers
-    of several zoo models, :mod:`imagerec.transfer.pooled`) or ``"keras"`` (a Keras
-    application exported to ONNX); ``name`` and ``sha256`` identify the exact
-    weights, so a learned head is never used on features from other weights.
-    """
-
-    name: str
-    kind: str
-    sha256: str
-    preprocessing: Preprocessing
-    dim: int
-    run: Callable[[np.ndarray], np.ndarray]
-    backend: object = None  # the Backend, when the recognizer should reuse it
-    options: dict = field(default_factory=dict)  # how to rebuild it (keras: application, pooling...)
-
-    def embed_batch(self, batch: np.ndarray) -> np.ndarray:
-        out = np.asarray(self.run(batch), dtype=np.float32)
-        return out.reshape(len(batch), -1)
-
-    def framed(self, frame: int) -> "Backbone":
-        """The same network fed pictures inside a grey frame of ``frame`` pixels (:class:`Preprocessing`)."""
-        return dataclasses.replace(self, preprocessing=dataclasses.replace(self.preprocessing, frame=int(frame)))
-
-    def describe(self) -> dict:
-        return {
-            "name": self.name, "kind": self.kind, "sha256": self.sha256, "dim": self.dim,
-            "preprocessing": self.preprocessing.to_dict(), "options": self.options,
-        }
-
-
-def backbone_from_recognizer(recognizer, *, name: str | None = None, kind: str = "zoo", options: dict | None = None) -> Backbone:
-    """Wrap a :class:`~imagerec.Recognizer` whose model has an embedding output.
-
-    A learned recognizer gives back the backbone it was learned on (same
-    name, sha256 and options, so the embedding cache keys match); a zoo
-    recognizer is its own backbone — a server can reuse the model it has
-    already loaded instead of loading it again.
-    """
-    described = getattr(recognizer, "metadata", {}).get("backbone") if getattr(recognizer, "head", None) is not None else None
-    if described:
-        backend = recognizer.backend
-        return Backbone(
-            name=described["name"], kind=described.get("kind", "zoo"), sha256=described["sha256"],
-            preprocessing=recognizer.preprocessing, dim=int(described["dim"]),
-            run=lambda batch: backend.run(batch, ("embedding",))["embedding"], backend=backend,
-            options=dict(described.get("options") or {}),
-        )
-    if not recognizer.can_embed:
-        raise UsageError(
-            f"model {recognizer.name!r} has no embedding output, so it cannot serve as a backbone; "
-            "use mobilenet_v2 or mobilenet_v1_embedder"
-        )
-    backend = recognizer.backend
-    dim = int(backend.output_dim("embedding")) if hasattr(backend, "output_dim") else int(
-        backend.run(np.zeros((1, *recognizer.preprocessing.size, 3), np.uint8), ("embedding",))["embedding"].shape[1]
-    )
-    return Backbone(
-        name=name or recognizer.name,
-        kind=kind,
-        sha256=recognizer.sha256 or "",
-        preprocessing=recognizer.preprocessing,
-        dim=dim,
-        run=lambda batch: backend.run(batch, ("embedding",))["embedding"],
-        backend=backend,
-        options=dict(options or {}),
-    )
-
-
-def default_frame(preprocessing: Preprocessing) -> int:
-    """The grey frame ``imagerec learn`` puts around pictures: 1/14 of the input side (16 px at 224).
-
-    Chosen on CIFAR-10 (docs/transfer.md): at 10 examples a class it lifts
-    ``mobilenet_multi`` from 58.9 % to 62.9 % and ``mobilenet_v2`` from
-    55.9 % to 59.1 %; 12–20 px at 224 score alike.
-
-    >>> default_frame(Preprocessing(size=(224, 224)))
-    16
-    """
-    return round(min(preprocessing.size) / 14)
-
-
-def get_backbone(name, *, num_threads: int | None = None, **options) -> Backbone:
-    """A backbone by name: a zoo model (``"mobilenet_v2"``) or a Keras one (``"keras:MobileNetV2"``).
-
-    A :class:`Backbone` is returned as it is, a Recognizer is wrapped
-    (:func:`backbone_from_recognizer`).
-
-    ``"mobilenet_multi"`` pools layers of two zoo networks
-    (:mod:`imagerec.transfer.pooled`): slower, and more accurate.
-
-    Keras backbones take ``weights=`` (``"imagenet"``, ``"zoo"`` for
-    MobileNetV2's weights rebuilt from the zoo, a weights file, or None for
-    random weights in tests), ``pooling=`` and ``input_size=``.
-    """
-    if isinstance(name, Backbone):
-        return name
-    if hasattr(name, "backend") and hasattr(name, "preprocessing"):
-        return backbone_from_recognizer(name)
-    if not isinstance(name, str):
-        raise UsageError(f"backbone must be a model name, a Backbone or a Recognizer, got {type(name).__name__}")
-    from .pooled import PRESETS, pooled_backbone
-
-    if name in PRESETS:
-        if options:
-            raise UsageError(f"pooled backbone {name!r} takes no options, got {', '.join(options)}")
-        return pooled_backbone(name, num_threads=num_threads)
-    if name.startswith("keras:"):
-        from .keras_backbones import keras_backbone
-
-        return keras_backbone(name.split(":", 1)[1], num_threads=num_threads, **options)
-    if options:
-        raise UsageError(f"zoo backbone {name!r} takes no options, got {', '.join(options)}")
-    from ..recognizer import load
-
-    return backbone_from_recognizer(load(name, num_threads=num_threads))
 
 
 # -- the cache ----------------------------------------------------------------------
@@ -224,7 +102,7 @@ class EmbeddingCache:
             self._db = open_database(self.path)
             self._db.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, dim INTEGER, data BLOB)")
         except sqlite3.DatabaseError as exc:
-            from ..errors import ModelFileError
+            from ..core.errors import ModelFileError
 
             raise ModelFileError(
                 f"{self.path}: not a usable embedding cache ({exc}); delete the file to start a new one",

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DatasetError, UsageError
+from ..core.errors import DatasetError, UsageError
+from ..core.keras_backend import import_keras
 
 __all__ = ["FineTuneResult", "fine_tune"]
 
@@ -85,11 +86,11 @@ def fine_tune(
     folder, CSV, ``.tar.gz``, a dict of paths). A stratified
     ``val_fraction`` (from ``seed``) is held out for both measurements.
     """
-    from ..data import Dataset, load_dataset
-    from ..images import Preprocessing
+    from ..data.datasets import Dataset, load_dataset
+    from ..core.preprocessing import Preprocessing
     from ..training import train
     from . import learn
-    from .keras_backbones import APPLICATIONS, build_application, keras_backbone
+    from .backbones.keras import APPLICATIONS, build_application, keras_backbone
 
     if not backbone.startswith("keras:"):
         raise UsageError(f"fine-tuning needs a Keras backbone (keras:APPLICATION), not {backbone!r}")
@@ -128,8 +129,7 @@ def fine_tune(
     frozen_accuracy = float((frozen.predict_proba(val_pixels).argmax(axis=1) == val_set.targets).mean())
 
     # 2. One Keras model starting from the converged head.
-    import keras
-
+    keras = import_keras()
     base = build_application(application, weights=weights, input_size=size, seed=seed)
     normalized = keras.layers.UnitNormalization(axis=-1, name="l2_normalize")(base.output)
     scores = keras.layers.Dense(len(dataset.classes), activation="softmax", name="classes")(normalized)

@@ -38,8 +38,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import ModelFileError, UsageError
-from ..pipeline import default_workers
+from ..core.arrays import l2_normalize, softmax
+from ..core.errors import ModelFileError, UsageError
+from ..core.pipeline import default_workers
+from ..core.keras_backend import import_keras
 
 __all__ = [
     "Head",
@@ -56,25 +58,6 @@ __all__ = [
     "calibrate",
     "held_out_scores",
 ]
-
-
-def l2_normalize(embeddings: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (all-zero rows stay zero).
-
-    >>> [round(float(v), 3) for v in l2_normalize(np.array([[3.0, 4.0]]))[0]]
-    [0.6, 0.8]
-    """
-    X = np.asarray(embeddings, dtype=np.float32)
-    if X.ndim != 2:
-        raise UsageError(f"expected embeddings as an N×D array, got shape {X.shape}")
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.maximum(norms, 1e-12)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _check_targets(X: np.ndarray, y: np.ndarray, labels: Sequence[str], minimum: int) -> None:
@@ -329,7 +312,7 @@ class LogisticHead(_StoredExamplesHead):
         return one_standard_error_choice(self.Cs, scores, len(Z))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return _softmax(l2_normalize(X) @ self.weights_.T + self.bias_)
+        return softmax(l2_normalize(X) @ self.weights_.T + self.bias_)
 
     def spawn(self) -> "LogisticHead":
         return LogisticHead(
@@ -399,8 +382,7 @@ class DenseHead(_StoredExamplesHead):
 
     def fit(self, X: np.ndarray, y: np.ndarray, labels: Sequence[str]) -> "DenseHead":
         import imagerec  # noqa: F401  (selects Keras's torch backend before Keras loads)
-        import keras
-
+        keras = import_keras()
         y = np.asarray(y, dtype=np.int64)
         _check_targets(X, y, labels, minimum=2)
         Xn = l2_normalize(X)
@@ -449,7 +431,7 @@ class DenseHead(_StoredExamplesHead):
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         Z = (l2_normalize(X) - self.mean_) / self.scale_
         hidden = np.maximum(Z @ self.W1_ + self.b1_, 0.0)  # dropout is off at inference
-        return _softmax(hidden @ self.W2_ + self.b2_)
+        return softmax(hidden @ self.W2_ + self.b2_)
 
     def spawn(self) -> "DenseHead":
         return DenseHead(**self.params())
@@ -536,7 +518,7 @@ class ImprintHead(Head):
         return np.where(self.counts_[None, :] > 0, similarity, -1.0)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return _softmax(self.scale * self.cosine(X))
+        return softmax(self.scale * self.cosine(X))
 
     def spawn(self) -> "ImprintHead":
         return ImprintHead(scale=self.scale)

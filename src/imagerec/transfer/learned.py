@@ -40,10 +40,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ChecksumError, ModelFileError, UsageError
-from ..images import DEFAULT_LIMITS, Limits, Preprocessing
+from ..core.errors import ChecksumError, ModelFileError, UsageError
+from ..core.images import DEFAULT_LIMITS, Limits
+from ..core.preprocessing import Preprocessing
+from ..recognizer import Recognizer
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "SUFFIX", "save_recognizer", "load_learned", "read_manifest"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "SUFFIX", "LearnedRecognizer", "save_recognizer", "load_learned", "read_manifest"]
 
 FORMAT = "imagerec-learned"
 FORMAT_VERSION = 1
@@ -53,6 +55,14 @@ SUFFIX = ".imagerec"
 _MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 _MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
 _ARRAY_DTYPES = {"float16", "float32", "float64", "int64", "int32", "uint8", "bool"}
+
+
+class LearnedRecognizer(Recognizer):
+    """A recognizer made by :func:`imagerec.learn`: a frozen backbone and a learned head, savable as ``.imagerec``."""
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write this recognizer to a ``.imagerec`` file, atomically; ``imagerec.load`` reads it back."""
+        return save_recognizer(self, path)
 
 
 def _now() -> str:
@@ -226,22 +236,18 @@ def _read_arrays(archive: zipfile.ZipFile, manifest: dict, path: Path) -> dict[s
 
 
 def load_learned(
-    path: str | os.PathLike[str], *, num_threads: int | None = None, limits: Limits = DEFAULT_LIMITS, **options
-):
+    path: str | os.PathLike[str], *, num_threads: int | None = None, limits: Limits = DEFAULT_LIMITS
+) -> LearnedRecognizer:
     """Open a ``.imagerec`` file as a :class:`~imagerec.Recognizer` (``imagerec.load`` calls this).
 
-    ``options`` may set ``threshold`` (a number, or None to never answer
-    "unknown") to override the calibrated one.
+    ``imagerec.load(path, threshold=...)`` overrides the calibrated threshold
+    (a number, or None to never answer "unknown").
     """
-    from ..recognizer import Recognizer
     from ..zoo import sha256_file
-    from .features import get_backbone
+    from .backbones import get_backbone
     from .heads import head_from_state
 
     path = Path(path)
-    unknown_options = set(options) - {"threshold"}
-    if unknown_options:
-        raise UsageError(f"unknown option(s) for a learned recognizer: {', '.join(sorted(unknown_options))}")
     with _open_zip(path) as archive:
         manifest = _verified_manifest(archive, path)
         arrays = _read_arrays(archive, manifest, path)
@@ -283,12 +289,12 @@ def load_learned(
             f"{path}: the head takes {head.num_features}-d embeddings, the backbone gives {backbone.dim}-d",
             path=str(path),
         )
-    threshold = options.get("threshold", manifest.get("threshold"))
+    threshold = manifest.get("threshold")
     metadata = {
         key: manifest.get(key) for key in ("backbone", "created", "calibration", "metrics", "training")
     }
     metadata["path"] = str(path)
-    return Recognizer(
+    return LearnedRecognizer(
         backbone.backend,
         labels,
         backbone.preprocessing,

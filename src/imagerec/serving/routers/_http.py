@@ -17,7 +17,7 @@ import logging
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from ...errors import ImageDecodeError, ImagerecError, UnknownModelError, UsageError
+from ...core.errors import ImageDecodeError, ImagerecError, UnknownModelError, UsageError
 from ..batching import BatcherClosedError, QueueFullError
 from ..config import ServeConfig
 from ..metrics import Metrics

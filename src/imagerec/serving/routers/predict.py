@@ -27,7 +27,7 @@ from typing import Optional
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from ...errors import ImagerecError
+from ...core.errors import ImagerecError
 from .. import payloads
 from ._http import api_error, config, error_body, http_status, image_error, metrics, registry, require_api_key
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.background import BackgroundTask
 
-from ...errors import ImagerecError
+from ...core.errors import ImagerecError
 from ..downloads import DOWNLOAD_FORMATS, model_file
 from ..metrics import CONTENT_TYPE
 from ._http import api_error, config, error_response, metrics, registry, require_api_key

@@ -15,7 +15,7 @@ import asyncio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from ...errors import ImagerecError
+from ...core.errors import ImagerecError
 from .. import payloads
 from ._http import ApiError, api_error, config, require_api_key
 

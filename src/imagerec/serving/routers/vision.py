@@ -27,7 +27,7 @@ from typing import Optional
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from ...errors import ImagerecError
+from ...core.errors import ImagerecError
 from .. import payloads
 from ._http import api_error, config, metrics, registry, require_api_key, rpc_status
 

@@ -50,7 +50,6 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
 # PyTorch's OpenMP threads spin while waiting for each other by default; on a
 # machine shared with other work a spinning thread steals the core its
 # partner needs, and small batch-norm steps measured 20-40x slower here.
@@ -58,11 +57,15 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 # effective if torch was not imported before imagerec.)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .data import Dataset, DatasetSource, apply_view, augment, load_dataset, prediction_views  # noqa: E402
-from .errors import ImagerecError, OutputError, UsageError  # noqa: E402
-from .images import Preprocessing  # noqa: E402
-from .pipeline import prepare_output_folder  # noqa: E402
+from ..data.datasets import Dataset, DatasetSource, load_dataset  # noqa: E402
+from ..data.views import apply_view, prediction_views  # noqa: E402
+from ..data.augment import augment  # noqa: E402
+from ..core.errors import ImagerecError, OutputError, UsageError  # noqa: E402
+from ..core.preprocessing import NORMALIZATIONS, Preprocessing
+from ..core.preprocessing import normalization as normalization_table  # noqa: E402
+from ..core.fs import prepare_output_folder  # noqa: E402
 from .time_budget import CALIBRATION_STEPS, TimeBudget  # noqa: E402
+from ..core.keras_backend import import_keras
 
 __all__ = ["train", "TrainConfig", "TrainResult", "TorchGraph", "OPTIMIZERS", "LOSSES", "defaults_for"]
 
@@ -181,11 +184,11 @@ class TrainResult:
     stopped: str  # "completed", "early_stopping", "time_budget"
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
-    def recognizer(self, **options: Any):
-        """The saved model as a :class:`~imagerec.recognizer.Recognizer` (ONNX Runtime)."""
-        from .recognizer import load
+    def recognizer(self, **settings: Any):
+        """The saved model as a :class:`~imagerec.recognizer.Recognizer` (ONNX Runtime); ``settings`` as for ``configure``."""
+        from ..formats.keras import load_recognizer
 
-        return load(self.path, **options)
+        return load_recognizer(self.path).configure(**settings)
 
     def metrics(self) -> dict:
         last = self.history[-1] if self.history else {}
@@ -214,8 +217,7 @@ class TorchGraph:
     """
 
     def __init__(self, model: Any) -> None:
-        import keras
-
+        keras = import_keras()
         if not isinstance(model, keras.Model) or not hasattr(model, "_run_through_graph") or not model.inputs:
             raise UsageError("TorchGraph needs a functional Keras model")
         self.model = model
@@ -491,7 +493,7 @@ def whiten_from_data(model: Any, images: np.ndarray, normalization: str, *, limi
     total, outer, count = np.zeros(dims), np.zeros((dims, dims)), 0
     for start in range(0, len(picked), 500):
         x = torch.from_numpy(np.ascontiguousarray(picked[start:start + 500])).permute(0, 3, 1, 2).float()
-        x = _torch_normalize(x, normalization).permute(0, 2, 3, 1).numpy().astype(np.float64)
+        x = normalization_table(normalization).torch(x).permute(0, 2, 3, 1).numpy().astype(np.float64)
         height, width = x.shape[1] - kh + 1, x.shape[2] - kw + 1
         # The patch as Keras lays out a kernel: rows, then columns, then channels.
         patches = np.concatenate(
@@ -574,27 +576,6 @@ def _lr_factor(schedule: str, progress: float, warmup: float) -> float:
     return max(0.0, (1.0 - progress) / max(1e-9, 1.0 - warmup))
 
 
-def _torch_normalize(x, normalization: str):
-    """The same arithmetic as :func:`imagerec.backends.onnx.normalize`, on a float NCHW tensor."""
-    import torch
-
-    from .backends.onnx import _CAFFE_MEAN_BGR, _IMAGENET_MEAN, _IMAGENET_STD, NORMALIZATIONS
-
-    if normalization == "uint8":
-        return x
-    if normalization == "unit":
-        return x * (1 / 255)
-    if normalization == "tf":
-        return x * (1 / 127.5) - 1.0
-    if normalization == "torch":
-        mean = torch.from_numpy(_IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.from_numpy(_IMAGENET_STD).view(1, 3, 1, 1)
-        return (x * (1 / 255) - mean) / std
-    if normalization == "caffe":
-        return x.flip(1) - torch.from_numpy(_CAFFE_MEAN_BGR).view(1, 3, 1, 1)
-    raise UsageError(f"unknown normalization {normalization!r}; expected one of {', '.join(NORMALIZATIONS)}")
-
-
 # -- the public entry point ----------------------------------------------------
 
 
@@ -648,7 +629,7 @@ def train(
     ``max_minutes`` fits the run to that many minutes of wall clock, counted
     from this call: the number of epochs, and the learning-rate schedule with
     it, is chosen from the run's measured speed so that it ends annealed in
-    time (:mod:`imagerec.time_budget`); ``epochs``, if given, is then the most it runs.
+    time (:mod:`imagerec.training.time_budget`); ``epochs``, if given, is then the most it runs.
     ``cutout`` greys out a random square of that side in every training
     image (:func:`imagerec.data.augment`); ``tta_shift`` adds views shifted
     by that many pixels to the test-time average
@@ -681,7 +662,7 @@ def train(
     state_path = output.with_name(output.name + ".state.pt")
     arch_name = "custom" if model is not None else arch
     if model is None and arch not in ("course_cnn", "fast_resnet"):
-        from .architectures import ARCHITECTURES
+        from ..architectures import ARCHITECTURES
 
         if arch not in ARCHITECTURES:
             raise UsageError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
@@ -748,7 +729,7 @@ def train(
 
     import torch
 
-    from .pipeline import default_workers
+    from ..core.pipeline import default_workers
 
     torch.set_num_threads(threads or default_workers())
     torch.manual_seed(config.seed)
@@ -782,7 +763,7 @@ def _validate(config: TrainConfig) -> None:
     if not 8 <= config.image_size <= 1024:
         raise UsageError(f"image size must be between 8 and 1024 pixels, got {config.image_size}")
     if config.arch != "custom":
-        from .architectures import min_image_size
+        from ..architectures import min_image_size
 
         smallest = min_image_size(config.arch, **config.arch_options)
         if config.image_size < smallest:
@@ -803,14 +784,13 @@ def _validate(config: TrainConfig) -> None:
                          f"({config.image_size // 4} pixels), got {config.tta_shift}")
     if not 0 <= config.label_smoothing < 1:
         raise UsageError(f"label smoothing must be in [0, 1), got {config.label_smoothing}")
-    from .backends.onnx import NORMALIZATIONS
 
     if config.normalization not in NORMALIZATIONS:
         raise UsageError(f"unknown normalization {config.normalization!r}; expected one of {', '.join(NORMALIZATIONS)}")
 
 
 def _build(config: TrainConfig, num_classes: int):
-    from .architectures import build
+    from ..architectures import build
 
     kwargs = dict(config.arch_options)
     if config.activation:
@@ -874,7 +854,7 @@ class _Runner:
     """The model's forward pass for training and evaluation (torch graph or Keras)."""
 
     def __init__(self, model: Any, config: TrainConfig, num_classes: int) -> None:
-        from .architectures import logits_model
+        from ..architectures import logits_model
 
         self.model = model
         self.config = config
@@ -909,7 +889,7 @@ class _Runner:
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float()
-        return _torch_normalize(x, self.config.normalization)
+        return normalization_table(self.config.normalization).torch(x)
 
     def forward(self, batch: np.ndarray, training: bool):
         import torch
@@ -1221,7 +1201,7 @@ class _Trainer:
     # -- results -------------------------------------------------------------
 
     def _save_model(self, checkpoint: bool) -> None:
-        from .keras_io import save_model
+        from ..formats.keras import save_model
 
         metrics = {
             "best_epoch": self.best_epoch,

@@ -7,8 +7,8 @@ so memory stays bounded however many files are given, and results come back
 in the order of the sources.
 
 >>> import numpy as np
->>> from imagerec.images import Preprocessing
->>> from imagerec.pipeline import decode_ordered
+>>> from imagerec.core.images import Preprocessing
+>>> from imagerec.core.pipeline import decode_ordered
 >>> items = list(decode_ordered([np.zeros((8, 8, 3), np.uint8), b""], Preprocessing(size=(4, 4))))
 >>> items[0].array.shape, type(items[1].error).__name__
 ((4, 4, 3), 'ImageDecodeError')
@@ -25,10 +25,11 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import ImageDecodeError, OutputError
-from .images import DEFAULT_LIMITS, IMAGE_SUFFIXES, ImageSource, Limits, Preprocessing, describe_source, load_model_input
+from .errors import ImageDecodeError
+from .images import DEFAULT_LIMITS, IMAGE_SUFFIXES, ImageSource, Limits, describe_source, load_model_input
+from .preprocessing import Preprocessing
 
-__all__ = ["Decoded", "decode_one", "decode_ordered", "batches", "default_workers", "expand_paths", "prepare_output_folder"]
+__all__ = ["Decoded", "decode_one", "decode_ordered", "batches", "default_workers", "expand_paths"]
 
 
 @dataclass
@@ -36,7 +37,7 @@ class Decoded:
     """One source after decoding: ``array`` or ``error`` is set, never both.
 
     ``approximate`` says JPEG draft mode scaled the picture down while
-    decoding it (see :func:`imagerec.images.load_model_input`).
+    decoding it (see :func:`imagerec.core.images.load_model_input`).
     """
 
     position: int
@@ -67,7 +68,7 @@ def decode_one(
         return Decoded(position, source, array=array, approximate=approximate)
     except ImageDecodeError as exc:
         return Decoded(position, source, error=exc)
-    except MemoryError as exc:  # a hostile file must not take the whole run down
+    except MemoryError:  # a hostile file must not take the whole run down
         return Decoded(position, source, error=ImageDecodeError("out of memory while decoding", path=describe_source(source)))
 
 
@@ -155,38 +156,3 @@ def _walk(folder: str, recursive: bool) -> Iterator[str]:
     if recursive:
         for sub in subfolders:
             yield from _walk(sub, recursive)
-
-
-def prepare_output_folder(folder: str | os.PathLike[str], *, what: str = "the output") -> str:
-    """Create ``folder`` (and its parents) and check a file can be written in it; return it.
-
-    Called before long work so that a bad output location fails at once
-    with an :class:`~imagerec.errors.OutputError` naming the path, not after
-    an hour of training. ``what`` says in the message what was to be written.
-
-    >>> import tempfile, os
-    >>> folder = os.path.join(tempfile.mkdtemp(), "a", "b")
-    >>> prepare_output_folder(folder) == folder and os.path.isdir(folder)
-    True
-    """
-    import tempfile
-
-    where = os.fspath(folder) or "."
-    blocker = where
-    while blocker and not os.path.exists(blocker):  # the deepest part of the path that exists
-        parent = os.path.dirname(blocker)
-        blocker = parent if parent != blocker else ""
-    if blocker and not os.path.isdir(blocker):
-        raise OutputError(
-            f"{where}: cannot write {what} there: {blocker} is a file, not a folder (choose another location)",
-            path=where,
-        )
-    try:
-        os.makedirs(where, exist_ok=True)
-        with tempfile.TemporaryFile(dir=where):
-            pass
-    except OSError as exc:
-        raise OutputError(
-            f"{where}: cannot write {what} there ({exc.strerror or exc}); choose another location", path=where
-        ) from exc
-    return where

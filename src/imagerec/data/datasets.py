@@ -8,11 +8,11 @@ the preprocessing, so the next run starts at once. Files that cannot be
 decoded are dropped from the dataset, listed in :attr:`Dataset.skipped` and
 warned about; they never stop a run.
 
->>> from imagerec.data import load_dataset
+>>> from imagerec.data.datasets import load_dataset
 >>> data = load_dataset({"cat": ["../shared/photos/cat_720p.jpg"], "bird": ["../shared/photos/bird.bmp"]})
 >>> data.classes, len(data)
 (['bird', 'cat'], 2)
->>> from imagerec.images import Preprocessing
+>>> from imagerec.core.images import Preprocessing
 >>> data.arrays(Preprocessing(size=(32, 32))).shape
 (2, 32, 32, 3)
 """
@@ -33,14 +33,12 @@ from typing import Mapping, Sequence, Union
 
 import numpy as np
 
-from .errors import DatasetError
-from .images import IMAGE_SUFFIXES, Preprocessing
-from .pipeline import decode_ordered, expand_paths
+from ..core.errors import DatasetError
+from ..core.images import IMAGE_SUFFIXES
+from ..core.preprocessing import Preprocessing
+from ..core.pipeline import decode_ordered, expand_paths
 
-__all__ = [
-    "Dataset", "DatasetSource", "DatasetWarning", "load_dataset", "read_class_folders", "datasets_dir", "make_shapes",
-    "SHAPES", "augment", "PredictionView", "prediction_views", "apply_view",
-]
+__all__ = ["Dataset", "DatasetSource", "DatasetWarning", "load_dataset", "read_class_folders", "datasets_dir"]
 
 DatasetSource = Union[str, os.PathLike, Mapping[str, Sequence[Union[str, os.PathLike]]], "Dataset"]
 
@@ -188,7 +186,7 @@ class Dataset:
         a read-only memory map of the cache file when ``cache`` is on.
         ``progress`` shows a bar (default: on a terminal, for large decodes;
         ``False`` keeps quiet). With ``require_every_class`` a class left
-        with no readable image raises :class:`~imagerec.errors.DatasetError`
+        with no readable image raises :class:`~imagerec.core.errors.DatasetError`
         naming it (what a training set needs).
         """
         if not len(self):
@@ -267,7 +265,7 @@ def load_dataset(source: DatasetSource, *, min_per_class: int = 1) -> Dataset:
     * a ``.tar.gz`` / ``.tgz`` / ``.tar`` of such a folder, extracted once into the cache;
     * a dict ``{label: [image paths]}``.
 
-    Classes are sorted by name. Raises :class:`~imagerec.errors.DatasetError`
+    Classes are sorted by name. Raises :class:`~imagerec.core.errors.DatasetError`
     for an empty class, fewer than two classes or fewer than ``min_per_class``
     images in a class; warns (:class:`DatasetWarning`) when classes are
     imbalanced or files were skipped.
@@ -336,7 +334,7 @@ def read_class_folders(root: str | os.PathLike[str]) -> Dataset:
 
     A folder holding a single folder is descended into (``wrap/train/cat``
     reads as classes under ``train``); an empty class folder raises
-    :class:`~imagerec.errors.DatasetError`. Unlike :func:`load_dataset` one
+    :class:`~imagerec.core.errors.DatasetError`. Unlike :func:`load_dataset` one
     class is allowed and imbalance is not reported, for callers that add
     classes to something already learned.
     """
@@ -604,178 +602,3 @@ class _Progress:
     def __exit__(self, *exc_info) -> None:
         if self.bar is not None:
             self.bar.stop()
-
-
-# -- a synthetic dataset for tests, demos and docs ---------------------------
-
-SHAPES = ("circle", "square", "triangle", "cross")
-
-
-def make_shapes(
-    folder: str | os.PathLike[str],
-    *,
-    per_class: int = 50,
-    size: int = 32,
-    classes: Sequence[str] = SHAPES,
-    seed: int = 0,
-    format: str = "png",
-) -> Path:
-    """Write a small labelled dataset of coloured shapes: ``folder/<shape>/<n>.png``.
-
-    Each image holds one shape of a random colour, size and position on a
-    noisy background of another colour, so a classifier must learn the
-    shape, not the colour. Useful for tests, demos and trying options fast.
-
-    >>> import tempfile
-    >>> from imagerec.data import load_dataset, make_shapes
-    >>> root = make_shapes(tempfile.mkdtemp(), per_class=3)
-    >>> load_dataset(root).class_counts()
-    {'circle': 3, 'cross': 3, 'square': 3, 'triangle': 3}
-    """
-    from PIL import Image, ImageDraw
-
-    unknown = set(classes) - set(SHAPES)
-    if unknown:
-        raise DatasetError(f"unknown shapes {sorted(unknown)}; choose from {', '.join(SHAPES)}")
-    rng = np.random.default_rng(seed)
-    root = Path(folder)
-    for shape in classes:
-        (root / shape).mkdir(parents=True, exist_ok=True)
-        for n in range(per_class):
-            background = rng.integers(0, 256, 3)
-            colour = (background + rng.integers(80, 176, 3)) % 256  # always far from the background
-            noise = rng.integers(-20, 21, (size, size, 3))
-            pixels = np.clip(background[None, None, :] + noise, 0, 255).astype(np.uint8)
-            image = Image.fromarray(pixels)
-            draw = ImageDraw.Draw(image)
-            radius = rng.uniform(0.22, 0.4) * size
-            cx, cy = rng.uniform(radius, size - radius, 2)
-            fill = tuple(int(c) for c in colour)
-            if shape == "circle":
-                draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=fill)
-            elif shape == "square":
-                draw.rectangle((cx - radius * 0.85, cy - radius * 0.85, cx + radius * 0.85, cy + radius * 0.85), fill=fill)
-            elif shape == "triangle":
-                draw.polygon([(cx, cy - radius), (cx - radius, cy + radius * 0.8), (cx + radius, cy + radius * 0.8)], fill=fill)
-            else:
-                bar = radius * 0.35
-                draw.rectangle((cx - radius, cy - bar, cx + radius, cy + bar), fill=fill)
-                draw.rectangle((cx - bar, cy - radius, cx + bar, cy + radius), fill=fill)
-            image.save(root / shape / f"{n:04d}.{format}")
-    return root
-
-
-# -- augmentation ----------------------------------------------------------
-
-
-def augment(
-    batch: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    flip: bool = True,
-    translate: int = 0,
-    mirror: np.ndarray | None = None,
-    cutout: int = 0,
-) -> np.ndarray:
-    """Randomly mirror, shift and cut out a uint8 ``N×H×W×3`` batch, all images at once.
-
-    Each image is mirrored left–right with probability ½ (``flip``), or
-    where the boolean ``mirror`` says, and shifted by up to ``translate``
-    pixels in each direction, with the border reflected. One gather over a
-    padded copy does both, so there is no per-image Python loop. ``cutout``
-    then greys out a ``cutout``×``cutout`` square centred anywhere in the
-    image (clipped at the borders), a regulariser for long runs.
-
-    >>> batch = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
-    >>> out = augment(batch, np.random.default_rng(0), translate=1)
-    >>> out.shape, out.dtype
-    ((2, 4, 4, 3), dtype('uint8'))
-    >>> int((augment(np.zeros((1, 8, 8, 3), np.uint8), np.random.default_rng(0), flip=False, cutout=2) == 128).sum()) % 3
-    0
-    """
-    n, height, width = batch.shape[:3]
-    out = _mirror_and_shift(batch, rng, flip=flip, translate=translate, mirror=mirror)
-    if cutout > 0:
-        out = out.copy() if out is batch else out
-        out[_cutout_mask(n, height, width, int(cutout), rng)] = 128  # mid-grey: about the mean pixel
-    return out
-
-
-def _mirror_and_shift(batch, rng, *, flip, translate, mirror):
-    n, height, width = batch.shape[:3]
-    if not flip and translate <= 0:
-        return batch
-    pad = max(0, int(translate))
-    source = np.pad(batch, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect") if pad else batch
-    dy = rng.integers(0, 2 * pad + 1, n) if pad else np.zeros(n, np.int64)
-    dx = rng.integers(0, 2 * pad + 1, n) if pad else np.zeros(n, np.int64)
-    columns = np.arange(width)
-    if flip:
-        mirrored = rng.random(n) < 0.5 if mirror is None else np.asarray(mirror, dtype=bool)
-        columns = np.where(mirrored[:, None], width - 1 - columns[None, :], columns[None, :])
-    else:
-        columns = np.broadcast_to(columns, (n, width))
-    rows = dy[:, None] + np.arange(height)[None, :]
-    columns = dx[:, None] + columns
-    return source[np.arange(n)[:, None, None], rows[:, :, None], columns[:, None, :]]
-
-
-def _cutout_mask(n: int, height: int, width: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """An ``N×H×W`` mask of one ``size``-sided square per image, centred on a random pixel."""
-    top = rng.integers(0, height, n) - size // 2
-    left = rng.integers(0, width, n) - size // 2
-    rows = np.arange(height)[None, :] - top[:, None]
-    columns = np.arange(width)[None, :] - left[:, None]
-    inside_rows = (rows >= 0) & (rows < size)
-    inside_columns = (columns >= 0) & (columns < size)
-    return inside_rows[:, :, None] & inside_columns[:, None, :]
-
-
-@dataclass(frozen=True)
-class PredictionView:
-    """One view of test-time augmentation: shift by (``dy``, ``dx``) pixels, maybe mirror, and its weight."""
-
-    dy: int
-    dx: int
-    mirrored: bool
-    weight: float
-
-
-def prediction_views(flip: bool, shift: int = 0) -> tuple[PredictionView, ...]:
-    """The views whose scores are averaged at prediction time, with their weights (summing to 1).
-
-    ``flip`` averages each view with its mirror image. ``shift`` adds the
-    image moved by ``shift`` pixels up-left and down-right (borders
-    reflected), which together weigh as much as the unshifted image —
-    the speed runs' "level 2" test-time augmentation. The training loop
-    (on NumPy batches) and the ONNX export (on torch tensors) both follow
-    this one plan.
-
-    >>> [(v.dy, v.mirrored, v.weight) for v in prediction_views(True)]
-    [(0, False, 0.5), (0, True, 0.5)]
-    >>> len(prediction_views(True, shift=1)), sum(v.weight for v in prediction_views(False, shift=1))
-    (6, 1.0)
-    """
-    offsets = [(0, 0, 1.0)] if shift <= 0 else [(0, 0, 0.5), (-shift, -shift, 0.25), (shift, shift, 0.25)]
-    mirrors = (False, True) if flip else (False,)
-    return tuple(
-        PredictionView(dy, dx, mirrored, weight / len(mirrors)) for dy, dx, weight in offsets for mirrored in mirrors
-    )
-
-
-def apply_view(batch: np.ndarray, view: PredictionView) -> np.ndarray:
-    """A uint8 ``N×H×W×3`` batch as ``view`` sees it (shifted with reflected borders, maybe mirrored).
-
-    >>> batch = np.arange(9, dtype=np.uint8).reshape(1, 3, 3, 1)
-    >>> apply_view(batch, PredictionView(1, 1, False, 1.0))[0, :, :, 0].tolist()
-    [[4, 5, 4], [7, 8, 7], [4, 5, 4]]
-    """
-    out = batch
-    if view.dy or view.dx:
-        pad = max(abs(view.dy), abs(view.dx))
-        padded = np.pad(batch, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
-        height, width = batch.shape[1:3]
-        out = padded[:, pad + view.dy:pad + view.dy + height, pad + view.dx:pad + view.dx + width]
-    if view.mirrored:
-        out = out[:, :, ::-1]
-    return np.ascontiguousarray(out)

@@ -15,7 +15,7 @@ Measured on the shared photos: the rebuilt float model's pooled embedding
 has cosine similarity 0.996–0.999 with the int8 model's (the gap is the
 int8 rounding of the activations).
 
->>> from imagerec.transfer.keras_weights import weights_from_zoo
+>>> from imagerec.transfer.backbones.keras_weights import weights_from_zoo
 >>> path = weights_from_zoo()  # doctest: +SKIP
 >>> backbone = get_backbone("keras:MobileNetV2", weights="zoo")  # doctest: +SKIP
 """
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelFileError, UsageError
+from ...core.errors import ModelFileError, UsageError
+from ...core.keras_backend import import_keras
 
 __all__ = ["SOURCES", "weights_from_zoo", "zoo_weights_digest", "read_convolutions"]
 
@@ -45,7 +46,7 @@ def zoo_weights_digest(application: str) -> str:
 
 
 def _source(application: str):
-    from .. import zoo
+    from ... import zoo
 
     if application not in SOURCES:
         raise UsageError(
@@ -124,7 +125,7 @@ def weights_from_zoo(
     renamed when complete, so an interrupted run never leaves a half-written
     file behind.
     """
-    from .. import zoo
+    from ... import zoo
 
     spec = _source(application)
     path = Path(output) if output is not None else (
@@ -147,14 +148,12 @@ def weights_from_zoo(
 
 def _keras_model(application: str):
     import imagerec  # noqa: F401  (selects Keras's torch backend before Keras loads)
-    import keras
-
+    keras = import_keras()
     return getattr(keras.applications, application)(include_top=False, weights=None, input_shape=(224, 224, 3))
 
 
 def _transplant(model, convolutions: list[tuple[str, np.ndarray, np.ndarray]], source: str) -> None:
-    import keras
-
+    keras = import_keras()
     layers = [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
     # The zoo file ends with the ImageNet classifier (a 1×1 convolution); the
     # backbone has no top, so its convolutions are the file's first ones.

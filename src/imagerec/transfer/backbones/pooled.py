@@ -14,7 +14,7 @@ logistic head reaches 76.4 % on ``mobilenet_v2``'s 1280-d embedding and
 85.1 % on ``mobilenet_multi`` (3392-d), the dense head 86.9 %; the price is
 four network runs an image instead of one.
 
->>> from imagerec.transfer.pooled import pooled_backbone
+>>> from imagerec.transfer.backbones.pooled import pooled_backbone
 >>> backbone = pooled_backbone("mobilenet_multi")
 >>> backbone.dim
 3392
@@ -34,7 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import UsageError
+from ...core.errors import UsageError
 
 __all__ = ["PooledPart", "PooledSpec", "PRESETS", "PooledBackend", "pooled_backbone"]
 
@@ -158,10 +158,10 @@ def spec_sha256(spec: PooledSpec, model_sha256: Sequence[str]) -> str:
 
 
 def pooled_backbone(name: str, *, num_threads: int | None = None):
-    """The :class:`~imagerec.transfer.features.Backbone` of the preset ``name``."""
-    from .. import zoo
-    from ..backends.litert import LiteRTBackend
-    from .features import Backbone
+    """The :class:`~imagerec.transfer.backbones.Backbone` of the preset ``name``."""
+    from ... import zoo
+    from ...backends.litert import LiteRTBackend
+    from .base import Backbone
 
     if name not in PRESETS:
         raise UsageError(f"unknown pooled backbone {name!r}; known: {', '.join(PRESETS)}")

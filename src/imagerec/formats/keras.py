@@ -14,7 +14,7 @@ keyed by its sha256), and later loads do not import Keras at all.
 
 >>> import imagerec, tempfile, os
 >>> from imagerec.architectures import course_cnn
->>> from imagerec.keras_io import save_model, read_metadata
+>>> from imagerec.formats.keras import save_model, read_metadata
 >>> path = os.path.join(tempfile.mkdtemp(), "tiny.keras")
 >>> model = course_cnn(input_shape=(16, 16, 3), num_classes=2, width=4)
 >>> save_model(model, path, classes=["cat", "dog"], preprocessing=imagerec.Preprocessing(size=(16, 16), normalization="unit"))
@@ -34,9 +34,12 @@ import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .errors import ImagerecError, ModelFileError, OutputError, UsageError
-from .images import DEFAULT_LIMITS, Limits, Preprocessing
-from .pipeline import prepare_output_folder
+from ..core.errors import ImagerecError, ModelFileError, OutputError, UsageError
+from ..core.images import DEFAULT_LIMITS, Limits
+from ..core.preprocessing import Preprocessing
+from ..core.fs import prepare_output_folder
+from ..recognizer import Recognizer
+from ..core.keras_backend import import_keras
 
 __all__ = ["save_model", "read_metadata", "load_keras_model", "load_recognizer", "METADATA_NAME", "FORMAT_VERSION"]
 
@@ -136,10 +139,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict | None:
 
 def load_keras_model(path: str | os.PathLike[str], *, compile: bool = False) -> Any:
     """Open a ``.keras`` file with Keras in safe mode (no arbitrary code runs)."""
-    import keras
-
-    from . import architectures as _architectures  # noqa: F401  (registers imagerec's layers, if any)
-
+    keras = import_keras()
     where = os.fspath(path)
     if not os.path.isfile(where):
         raise ModelFileError(f"{where}: no such model file", path=where)
@@ -162,18 +162,16 @@ def load_recognizer(
     limits: Limits = DEFAULT_LIMITS,
     labels: Sequence[str] | None = None,
     normalization: str | None = None,
-    **options: Any,
-):
+) -> Recognizer:
     """A :class:`~imagerec.recognizer.Recognizer` for a ``.keras`` file, run by ONNX Runtime.
 
-    Registered with :func:`imagerec.recognizer.register_loader`, so
     ``imagerec.load("model.keras")`` lands here. A plain Keras file (not
     saved by imagerec) works too: pass ``labels`` (else ``class_0``...) and
     ``normalization`` (else ``"unit"``, i.e. pixels / 255).
     """
-    from . import zoo
-    from .backends.onnx import OnnxBackend, export_keras
-    from .recognizer import Recognizer
+    from .. import zoo
+    from ..backends.onnx import OnnxBackend
+    from .keras_onnx import export_keras
 
     where = Path(path)
     if not where.is_file():
@@ -194,16 +192,7 @@ def load_recognizer(
     names = list(labels) if labels is not None else metadata.get("classes") or [f"class_{i}" for i in range(size)]
     if len(names) != size:
         raise ModelFileError(f"{where}: the model has {size} outputs but {len(names)} class names", path=str(where))
-    options.setdefault("metadata", metadata)
     return Recognizer(
-        backend, names, preprocessing, name=where.stem, sha256=zoo.sha256_file(where), limits=limits, **options
+        backend, names, preprocessing, name=where.stem, sha256=zoo.sha256_file(where), limits=limits,
+        metadata=metadata,
     )
-
-
-def _register() -> None:
-    from .recognizer import register_loader
-
-    register_loader(".keras", load_recognizer)
-
-
-_register()

@@ -6,7 +6,7 @@ consumes: format sniffing, size limits, EXIF orientation, colour-mode
 conversion, JPEG draft-mode downscaling and the resize policies.
 
 >>> import numpy as np
->>> from imagerec.images import Preprocessing, load_image
+>>> from imagerec.core.images import Preprocessing, load_image
 >>> pixels = np.zeros((300, 400, 3), np.uint8)
 >>> load_image(pixels, Preprocessing(size=(224, 224))).shape
 (224, 224, 3)
@@ -22,12 +22,13 @@ import warnings
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal, Union
+from typing import IO, Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import ImageDecodeError, ImageTooLargeError, UsageError
+from .preprocessing import Preprocessing
 
 __all__ = [
     "ImageSource",
@@ -54,7 +55,6 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
 )
 _FORMAT_NAMES = "JPEG, PNG, BMP, GIF, WebP or TIFF"
 
-ResizePolicy = Literal["crop", "squash"]
 
 # Our own pixel limit is checked before any decoding; Pillow's generic warning
 # for large images would only repeat it, so it is silenced for its message.
@@ -99,67 +99,6 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    """How a model wants its pictures: size, resize policy and normalisation.
-
-    ``resize="crop"`` scales the shorter side to the target and cuts the
-    centre; ``"squash"`` scales both sides independently (aspect ratio is
-    not kept). ``normalization`` names what the backend does with the uint8
-    pixels (``"uint8"`` = raw 0–255, the quantised models' convention;
-    ``"tf"`` = scale to [-1, 1]; ``"torch"`` = ImageNet mean/std; ``"caffe"``
-    = BGR minus ImageNet mean) — it is applied inside a backend, never here.
-    ``frame=N`` puts the picture, resized to ``size`` minus ``N`` pixels on
-    every side, on a mid-grey (128) canvas of ``size``: grey is what every
-    normalisation maps to about zero, the value convolutions pad with. It
-    is what ``imagerec learn`` feeds its backbones (docs/transfer.md).
-
-    >>> Preprocessing(size=(224, 224)).resize
-    'crop'
-    >>> Preprocessing(size=(224, 224), frame=16).inner_size
-    (192, 192)
-    """
-
-    size: tuple[int, int] = (224, 224)  # (height, width)
-    resize: ResizePolicy = "crop"
-    normalization: str = "uint8"
-    frame: int = 0
-
-    def __post_init__(self) -> None:
-        if self.resize not in ("crop", "squash"):
-            raise UsageError(f"resize policy must be 'crop' or 'squash', got {self.resize!r}")
-        height, width = self.size
-        if height <= 0 or width <= 0:
-            raise UsageError(f"preprocessing size must be positive, got {self.size}")
-        # A frame wider than a quarter of the side would leave the picture less than half the input.
-        if not 0 <= self.frame <= min(height, width) // 4:
-            raise UsageError(
-                f"frame must be between 0 and {min(height, width) // 4} pixels for a {height}×{width} input, "
-                f"got {self.frame}"
-            )
-
-    @property
-    def inner_size(self) -> tuple[int, int]:
-        """The (height, width) the picture itself is resized to, inside the frame."""
-        return (self.size[0] - 2 * self.frame, self.size[1] - 2 * self.frame)
-
-    def to_dict(self) -> dict:
-        described = {"size": list(self.size), "resize": self.resize, "normalization": self.normalization}
-        # Only when set: files and cache keys written before frames existed stay valid.
-        if self.frame:
-            described["frame"] = self.frame
-        return described
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Preprocessing":
-        return cls(
-            size=(int(data["size"][0]), int(data["size"][1])),
-            resize=data.get("resize", "crop"),
-            normalization=data.get("normalization", "uint8"),
-            frame=int(data.get("frame", 0)),
-        )
-
-
 def describe_source(source: object) -> str:
     """A short name for error messages: the path, or the kind of object.
 
@@ -192,11 +131,11 @@ def load_image(
     than twice the size the model needs, unless ``exact`` asks for the full
     decode. Without ``preprocessing`` the full image is kept.
 
-    >>> from imagerec.images import load_image
+    >>> from imagerec.core.images import load_image
     >>> load_image(b"not an image")
     Traceback (most recent call last):
     ...
-    imagerec.errors.ImageDecodeError: <bytes>: not a recognised image (expected JPEG, PNG, BMP, GIF, WebP or TIFF)
+    imagerec.core.errors.ImageDecodeError: <bytes>: not a recognised image (expected JPEG, PNG, BMP, GIF, WebP or TIFF)
     """
     return load_model_input(source, preprocessing, limits=limits, exact=exact)[0]
 

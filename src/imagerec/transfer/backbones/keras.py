@@ -1,7 +1,7 @@
 """Keras applications as frozen backbones, run through ONNX Runtime.
 
 ``keras.applications`` models are built with ``include_top=False`` and a
-global pooling layer, exported once to ONNX (:func:`imagerec.backends.onnx.export_keras`,
+global pooling layer, exported once to ONNX (:func:`imagerec.formats.keras_onnx.export_keras`,
 cached by :func:`backbone_digest`) and run by
 :class:`~imagerec.backends.onnx.OnnxBackend` — inference never runs through
 Keras eagerly (MobileNet V2 float: 5 images/s eager vs 81 images/s in ONNX
@@ -12,11 +12,11 @@ ever used with the weights it was learned on.
 Weights: ``"imagenet"`` uses Keras's own download cache (``~/.keras/models``;
 Keras downloads the file when it is missing and the network allows),
 ``"zoo"`` rebuilds MobileNetV2's ImageNet weights from the zoo's LiteRT file
-(:mod:`imagerec.transfer.keras_weights`; no download), a path names a
+(:mod:`imagerec.transfer.backbones.keras_weights`; no download), a path names a
 weights file, and ``None`` gives random weights from ``seed`` (for tests:
 deterministic, but not useful features).
 
->>> from imagerec.transfer.keras_backbones import APPLICATIONS
+>>> from imagerec.transfer.backbones.keras import APPLICATIONS
 >>> APPLICATIONS["ResNet50"].normalization
 'caffe'
 """
@@ -28,8 +28,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DownloadError, ModelFileError, UsageError
-from ..images import Preprocessing
+from ...core.errors import DownloadError, ModelFileError, UsageError
+from ...core.preprocessing import Preprocessing
+from ...core.keras_backend import import_keras
 
 __all__ = ["KerasApplication", "APPLICATIONS", "keras_backbone", "build_application", "backbone_digest"]
 
@@ -61,8 +62,7 @@ def build_application(
 ):
     """The Keras model: ``include_top=False`` + ``pooling``, on ``input_size`` images."""
     import imagerec  # noqa: F401  (selects Keras's torch backend before Keras loads)
-    import keras
-
+    keras = import_keras()
     if application not in APPLICATIONS:
         raise UsageError(f"unknown Keras backbone {application!r}; choose one of {', '.join(APPLICATIONS)}")
     if pooling not in ("avg", "max"):
@@ -116,7 +116,7 @@ def backbone_digest(
     """
     import json
 
-    from ..zoo import sha256_file
+    from ...zoo import sha256_file
 
     if weights is None:
         source = f"random:seed={seed}:keras={_keras_version()}"
@@ -150,14 +150,15 @@ def keras_backbone(
     seed: int = 0,
     num_threads: int | None = None,
 ):
-    """A :class:`~imagerec.transfer.features.Backbone` for a Keras application (see module doc).
+    """A :class:`~imagerec.transfer.backbones.Backbone` for a Keras application (see module doc).
 
     The ONNX export is cached under imagerec's cache folder by
     :func:`backbone_digest`, so only the first use builds the Keras model.
     """
-    from ..backends.onnx import OnnxBackend, export_keras
-    from ..zoo import cache_dir
-    from .features import Backbone
+    from ...backends.onnx import OnnxBackend
+    from ...formats.keras_onnx import export_keras
+    from ...zoo import cache_dir
+    from .base import Backbone
 
     if application not in APPLICATIONS:
         raise UsageError(f"unknown Keras backbone {application!r}; choose one of {', '.join(APPLICATIONS)}")

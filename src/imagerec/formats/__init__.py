@@ -1,0 +1,1 @@
+"""Model file formats: each reads its files into a Recognizer (and writes them)."""

@@ -1,0 +1,55 @@
+"""``.onnx`` files that ``imagerec export`` wrote, opened as recognizers (run by ONNX Runtime).
+
+An exported file carries its labels, preprocessing and threshold in its
+``imagerec`` metadata; ONNX files from elsewhere run through
+:class:`~imagerec.backends.onnx.OnnxBackend` directly.
+
+>>> from imagerec.formats.onnx import load_exported_onnx
+>>> load_exported_onnx("no-such.onnx")
+Traceback (most recent call last):
+imagerec.core.errors.ModelFileError: no-such.onnx: no such model file
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .. import zoo
+from ..backends.onnx import OnnxBackend
+from ..core.errors import ModelFileError
+from ..core.images import DEFAULT_LIMITS, Limits
+from ..core.preprocessing import Preprocessing
+from ..recognizer import Recognizer
+
+__all__ = ["load_exported_onnx"]
+
+
+def load_exported_onnx(path: str | os.PathLike[str], *, num_threads: int | None = None,
+                       limits: Limits = DEFAULT_LIMITS) -> Recognizer:
+    """A :class:`~imagerec.recognizer.Recognizer` for an ONNX file that :func:`imagerec.export.export` wrote.
+
+    ``imagerec.load("model.onnx")`` and
+    ``imagerec predict --model model.onnx`` run what was exported: its labels
+    and preprocessing come from the file's ``imagerec`` metadata, and a
+    learned recognizer's "unknown" threshold is compared with the graph's own
+    ``confidence`` output. An ONNX file from elsewhere is refused (run it with
+    :class:`~imagerec.backends.onnx.OnnxBackend`).
+    """
+    where = Path(path)
+    if not where.is_file():
+        raise ModelFileError(f"{where}: no such model file", path=str(where))
+    backend = OnnxBackend(where, num_threads=num_threads)
+    try:
+        info = json.loads(backend.metadata["imagerec"])
+        labels, preprocessing = list(info["labels"]), Preprocessing.from_dict(info["preprocessing"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(
+            f"{where}: not an ONNX model written by `imagerec export` (no imagerec metadata); "
+            "run other ONNX models with imagerec.backends.onnx.OnnxBackend", path=str(where),
+        ) from exc
+    if backend.output_dim("scores") != len(labels):
+        raise ModelFileError(f"{where}: {backend.output_dim('scores')} outputs but {len(labels)} labels", path=str(where))
+    return Recognizer(backend, labels, preprocessing, name=where.stem, sha256=zoo.sha256_file(where),
+                      threshold=info.get("threshold"), metadata=info, limits=limits)

@@ -1,0 +1,111 @@
+"""``imagerec.load``: a recognizer for a zoo name or a model file, by an explicit table of formats.
+
+Each file format owns a loader (``imagerec.formats.*`` and, for learned
+recognizers, ``imagerec.transfer.learned``); this module is the only place
+that knows them all, so nothing registers itself on import. Options are
+checked: a setting any recognizer takes (``refine_margin``, ``workers``,
+``batch_size``, ``threshold``) is applied to whatever is loaded, an option of
+one format (``normalization`` for a plain ``.keras`` file) is passed to its
+loader, and anything else is a one-line error rather than silently ignored.
+
+>>> import imagerec
+>>> imagerec.load("mobilenet_v2", refine_margin=0).refine_margin
+0.0
+>>> imagerec.load("mobilenet_v2", typo_option=1)
+Traceback (most recent call last):
+imagerec.core.errors.UsageError: unknown option typo_option for the zoo model 'mobilenet_v2'; it takes refine_margin, workers, batch_size, threshold
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .core.errors import UsageError
+from .core.images import DEFAULT_LIMITS, Limits
+from .formats import keras as keras_format
+from .formats import onnx as onnx_format
+from .formats import tflite as tflite_format
+from .recognizer import SETTINGS, Recognizer
+from .transfer import learned as learned_format
+
+__all__ = ["load", "Format", "FORMATS", "format_for"]
+
+
+@dataclass(frozen=True)
+class Format:
+    """One kind of model file: its suffix, what it is, its loader and the options only it takes."""
+
+    suffix: str
+    what: str
+    loader: Callable[..., Recognizer]
+    options: tuple[str, ...] = ()
+    takes_labels: bool = False
+
+
+FORMATS: tuple[Format, ...] = (
+    Format(".tflite", "a TensorFlow Lite model", tflite_format.load_tflite, takes_labels=True),
+    Format(".keras", "a Keras model", keras_format.load_recognizer, ("normalization",), takes_labels=True),
+    Format(".onnx", "an ONNX model exported by imagerec", onnx_format.load_exported_onnx),
+    Format(learned_format.SUFFIX, "a learned recognizer", learned_format.load_learned),
+)
+
+
+def format_for(model: str | os.PathLike[str]) -> Format | None:
+    """The :class:`Format` of a model file by its suffix; None for a zoo name.
+
+    >>> format_for("cats.imagerec").what
+    'a learned recognizer'
+    >>> format_for("mobilenet_v2") is None
+    True
+    """
+    text = os.fspath(model)
+    suffix = Path(text).suffix.lower()
+    for candidate in FORMATS:
+        if candidate.suffix == suffix:
+            return candidate
+    if os.sep in text or "/" in text or Path(text).exists():
+        known = ", ".join(f.suffix for f in FORMATS)
+        raise UsageError(f"{text}: not a model imagerec can load (expected a zoo name or a file ending in {known})")
+    return None
+
+
+def load(
+    model: str | os.PathLike[str] = "mobilenet_v2",
+    *,
+    labels: str | os.PathLike[str] | Sequence[str] | None = None,
+    num_threads: int | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    **options: Any,
+) -> Recognizer:
+    """A :class:`~imagerec.recognizer.Recognizer` for a zoo model name or a model file.
+
+    ``labels`` (a label file or a list) names the classes of a ``.tflite``
+    or plain ``.keras`` classifier; ``num_threads`` is the inference
+    threads; ``limits`` bounds what a decode may cost. ``options`` are the
+    recognizer settings in :data:`imagerec.recognizer.SETTINGS` and the
+    options of the file's own format.
+
+    >>> load("mobilenet_v1_embedder").can_embed
+    True
+    """
+    settings = {key: options.pop(key) for key in list(options) if key in SETTINGS}
+    kind = format_for(model)
+    accepted = kind.options if kind is not None else ()
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        what = f"{kind.what} ({os.fspath(model)})" if kind is not None else f"the zoo model {os.fspath(model)!r}"
+        plural = "s" if len(unknown) > 1 else ""
+        raise UsageError(f"unknown option{plural} {', '.join(unknown)} for {what}; it takes {', '.join(SETTINGS + accepted)}")
+    if labels is not None and not (kind is not None and kind.takes_labels):
+        what = kind.what if kind is not None else "a zoo model"
+        raise UsageError(f"labels= is only for .tflite and .keras classifiers; {what} brings its own")
+    if kind is None:
+        recognizer = tflite_format.load_zoo(os.fspath(model), num_threads=num_threads, limits=limits)
+    elif kind.takes_labels:
+        recognizer = kind.loader(model, labels=labels, num_threads=num_threads, limits=limits, **options)
+    else:
+        recognizer = kind.loader(model, num_threads=num_threads, limits=limits, **options)
+    return recognizer.configure(**settings)
