@@ -117,7 +117,8 @@ def measure_overhead(batch: int, steps: int, rounds: int, threads: int | None, c
     import torch.nn.functional as F
 
     from imagerec.architectures import fast_resnet, logits_model
-    from imagerec.training import TrainConfig, _make_loss, _make_optimizer, _Runner
+    from imagerec.training import ModelRunner
+    from imagerec.training.optim import make_loss, make_optimizer
 
     if threads:
         torch.set_num_threads(threads)
@@ -149,10 +150,10 @@ def measure_overhead(batch: int, steps: int, rounds: int, threads: int | None, c
 
     model_d = fast_resnet(num_classes=10)
     model_d.get_layer("whiten").kernel.trainable = False
-    runner = _Runner(model_d, TrainConfig(precision="float32"), 10)
+    runner = ModelRunner(model_d, image_size=32, precision="float32")
     assert runner.engine == "torch-graph"
-    opt_d = _make_optimizer("sgd", *runner.parameter_groups(), 0.05, 5e-4, 0.9, 64.0)
-    loss_d = _make_loss("categorical_crossentropy", 0.2, 10, True)
+    opt_d = make_optimizer("sgd", *runner.parameter_groups(), lr=0.05, weight_decay=5e-4, momentum=0.9, norm_lr_scale=64.0)
+    loss_d = make_loss("categorical_crossentropy", num_classes=10, label_smoothing=0.2, outputs_logits=True)
 
     def imagerec_step():
         opt_d.zero_grad(set_to_none=True)
@@ -161,8 +162,8 @@ def measure_overhead(batch: int, steps: int, rounds: int, threads: int | None, c
 
     model_e = fast_resnet(num_classes=10)
     model_e.get_layer("whiten").kernel.trainable = False
-    runner_e = _Runner(model_e, TrainConfig(precision="bfloat16"), 10)
-    opt_e = _make_optimizer("sgd", *runner_e.parameter_groups(), 0.05, 5e-4, 0.9, 64.0)
+    runner_e = ModelRunner(model_e, image_size=32, precision="bfloat16")
+    opt_e = make_optimizer("sgd", *runner_e.parameter_groups(), lr=0.05, weight_decay=5e-4, momentum=0.9, norm_lr_scale=64.0)
 
     def imagerec_step_bf16():
         opt_e.zero_grad(set_to_none=True)

@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import statistics
 import sys
 import tempfile

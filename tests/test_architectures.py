@@ -69,7 +69,7 @@ def test_logits_model_shares_weights() -> None:
     logits = logits_model(model)
     x = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
     probabilities = np.asarray(model(x, training=False).detach())
-    from imagerec.recognizer import softmax
+    from imagerec.core.arrays import softmax
 
     np.testing.assert_allclose(softmax(np.asarray(logits(x, training=False).detach())), probabilities, atol=1e-6)
 
@@ -119,6 +119,28 @@ def test_torch_graph_hands_unknown_layers_to_keras() -> None:
 
     graph(torch.zeros(1, 3, 16, 16), training=False)
     assert set(graph.fallback_layers) >= {model.layers[2].name, model.layers[3].name}
+
+
+def test_a_model_the_graph_runner_cannot_walk_runs_through_keras() -> None:
+    import keras
+
+    from imagerec.training import ModelRunner
+
+    class Pooled(keras.Model):  # subclassed, not functional: no graph to walk
+        def __init__(self) -> None:
+            super().__init__()
+            self.dense = keras.layers.Dense(2, activation="softmax")
+
+        def call(self, x):
+            return self.dense(keras.ops.mean(x, axis=(1, 2)))
+
+    model = Pooled()
+    model(np.zeros((1, 8, 8, 3), np.float32))
+    runner = ModelRunner(model, image_size=8)
+    assert runner.engine == "keras" and not runner.outputs_logits  # its outputs are probabilities
+    out = runner.forward(np.full((2, 8, 8, 3), 255, np.uint8), training=False).detach().numpy()
+    expected = np.asarray(model(np.ones((2, 8, 8, 3), np.float32)).detach())  # "unit": pixels / 255
+    np.testing.assert_allclose(out, expected, atol=1e-6)
 
 
 def test_min_image_size_and_too_small_inputs_are_usage_errors() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tarfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -88,23 +87,21 @@ def test_subset_takes_at_most_per_class(shapes: Path) -> None:
     assert small.class_counts() == {"circle": 2, "cross": 2, "square": 2}
 
 
-def test_arrays_are_cached_on_disk_by_content(shapes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_arrays_are_cached_on_disk_by_content(shapes: Path) -> None:
     data = load_dataset(shapes)
     pixels = data.arrays(PRE)
     assert pixels.shape == (18, 16, 16, 3) and pixels.dtype == np.uint8
-    import imagerec.data as data_module
-
-    def no_decoding(*args, **kwargs):
-        raise AssertionError("decoded again instead of reading the cache")
-
-    monkeypatch.setattr(data_module, "decode_ordered", no_decoding)
+    cache_file = Path(pixels.filename)
+    written = cache_file.stat()
     again = load_dataset(shapes).arrays(PRE)
     np.testing.assert_array_equal(again, pixels)
+    # Read from the cache file, not decoded and written again.
+    assert Path(again.filename) == cache_file
+    assert (cache_file.stat().st_ino, cache_file.stat().st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
     # Changing a file's content (not just touching it) changes the key.
     target = Path(data.paths[0])
     target.write_bytes((Path(data.paths[1])).read_bytes())
-    with pytest.raises(AssertionError, match="decoded again"):
-        load_dataset(shapes).arrays(PRE)
+    assert Path(load_dataset(shapes).arrays(PRE).filename) != cache_file
 
 
 def test_corrupt_image_is_skipped_and_reported(shapes: Path) -> None:

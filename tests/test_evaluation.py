@@ -153,18 +153,51 @@ def test_cli_evaluate_json_and_errors(colour_folder: Path, tmp_path: Path, monke
     assert run_app(["evaluate", str(model), str(colour_folder.parent / "bad")]) == 1
 
 
-def test_learned_recognizer_from_transfer_learning(models_dir: Path, photos_dir: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def few_shot(models_dir: Path, photos_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A recognizer learned on the few-shot photos, saved and loaded again, and its training data."""
     import imagerec
 
     few = photos_dir / "few-shot"
     data = {"cat": [few / "cat_train_0.bmp"], "dog": [few / "dog_train_0.bmp"],
             "hotdog": [few / "hotdog_train_0.bmp", few / "hotdog_train_1.bmp"]}
     learned = imagerec.learn(data, head="imprint", threshold=None, progress=False)
-    saved = learned.save(tmp_path / "few.imagerec")
+    saved = learned.save(tmp_path_factory.mktemp("learned") / "few.imagerec")
+    return imagerec.load(saved), data
+
+
+def test_learned_recognizer_from_transfer_learning(few_shot) -> None:
+    recognizer, data = few_shot
     with pytest.warns(Warning, match="imbalanced"):
-        result = evaluate(imagerec.load(saved), data)
+        result = evaluate(recognizer, data)
     assert result.accuracy == 1.0  # imprinting puts each training photo nearest its own class
     assert result.classes == ["cat", "dog", "hotdog"] and result.class_map == [0, 1, 2]
+
+
+def test_evaluate_scores_as_predict_does_for_a_framed_model(few_shot, photos_dir: Path) -> None:
+    # A learned recognizer draws a grey frame around every picture: evaluate
+    # must score the dataset's framed pixels as they are, not frame them again.
+    recognizer, _ = few_shot
+    assert recognizer.preprocessing.frame > 0
+    held_out = {"cat": [photos_dir / "cat_720p.jpg", photos_dir / "pets.jpg"], "dog": [photos_dir / "face.jpg"],
+                "hotdog": [photos_dir / "hot_dog.jpg", photos_dir / "owl.jpg"]}
+    with pytest.warns(Warning, match="imbalanced"):
+        result = evaluate(recognizer, held_out)
+    probabilities = recognizer.predict_proba(result.paths)
+    best = probabilities.argmax(axis=1)
+    assert result.predicted_labels == [recognizer.labels[i] for i in best]
+    np.testing.assert_allclose(result.confidence, probabilities.max(axis=1), atol=1e-5)
+    assert result.accuracy == pytest.approx(np.mean(np.asarray(result.class_map)[result.targets] == best))
+
+
+def test_evaluate_answers_near_ties_as_predict_does_on_large_jpegs(recognizer, large_jpegs: list[Path]) -> None:
+    # Large JPEGs are decoded in draft mode; predict decodes a near-tie again in
+    # full, and evaluate must too, or its answers differ from predict's.
+    data = {"macaw": large_jpegs[0::2], "hotdog": large_jpegs[1::2]}
+    result = evaluate(recognizer, data)
+    probabilities = np.where(recognizer.predictable[None, :], recognizer.predict_proba(result.paths), -np.inf)
+    assert result.predicted_labels == [recognizer.labels[i] for i in probabilities.argmax(axis=1)]
+    np.testing.assert_allclose(result.confidence, probabilities.max(axis=1), atol=1e-5)
 
 
 def test_an_unwritable_report_location_fails_before_predicting(colour_model, colour_folder: Path, tmp_path: Path,
@@ -176,8 +209,8 @@ def test_an_unwritable_report_location_fails_before_predicting(colour_model, col
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
     calls: list[int] = []
-    original = colour_model.predict_proba
-    monkeypatch.setattr(colour_model, "predict_proba", lambda batch: calls.append(len(batch)) or original(batch))
+    original = colour_model.score
+    monkeypatch.setattr(colour_model, "score", lambda batch: calls.append(len(batch)) or original(batch))
     with pytest.raises(OutputError, match="afile is a file, not a folder") as caught:
         evaluate(colour_model, colour_folder, report=afile)
     assert isinstance(caught.value, OSError) and calls == []
@@ -216,3 +249,17 @@ def test_evaluate_json_shows_no_decode_progress(colour_model, colour_folder: Pat
     assert run_app(["evaluate", str(model), str(colour_folder), "--json"]) == 0
     assert "decoding" not in terminal.getvalue()
     assert json.loads(sys.stdout.getvalue())["images"] == 36
+
+
+def test_evaluate_opens_a_zoo_name_as_load_would(photos_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from imagerec.core.errors import ImagerecError
+
+    for label, photo in (("macaw", "parrot.jpg"), ("hotdog", "hot_dog.jpg")):
+        (tmp_path / label).mkdir()
+        shutil.copy(photos_dir / photo, tmp_path / label / photo)
+    result = evaluate("mobilenet_v2", tmp_path, top_k=1)
+    assert result.model == "mobilenet_v2" and result.accuracy == 1.0
+    with pytest.raises(ImagerecError, match="no model named 'no_such_model'"):
+        evaluate("no_such_model", tmp_path)

@@ -109,19 +109,24 @@ def test_an_onnx_file_from_elsewhere_is_refused_clearly(tmp_path):
         imagerec.load(tmp_path / "junk.onnx")
 
 
-@pytest.mark.parametrize("head", ["logistic", "dense"])
-def test_trained_heads_export_too(head, photos_dir, tmp_path):
+@pytest.mark.parametrize("head", ["logistic", "dense", "imprint"])
+def test_every_head_exports_from_its_own_description(head, photos_dir, tmp_path):
     shots = photos_dir / "few-shot"
     data = {
         "cat": [str(shots / "cat_train_0.bmp"), str(photos_dir / "cat_720p.jpg")],
         "hot dog": [str(shots / "hotdog_train_0.bmp"), str(shots / "hotdog_train_1.bmp")],
     }
     options = {"epochs": 5} if head == "dense" else None
-    model = imagerec.learn(data, head=head, head_options=options, threshold=None, cache=False)
+    # A given threshold: the confidence output is exported too, without calibration's refits.
+    model = imagerec.learn(data, head=head, head_options=options, threshold=0.5, cache=False)
+    photos = [str(photos_dir / name) for name in ("cat_1080p.jpg", "hot_dog.jpg", "owl.jpg")]
     for format in ("tflite", "onnx"):
         result = export(model, format, tmp_path / f"{head}.{format}")  # synthetic samples
         assert result.check.ok and result.check.sample_source == "synthetic"
-        assert result.outputs == ("scores",)
+        assert result.outputs == ("scores", "confidence") and result.check.confidence_max_abs_diff <= TOLERANCE
+        exported = imagerec.load(result.path)
+        assert exported.labels == model.labels and exported.threshold == 0.5
+        np.testing.assert_allclose(exported.predict_proba(photos), model.predict_proba(photos), atol=TOLERANCE)
 
 
 def test_a_failed_check_writes_nothing(learned, tmp_path):
@@ -192,7 +197,7 @@ def test_exported_keras_model_keeps_its_test_time_views(format, sample_photos, p
     assert result.check.ok and result.check.max_abs_diff <= TOLERANCE
     photos = [str(photos_dir / name) for name in ("owl.jpg", "face.jpg", "parrot.jpg")]
     original = imagerec.load(source)  # flip + shift averaging, in its own ONNX export
-    exported = imagerec.load(result.path, labels=result.labels_path)
+    exported = imagerec.load(result.path)  # labels and preprocessing from the file's metadata
     np.testing.assert_allclose(exported.predict_proba(photos), original.predict_proba(photos), atol=TOLERANCE)
     flip_only = save_model(model, tmp_path / "flip.keras", classes=["a", "b", "c"], flip_average=True,
                            preprocessing=imagerec.Preprocessing(size=(32, 32), normalization="unit"))
@@ -262,16 +267,29 @@ def test_learned_on_a_keras_backbone_to_onnx_and_keras(photos_dir, sample_photos
 
 
 @pytest.mark.parametrize("normalization", ["uint8", "unit", "tf", "torch", "caffe"])
-def test_keras_normalization_layer_matches_the_backends(normalization):
-    import keras
+def test_exported_graphs_normalise_pixels_as_the_backends_do(normalization):
+    """The normalisation inside an exported Keras model and ONNX graph is the one inference uses."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
 
+    from imagerec.core.keras_backend import import_keras
     from imagerec.core.preprocessing import normalize
-    from imagerec.export import _keras_normalization
+    from imagerec.export.keras import normalization_layer
+    from imagerec.export.onnx import with_uint8_input
 
     pixels = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3)).astype(np.uint8)
-    layer = _keras_normalization(keras, normalization)
+    keras = import_keras()
+    layer = normalization_layer(keras, normalization)
     got = keras.ops.convert_to_numpy(layer(pixels.astype(np.float32)))
     np.testing.assert_allclose(got, normalize(pixels, normalization), atol=1e-4)
+
+    shape = ["N", 5, 7, 3]
+    graph = helper.make_graph([helper.make_node("Identity", ["pixels"], ["out"])], "identity",
+                              [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, shape)])
+    proto = with_uint8_input(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), normalization)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(["out"], {"image": pixels})[0], normalize(pixels, normalization), atol=1e-4)
 
 
 def test_an_exported_tflite_with_damaged_metadata_is_refused_in_one_line(learned, tmp_path):

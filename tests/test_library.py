@@ -15,7 +15,7 @@ from PIL import Image
 from imagerec import zoo
 from imagerec.core.errors import UsageError
 from imagerec.library import Catalog, CatalogError, Hierarchy, duplicates, index_library, search, similar
-from imagerec.library.catalog import _MIGRATIONS, SCHEMA_VERSION
+from imagerec.library.schema import MIGRATIONS, SCHEMA_VERSION
 from imagerec.library.vectors import ApproximateIndex, ExactIndex
 from imagerec.library.walker import walk
 
@@ -230,7 +230,7 @@ def test_walker_skips_hidden_and_system_folders_and_survives_link_loops(tmp_path
 def test_catalog_schema_is_versioned_and_migrated(tmp_path: Path):
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
-    db.executescript(_MIGRATIONS[0])
+    db.executescript(MIGRATIONS[0])
     db.execute("INSERT INTO meta (key, value) VALUES ('root', ?)", (str(tmp_path),))
     db.execute("INSERT INTO files (path, size, mtime_ns, status, indexed_at) VALUES ('a.jpg', 1, 1, 'failed', 'x')")
     db.execute("PRAGMA user_version = 1")
@@ -358,11 +358,19 @@ def test_cli_html_into_a_missing_folder_is_refused_before_the_query(library, tmp
         assert run_app([*argv, "--catalog", str(catalog), "--html", str(tmp_path)]) == 2
         assert "is a folder" in capsys.readouterr().err
     assert ran == []  # refused before any query ran
-    # A sheet that cannot be written (here: its temporary file is a folder) is one line too.
-    (tmp_path / "sheet.html.tmp").mkdir()
+    # A sheet that cannot be written (here: the disk is full) is one line too.
+    write_bytes = Path.write_bytes
+
+    def disk_full(self: Path, data: bytes) -> int:
+        if self.suffix == ".html":
+            raise OSError(28, "No space left on device", str(self))
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
     assert run_app(["search", "dog", "--catalog", str(catalog), "--html", str(tmp_path / "sheet.html")]) == 1
     err = capsys.readouterr().err
-    assert "cannot write the contact sheet" in err and "Traceback" not in err
+    assert "cannot write the contact sheet" in err and "No space left" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.glob("*sheet*")) == []  # nothing half-written left behind
 
 
 def test_unwritable_catalog_location_is_one_line_naming_it(tmp_path: Path, photos_dir: Path, recognizer, capsys):

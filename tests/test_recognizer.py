@@ -105,8 +105,9 @@ def test_predict_files_reports_errors_in_place_and_keeps_order(recognizer, photo
     assert [r.ok for r in results] == [True, False, True, False]
     assert results[0].predictions[0].label == "macaw"
     assert results[2].predictions[0].label == "hotdog"
-    assert str(bad) in results[1].error and "missing.png" in results[3].error
-    assert results[1].to_dict() == {"path": str(bad), "error": results[1].error}
+    assert isinstance(results[1].error, ImageDecodeError) and isinstance(results[3].error, ImageDecodeError)
+    assert str(bad) in str(results[1].error) and "missing.png" in str(results[3].error)
+    assert results[1].to_dict() == {"path": str(bad), "error": str(results[1].error)}
 
 
 def test_predict_raises_on_a_bad_image(recognizer) -> None:

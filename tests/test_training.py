@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,11 @@ import pytest
 from PIL import Image
 
 import imagerec
-from imagerec.formats.keras_onnx import EXPORT_TOLERANCE
+from imagerec.core.errors import DatasetError, ModelFileError, UsageError
 from imagerec.core.preprocessing import normalize
 from imagerec.data import DatasetWarning, load_dataset, make_shapes
-from imagerec.core.errors import DatasetError, ModelFileError, UsageError
 from imagerec.formats.keras import read_metadata
+from imagerec.formats.keras_onnx import EXPORT_TOLERANCE
 
 # One thread: on a shared, busy machine two threads waiting on each other are far slower.
 SMALL = dict(arch="fast_resnet", widths=(16, 32), stem=8, image_size=24, batch_size=16, threads=1)
@@ -91,15 +92,28 @@ def test_predict_cli_needs_no_other_flag(trained, held_out: Path) -> None:
     assert row["predictions"][0]["label"] in trained.classes
 
 
+def test_the_same_seed_trains_the_same_weights(shapes: Path, tmp_path: Path) -> None:
+    import random
+
+    runs = []
+    for name in ("a", "b"):
+        random.seed(name)  # the caller's own random stream neither matters nor is disturbed
+        runs.append(imagerec.train(shapes, output=tmp_path / f"{name}.keras", epochs=1, verbose=False, **SMALL))
+        assert random.random() == random.Random(name).random()
+    first, second = ([v.numpy() for v in run.model.weights] for run in runs)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
 def test_resume_continues_from_the_saved_epoch(shapes: Path, tmp_path: Path) -> None:
     output = tmp_path / "r.keras"
     first = imagerec.train(shapes, output=output, epochs=1, verbose=False, **SMALL)
     assert len(first.history) == 1
     steps: list[tuple[int, int]] = []
-    resumed = imagerec.train(shapes, output=output, epochs=2, resume=True, verbose=False,
-                             callbacks=[lambda event, info: steps.append((info["epoch"], info["step"])) if event == "step" else None],
-                             **SMALL)
+    # The first run's config is the same run again: only the new epoch count is given.
+    resumed = imagerec.train(shapes, first.config, output=output, epochs=2, resume=True, verbose=False, threads=1,
+                             callbacks=[lambda event, info: steps.append((info["epoch"], info["step"])) if event == "step" else None])
     assert [h["epoch"] for h in resumed.history] == [1, 2]
+    assert resumed.config == replace(first.config, epochs=2)
     assert resumed.history[0] == first.history[0]
     assert steps[0] == (2, 1)  # no step of epoch 1 was run again
 
@@ -177,11 +191,33 @@ def test_bad_settings_are_usage_errors(shapes: Path, tmp_path: Path) -> None:
         ({"schedule": "step"}, "unknown schedule"),
         ({"max_minutes": 0}, "time budget must be a positive number of minutes, got 0"),
         ({"max_minutes": float("nan")}, "time budget must be a positive"),
+        ({"epoch": 3}, "unknown training setting 'epoch'; valid settings: arch, epochs, "),
+        ({"arch": "course_cnn", "widths": (8,)}, "unknown training setting 'widths'; .* course_cnn's options: width, dense, dropout$"),
+        ({"epochs": "many"}, "the setting epochs takes a whole number, got 'many'"),
     ):
         with pytest.raises(UsageError, match=message):
             imagerec.train(shapes, output=out, verbose=False, **kwargs)
     with pytest.raises(UsageError, match="must be a .keras file"):
         imagerec.train(shapes, output=tmp_path / "x.h5", verbose=False)
+
+
+def test_settings_become_one_config_with_the_architectures_defaults() -> None:
+    from imagerec.training import TrainConfig, defaults_for, make_config
+
+    course = make_config(arch="course_cnn", epochs=3, optimizer="sgd")
+    assert (course.epochs, course.batch_size, course.optimizer) == (3, 32, "sgd")
+    assert course.lr == 0.05  # the optimizer's own default rate, not adam's
+    assert make_config(batch_size=128).lr == pytest.approx(defaults_for("fast_resnet")["lr"] / 2)  # the same step per image
+    assert make_config(patience=0).patience is None and make_config(arch="course_cnn", patience=-1).patience == 5
+    assert make_config(augment_flip=False).flip is False  # train()'s old name for the setting
+    assert make_config(widths=[16, 32]).arch_options == {"widths": [16, 32]}
+    again = make_config(course, lr=None, epochs=7)  # None keeps the base's value
+    assert again == TrainConfig(**{**course.to_dict(), "epochs": 7})
+    assert make_config(course, custom_model=True).arch == "custom"
+    with pytest.raises(UsageError, match="unknown architecture 'custom'.*model="):
+        make_config(arch="custom")
+    with pytest.raises(UsageError, match="unknown training setting 'widths'.*own model"):
+        make_config(custom_model=True, widths=(8,))
 
 
 def test_cli_train_course_cnn_json(shapes: Path, tmp_path: Path) -> None:
@@ -371,14 +407,15 @@ def test_whitening_layer_decorrelates_the_training_patches_and_stays_fixed() -> 
     import torch
 
     from imagerec.architectures import fast_resnet
-    from imagerec.training import _torch_normalize, whiten_from_data
+    from imagerec.core.preprocessing import normalization
+    from imagerec.training import whiten_from_data
 
     model = fast_resnet(input_shape=(16, 16, 3), num_classes=2, widths=(8,))
     pictures = _smooth_pictures(200, 16)
     assert whiten_from_data(model, pictures, "unit")
     layer = model.get_layer("whiten")
     assert all(v is not layer.kernel for v in model.trainable_variables)  # frozen: not in the optimizer
-    x = _torch_normalize(torch.from_numpy(pictures).permute(0, 3, 1, 2).float(), "unit").permute(0, 2, 3, 1)
+    x = normalization("unit").torch(torch.from_numpy(pictures).permute(0, 3, 1, 2).float()).permute(0, 2, 3, 1)
     out = layer(x).detach().numpy().reshape(-1, 24)
     covariance = np.cov(out[:, :12].T)
     assert np.abs(out.mean(axis=0)).max() < 0.05  # centred
@@ -406,12 +443,14 @@ def test_training_fast_resnet_keeps_its_whitening_kernel(shapes: Path, tmp_path:
 
 def test_batch_norm_parameters_learn_faster_with_the_same_decay_per_step() -> None:
     from imagerec.architectures import fast_resnet
-    from imagerec.training import TrainConfig, _make_optimizer, _Runner
+    from imagerec.training import ModelRunner
+    from imagerec.training.optim import make_optimizer
 
-    runner = _Runner(fast_resnet(input_shape=(16, 16, 3), num_classes=2, widths=(8, 16)), TrainConfig(image_size=16), 2)
+    runner = ModelRunner(fast_resnet(input_shape=(16, 16, 3), num_classes=2, widths=(8, 16)), image_size=16)
+    assert runner.engine == "torch-graph" and runner.outputs_logits
     params, norms = runner.parameter_groups()
     assert len(norms) == 4 and all(p.dim() == 1 for p in norms)  # the four batch norms' biases (no scales)
-    optimizer = _make_optimizer("sgd", params, norms, 0.4, 1e-3, 0.85, 64.0)
+    optimizer = make_optimizer("sgd", params, norms, lr=0.4, weight_decay=1e-3, momentum=0.85, norm_lr_scale=64.0)
     plain, fast = optimizer.param_groups
     assert fast["lr"] == 64 * plain["lr"] and fast["lr_scale"] == 64
     assert fast["lr"] * fast["weight_decay"] == pytest.approx(plain["lr"] * plain["weight_decay"])
@@ -421,10 +460,10 @@ def test_batch_norm_parameters_learn_faster_with_the_same_decay_per_step() -> No
 def test_lookahead_pulls_the_weights_toward_their_running_average() -> None:
     import torch
 
-    from imagerec.training import _Lookahead
+    from imagerec.training.optim import Lookahead
 
     weight = torch.zeros(3)
-    lookahead = _Lookahead([weight, torch.zeros(2, dtype=torch.int64)], batch_size=1024)
+    lookahead = Lookahead([weight, torch.zeros(2, dtype=torch.int64)], batch_size=1024)
     assert lookahead.every == 5 and len(lookahead.variables) == 1  # integers (counters) are never averaged
     lookahead.after_step(5, 100)  # before 30 % of the run: nothing happens
     assert lookahead.average is None
@@ -438,7 +477,7 @@ def test_lookahead_pulls_the_weights_toward_their_running_average() -> None:
     weight += 5.0
     lookahead.copy_back()  # the end of an epoch: the model takes the average
     torch.testing.assert_close(weight, torch.full((3,), 1 - decay))
-    assert _Lookahead([weight], batch_size=256).every == 20  # the same averaging per image at any batch size
+    assert Lookahead([weight], batch_size=256).every == 20  # the same averaging per image at any batch size
 
 
 def test_augment_mirrors_where_asked() -> None:
@@ -522,9 +561,9 @@ class _FakeClock:
 
 
 def _budget_run(shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: _FakeClock, **options):
-    from imagerec import training
+    from imagerec.training import time_budget
 
-    monkeypatch.setattr(training, "_clock", clock)
+    monkeypatch.setattr(time_budget, "clock", clock)
     options.setdefault("callbacks", [clock.on_event])
     return imagerec.train(shapes, output=tmp_path / "budget.keras", lr=0.1, verbose=False, **{**SMALL, **options})
 

@@ -201,27 +201,6 @@ def test_a_recognizer_saved_before_frames_existed_loads_without_one(shapes, save
         imagerec.load(_rewrite(saved, tmp_path / "bad-frame.imagerec", impossible))
 
 
-def test_logistic_scaling_trusts_each_feature_only_with_enough_examples():
-    from imagerec.transfer.heads import LogisticHead, head_from_state, shrunk_scale
-
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(200_000, 4)) * np.array([1.0, 0.1, 0.1, 0.1])
-    assert np.allclose(shrunk_scale(X, 1000.0), X.std(axis=0), rtol=0.06)  # n ≫ prior: each its own
-    few = shrunk_scale(X[:10], 1000.0)
-    assert few.max() / few.min() < 1.02  # n ≪ prior: one common scale
-    assert np.allclose(shrunk_scale(X[:10], 0.0), X[:10].std(axis=0), rtol=1e-4)
-
-    y = np.repeat([0, 1], 10)
-    Z = rng.normal(size=(20, 6)) + np.repeat(np.eye(2, 6) * 3, 10, axis=0)
-    head = LogisticHead(0.1).fit(Z, y, ["a", "b"])
-    assert head.params()["scale_prior"] == 1000.0
-    # A head saved before the setting existed scaled every feature by its own
-    # deviation: loading and refitting it (learn --add) keeps doing so.
-    old = {k: v for k, v in head.params().items() if k != "scale_prior"}
-    loaded = head_from_state("logistic", old, head.arrays(), ["a", "b"])
-    assert loaded.spawn().scale_prior == 0.0
-
-
 def test_one_photo_per_class_from_bytes(photos_dir):
     """The web UI's "teach" panel passes uploaded bytes."""
     shots = photos_dir / "few-shot"
@@ -342,6 +321,85 @@ def test_tampered_manifest_or_arrays_are_refused(saved, tmp_path):
     truncated.write_bytes(saved.read_bytes()[:-200])
     with pytest.raises(ModelFileError):
         imagerec.load(truncated)
+
+
+def _edit_array(saved: Path, dest: Path, blob: bytes, **entry) -> Path:
+    """A copy of ``saved`` whose arrays/sums.npy is ``blob``, with a manifest that agrees (checksums recomputed)."""
+
+    def manifest(m):
+        m["arrays"]["sums"].update(sha256=hashlib.sha256(blob).hexdigest(), **entry)
+
+    def member(members):
+        members["arrays/sums.npy"] = blob
+
+    return _rewrite(saved, dest, manifest, edit_member=member)
+
+
+def test_a_hostile_file_is_refused_before_it_takes_memory(saved, tmp_path):
+    # An .npy header announcing an 8 TB array over a few bytes of data.
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)})
+    huge = _edit_array(saved, tmp_path / "huge.imagerec", header.getvalue() + b"\0" * 64,
+                       shape=[10**6, 10**6], dtype="float64")
+    with pytest.raises(ModelFileError, match="arrays/sums.npy holds 64 bytes of data"):
+        imagerec.load(huge)
+
+    # A header that disagrees with the manifest, and pickled objects.
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((2, 7)))
+    with pytest.raises(ModelFileError, match="is float64 \\(2, 7\\), the manifest says"):
+        imagerec.load(_edit_array(saved, tmp_path / "other.imagerec", buffer.getvalue()))
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ModelFileError, match="unsupported description"):
+        imagerec.load(_edit_array(saved, tmp_path / "pickle.imagerec", buffer.getvalue(), dtype="object"))
+
+    # Two arrays read from one member (which could multiply a large member's memory).
+    def twice(m):
+        m["arrays"]["counts"]["file"] = m["arrays"]["sums"]["file"]
+
+    with pytest.raises(ModelFileError, match="unsupported description"):
+        imagerec.load(_rewrite(saved, tmp_path / "twice.imagerec", twice))
+
+    # A zip whose directory claims its members unpack to 2 × 3.75 GiB.
+    data = bytearray(saved.read_bytes())
+    start = 0
+    for _ in range(2):
+        start = data.index(b"PK\x01\x02", start) + 4  # a central directory entry; the size is at +24
+        data[start + 20 : start + 24] = (0xF0000000).to_bytes(4, "little")
+    bomb = tmp_path / "bomb.imagerec"
+    bomb.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="unpacks to .* bytes, over the .* limit"):
+        imagerec.load(bomb)
+
+
+def test_a_manifest_of_the_wrong_shape_is_refused(saved, tmp_path):
+    for key, value in (("labels", "circle"), ("head", ["imprint"]), ("arrays", None), ("backbone", "mobilenet_v2")):
+        path = _rewrite(saved, tmp_path / f"{key}.imagerec", lambda m: m.update({key: value}))
+        with pytest.raises(ModelFileError, match=f"the manifest's {key!r} entry is not a"):
+            imagerec.load(path)
+
+    def no_sha(m):
+        del m["backbone"]["sha256"]
+
+    with pytest.raises(ModelFileError, match="backbone entry is incomplete"):
+        imagerec.load(_rewrite(saved, tmp_path / "no-sha.imagerec", no_sha))
+
+    def future_kind(m):
+        m["backbone"]["kind"] = "quantum"
+
+    with pytest.raises(ModelFileError, match="backbone kind 'quantum' is not one of zoo, pooled, keras"):
+        imagerec.load(_rewrite(saved, tmp_path / "kind.imagerec", future_kind))
+
+
+def test_a_file_from_before_backbone_kinds_loads_as_a_zoo_backbone(saved, tmp_path, photos_dir):
+    def first_version(m):
+        for key in ("kind", "options"):
+            m["backbone"].pop(key, None)
+
+    old = imagerec.load(_rewrite(saved, tmp_path / "first.imagerec", first_version))
+    photo = photos_dir / "parrot.jpg"
+    np.testing.assert_array_equal(old.predict_proba(photo), imagerec.load(saved).predict_proba(photo))
 
 
 # -- the command line ------------------------------------------------------------------

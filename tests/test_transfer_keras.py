@@ -60,6 +60,30 @@ def test_learn_save_load_with_a_keras_backbone(keras_backbone, shapes, tmp_path)
     files = sorted(str(p) for p in Path(shapes).rglob("*.png"))
     assert np.array_equal(loaded.predict_proba(files), model.predict_proba(files))
 
+    # The application is also in the backbone's name: a manifest without the option still loads.
+    del described["options"]["application"]
+    bare = _with_backbone(path, tmp_path / "bare.imagerec", described)
+    assert np.array_equal(imagerec.load(bare).predict_proba(files), model.predict_proba(files))
+    described["options"]["colour"] = "blue"  # an option no Keras backbone takes
+    with pytest.raises(ModelFileError, match="backbone entry is invalid.*colour"):
+        imagerec.load(_with_backbone(path, tmp_path / "odd.imagerec", described))
+
+
+def _with_backbone(src: Path, dest: Path, described: dict) -> Path:
+    """A copy of ``src`` whose manifest describes the backbone as ``described`` (its checksum recomputed)."""
+    import hashlib
+
+    with zipfile.ZipFile(src) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    manifest = json.loads(members["manifest.json"])
+    manifest["backbone"] = described
+    members["manifest.json"] = json.dumps(manifest).encode()
+    members["manifest.sha256"] = hashlib.sha256(members["manifest.json"]).hexdigest().encode()
+    with zipfile.ZipFile(dest, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return dest
+
 
 def test_cli_learns_with_a_keras_backbone(keras_backbone, shapes, tmp_path, capsys):
     from imagerec.cli._app import run_app

@@ -68,14 +68,24 @@ def test_what_cannot_be_rebuilt_is_refused_clearly(tmp_path):
         read_convolutions(b"\x10\x00\x00\x00TFL3" + b"\xff" * 56)
 
 
-def test_another_networks_file_is_refused_not_half_loaded(models_dir):
-    from imagerec import zoo
-    from imagerec.transfer.backbones.keras_weights import _keras_model, _transplant, read_convolutions
+def test_another_networks_file_is_refused_not_half_written(models_dir, tmp_path, monkeypatch):
+    from imagerec.transfer.backbones.keras_weights import SOURCES, weights_from_zoo
 
-    spec = zoo.get("mobilenet_v1_embedder")
-    convolutions = read_convolutions(zoo.fetch(spec.model).read_bytes())
+    monkeypatch.setitem(SOURCES, "MobileNetV2", "mobilenet_v1_embedder")  # a zoo file of another network
     with pytest.raises(ModelFileError, match="mobilenet_v1_embedder has 27 convolutions"):
-        _transplant(_keras_model("MobileNetV2"), convolutions, spec.name)
+        weights_from_zoo("MobileNetV2", output=tmp_path / "wrong.weights.h5")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_weights_file_is_replaced_whole(models_dir, tmp_path):
+    from imagerec.transfer.backbones.keras_weights import weights_from_zoo
+
+    target = tmp_path / "mnv2.weights.h5"
+    target.write_bytes(b"an older file")
+    assert weights_from_zoo("MobileNetV2", output=target) == target
+    assert target.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n" and target.stat().st_size > 1_000_000  # an HDF5 file
+    assert [p.name for p in tmp_path.iterdir()] == ["mnv2.weights.h5"]  # no temporary file left
+    assert target.stat().st_mode & 0o777 == 0o644
 
 
 def test_a_damaged_cached_weights_file_is_written_again(models_dir):

@@ -18,7 +18,7 @@ from .recognizer import FileResult, Prediction, Recognizer
 from .training import train
 from .transfer import learn
 
-__version__ = "0.1.0"
+from .core.version import __version__
 
 __all__ = [
     "ImageDecodeError",

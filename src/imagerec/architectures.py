@@ -22,24 +22,19 @@ A user's own model works everywhere a built one does, as long as it takes
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from .core.errors import UsageError  # noqa: E402
+from .core.errors import UsageError
 from .core.keras_backend import import_keras
 
-__all__ = ["course_cnn", "fast_resnet", "build", "min_image_size", "ARCHITECTURES", "logits_model"]
-
-
-def _keras():
-    keras = import_keras()
-    return keras
+__all__ = ["ARCHITECTURES", "build", "course_cnn", "fast_resnet", "logits_model", "min_image_size"]
 
 
 def _check_activation(activation: str) -> None:
-    keras = _keras()
+    keras = import_keras()
     try:
         keras.activations.get(activation)
     except (ValueError, TypeError) as exc:
@@ -65,7 +60,7 @@ def course_cnn(
     >>> course_cnn(num_classes=3, activation="tanh").count_params() > 1_000_000
     True
     """
-    keras = _keras()
+    keras = import_keras()
     layers = keras.layers
     _check_activation(activation)
     inputs = keras.Input(tuple(input_shape), name="images")
@@ -123,7 +118,7 @@ def fast_resnet(
     >>> model.count_params() < 2_000_000, model.get_layer("whiten").kernel.shape
     (True, (2, 2, 3, 24))
     """
-    keras = _keras()
+    keras = import_keras()
     layers = keras.layers
     _check_activation(activation)
     if not widths:
@@ -247,13 +242,12 @@ def logits_model(model: Any) -> Any:
     is a softmax activation gets the input of that layer; otherwise the
     model itself is returned (its outputs are then treated as probabilities).
     """
-    keras = _keras()
+    keras = import_keras()
     names = {layer.name for layer in model.layers}
     if "logits" in names:
         return keras.Model(model.inputs, model.get_layer("logits").output)
     last = model.layers[-1]
     activation = getattr(last, "activation", None)
-    if activation is not None and getattr(activation, "__name__", "") == "softmax":
-        if type(last).__name__ == "Activation":
-            return keras.Model(model.inputs, last.input)
+    if type(last).__name__ == "Activation" and getattr(activation, "__name__", "") == "softmax":
+        return keras.Model(model.inputs, last.input)
     return model

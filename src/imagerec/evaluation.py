@@ -1,8 +1,10 @@
 """Measure a recognizer on labelled images: accuracy, top-k, per-class P/R/F1, a report.
 
-Works for every model :func:`imagerec.load` opens — a trained ``.keras``
-model, a zoo model, a learned ``.imagerec`` recognizer — because it only
-uses :meth:`~imagerec.recognizer.Recognizer.predict_proba` and ``labels``.
+Works for every recognizer :func:`imagerec.load` opens — a trained
+``.keras`` model, a zoo model, a learned ``.imagerec`` recognizer — because
+it scores the dataset's preprocessed pixels through the recognizer's one
+scoring path (:meth:`~imagerec.recognizer.Recognizer.score`), so its figures
+are those of ``predict`` on the same files.
 The dataset's class names are matched to the model's labels by name (and
 by each label's synonyms, ignoring case, spaces, ``_`` and ``-``), so a
 folder ``hotdog/`` evaluates an ImageNet model's ``hotdog, hot dog, red
@@ -11,8 +13,8 @@ classes counts as wrong ("other" in the confusion matrix).
 
 >>> import imagerec
 >>> from imagerec.evaluation import evaluate
->>> result = evaluate("mobilenet_v2", {"macaw": ["../shared/photos/parrot.jpg"],
-...                                     "hotdog": ["../shared/photos/hot_dog.jpg"]})
+>>> result = evaluate(imagerec.load("mobilenet_v2"), {"macaw": ["../shared/photos/parrot.jpg"],
+...                                                   "hotdog": ["../shared/photos/hot_dog.jpg"]})
 >>> result.accuracy
 1.0
 """
@@ -23,18 +25,19 @@ import html
 import json
 import os
 import re
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .data.datasets import Dataset, DatasetSource, load_dataset
 from .core.errors import DatasetError, OutputError, UsageError
-from .core.fs import prepare_output_folder
+from .core.fs import atomic_path, atomic_write_text, prepare_output_folder
+from .core.progress import progress as progress_bar
+from .data.datasets import Dataset, DatasetSource, load_dataset
+from .loading import load
+from .recognizer import Recognizer
 
 __all__ = ["evaluate", "Evaluation", "classification_metrics", "match_classes", "write_report"]
 
@@ -166,7 +169,7 @@ def classification_metrics(targets: np.ndarray, predicted: np.ndarray, classes: 
 
 
 def evaluate(
-    model: Any,
+    model: Recognizer | str | os.PathLike[str],
     data: DatasetSource,
     *,
     top_k: int = 5,
@@ -177,7 +180,7 @@ def evaluate(
     progress: bool | None = None,
     mistakes: int = 24,
 ) -> Evaluation:
-    """Evaluate ``model`` (a Recognizer, a zoo name or a model file) on labelled ``data``.
+    """Evaluate ``model`` (a :class:`~imagerec.recognizer.Recognizer`, a zoo name or a model file) on labelled ``data``.
 
     ``restrict`` only lets the model choose among the dataset's classes
     (closed-set accuracy; probabilities renormalised over them). With
@@ -185,22 +188,19 @@ def evaluate(
     ``mistakes.png`` (the ``mistakes`` most confidently wrong images) and
     ``metrics.json``.
     """
-    from .recognizer import Recognizer
-    from .loading import load
-
+    recognizer = model if isinstance(model, Recognizer) else load(model)
     if top_k < 1:
         raise UsageError(f"top_k must be at least 1, got {top_k}")
     if report is not None:  # fail now, not after every image was predicted
         prepare_output_folder(report, what="the report")
-    recognizer = model if isinstance(model, Recognizer) else load(model)
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
     class_map = match_classes(dataset.classes, recognizer.labels, recognizer.synonyms)
     started = time.perf_counter()
     pixels = dataset.arrays(recognizer.preprocessing, workers=workers, progress=False if progress is False else None)
     if not len(dataset):
         raise DatasetError("no readable images to evaluate", path=dataset.source)
-    probabilities = _predict(recognizer, pixels, batch_size, progress)
-    keep = np.asarray(getattr(recognizer, "predictable", np.ones(len(recognizer.labels), bool)), dtype=bool)
+    probabilities = _predict(recognizer, pixels, dataset.paths, batch_size, progress)
+    keep = recognizer.predictable
     if restrict:
         allowed = np.zeros(len(recognizer.labels), bool)
         allowed[class_map] = True
@@ -222,7 +222,7 @@ def evaluate(
     top_k_accuracy = float((top == true_labels[:, None]).any(axis=1).mean())
     metrics = classification_metrics(targets, predicted, dataset.classes)
     result = Evaluation(
-        model=getattr(recognizer, "name", "model"),
+        model=recognizer.name,
         data=dataset.source,
         classes=list(dataset.classes),
         class_map=class_map,
@@ -242,27 +242,26 @@ def evaluate(
     return result
 
 
-def _predict(recognizer, pixels: np.ndarray, batch_size: int, progress: bool | None) -> np.ndarray:
-    chunks = []
-    show = progress if progress is not None else (len(pixels) > batch_size * 4 and sys.stderr.isatty())
-    bar = None
-    if show:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+def _predict(
+    recognizer: Recognizer, pixels: np.ndarray, paths: Sequence[str], batch_size: int, progress: bool | None
+) -> np.ndarray:
+    """Probabilities for the dataset's preprocessed pixels (one row per path), batch by batch.
 
-        bar = Progress("evaluating", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                       console=Console(stderr=True), transient=True)
-        bar.start()
-        task = bar.add_task("", total=len(pixels))
-    try:
+    The pixels are already decoded, resized and framed with the recognizer's
+    preprocessing, so they go to :meth:`Recognizer.score` as they are
+    (``predict_proba`` would take an array as images to preprocess again),
+    and near-ties are decoded again in full by :meth:`Recognizer.refine`, as
+    ``predict`` does for the same files.
+    """
+    chunks = []
+    # By default only a long evaluation on a terminal shows a bar.
+    enabled = progress if progress is not None else (None if len(pixels) > batch_size * 4 else False)
+    with progress_bar(len(pixels), "evaluating", enabled=enabled) as advance:
         for start in range(0, len(pixels), batch_size):
-            chunk = np.ascontiguousarray(pixels[start:start + batch_size])
-            chunks.append(np.asarray(recognizer.predict_proba(chunk), dtype=np.float64))
-            if bar is not None:
-                bar.advance(task, len(chunk))
-    finally:
-        if bar is not None:
-            bar.stop()
+            chunk = np.ascontiguousarray(pixels[start : start + batch_size])
+            scores = recognizer.refine(recognizer.score(chunk), paths[start : start + batch_size])
+            chunks.append(np.asarray(scores.probabilities, dtype=np.float64))
+            advance(len(chunk))
     return np.concatenate(chunks)
 
 
@@ -282,34 +281,22 @@ def write_report(result: Evaluation, folder: str | os.PathLike[str], *, pixels: 
         _confusion_png(result, out / "confusion.png")
         wrong = _most_confidently_wrong(result, mistakes)
         has_sheet = _mistakes_png(result, wrong, out / "mistakes.png", pixels)
-        _atomic_text(out / "metrics.json", json.dumps(result.to_dict(), indent=1))
-        _atomic_text(out / "index.html", _html(result, wrong, has_sheet))
+        atomic_write_text(out / "metrics.json", json.dumps(result.to_dict(), indent=1))
+        atomic_write_text(out / "index.html", _html(result, wrong, has_sheet))
     except OSError as exc:
         where = getattr(exc, "filename", None) or out
         raise OutputError(f"{where}: cannot write the report ({exc.strerror or exc})", path=str(where)) from exc
     return out
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes files private; these are meant to be shared
-    os.replace(tmp, path)
-
-
 def _save_figure(figure, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        figure.savefig(tmp, dpi=100)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; these are meant to be shared
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(figure)
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _confusion_png(result: Evaluation, path: Path) -> None:

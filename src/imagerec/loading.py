@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 from .core.errors import UsageError
 from .core.images import DEFAULT_LIMITS, Limits
-from .formats import keras as keras_format
+from .formats import keras_recognizer as keras_format
 from .formats import onnx as onnx_format
 from .formats import tflite as tflite_format
 from .recognizer import SETTINGS, Recognizer
@@ -48,7 +48,7 @@ class Format:
 FORMATS: tuple[Format, ...] = (
     Format(".tflite", "a TensorFlow Lite model", tflite_format.load_tflite, takes_labels=True),
     Format(".keras", "a Keras model", keras_format.load_recognizer, ("normalization",), takes_labels=True),
-    Format(".onnx", "an ONNX model exported by imagerec", onnx_format.load_exported_onnx),
+    Format(".onnx", "an ONNX model exported by imagerec", onnx_format.load_exported_onnx, takes_labels=True),
     Format(learned_format.SUFFIX, "a learned recognizer", learned_format.load_learned),
 )
 
@@ -82,8 +82,8 @@ def load(
 ) -> Recognizer:
     """A :class:`~imagerec.recognizer.Recognizer` for a zoo model name or a model file.
 
-    ``labels`` (a label file or a list) names the classes of a ``.tflite``
-    or plain ``.keras`` classifier; ``num_threads`` is the inference
+    ``labels`` (a label file or a list) names the classes of a ``.tflite``,
+    ``.keras`` or exported ``.onnx`` classifier; ``num_threads`` is the inference
     threads; ``limits`` bounds what a decode may cost. ``options`` are the
     recognizer settings in :data:`imagerec.recognizer.SETTINGS` and the
     options of the file's own format.
@@ -101,7 +101,7 @@ def load(
         raise UsageError(f"unknown option{plural} {', '.join(unknown)} for {what}; it takes {', '.join(SETTINGS + accepted)}")
     if labels is not None and not (kind is not None and kind.takes_labels):
         what = kind.what if kind is not None else "a zoo model"
-        raise UsageError(f"labels= is only for .tflite and .keras classifiers; {what} brings its own")
+        raise UsageError(f"labels= is only for .tflite, .keras and .onnx classifiers; {what} brings its own")
     if kind is None:
         recognizer = tflite_format.load_zoo(os.fspath(model), num_threads=num_threads, limits=limits)
     elif kind.takes_labels:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from .backends import Backend
-from .core.errors import UsageError
+from .core.errors import ImagerecError, UsageError
 from .core.arrays import softmax
 from .core.images import DEFAULT_LIMITS, ImageSource, Limits, stack
 from .core.preprocessing import Preprocessing
@@ -62,20 +62,40 @@ class Prediction:
 
 @dataclass
 class FileResult:
-    """What became of one input in a batch run: predictions or an error."""
+    """What became of one input: its predictions, or the error that stopped it.
+
+    Every surface that answers per image uses this record: :meth:`Recognizer.predict_files`,
+    the HTTP service and the cloud comparison (:mod:`imagerec.cloud`). ``path``
+    is the file's path or the name the input goes by (``"<bytes>"``, an
+    upload's file name); ``error`` is the exception, so a caller can tell its
+    kind (``str(error)`` is the one-line message); ``seconds``, where it was
+    measured (the cloud comparison), is the time this input took.
+
+    >>> FileResult("parrot.jpg", [Prediction("macaw", 0.91, 89)]).to_dict()
+    {'path': 'parrot.jpg', 'predictions': [{'label': 'macaw', 'score': 0.91, 'index': 89}]}
+    >>> from imagerec.core.errors import ImageDecodeError
+    >>> FileResult("notes.txt", error=ImageDecodeError("not a recognised image", path="notes.txt"), seconds=0.01).to_dict()
+    {'path': 'notes.txt', 'error': 'notes.txt: not a recognised image', 'seconds': 0.01}
+    """
 
     path: str
     predictions: list[Prediction] = field(default_factory=list)
-    error: str | None = None
+    error: ImagerecError | None = None
+    seconds: float | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def to_dict(self) -> dict:
+        result: dict[str, Any] = {"path": self.path}
         if self.error is not None:
-            return {"path": self.path, "error": self.error}
-        return {"path": self.path, "predictions": [p.to_dict() for p in self.predictions]}
+            result["error"] = str(self.error)
+        else:
+            result["predictions"] = [p.to_dict() for p in self.predictions]
+        if self.seconds is not None:
+            result["seconds"] = round(self.seconds, 4)
+        return result
 
 
 class Scores(NamedTuple):
@@ -307,7 +327,7 @@ class Recognizer:
             ranked = iter(self.rank(self._scored_items(good), top_k, min_score=min_score)) if good else iter(())
             for item in chunk:
                 if item.error is not None:
-                    result = FileResult(item.name, error=str(item.error))
+                    result = FileResult(item.name, error=item.error)
                 else:
                     result = FileResult(item.name, predictions=next(ranked))
                 if on_result is not None:
@@ -345,20 +365,32 @@ class Recognizer:
         return self._scored_items(self._decode_all(sources))
 
     def _scored_items(self, items: list[Decoded]) -> Scores:
-        """:meth:`score` for decoded items, with draft-mode near-ties decoded again in full."""
-        probabilities, confidence = self.score(stack([item.array for item in items]))
-        if self.refine_margin <= 0:
-            return Scores(probabilities, confidence)
+        """:meth:`score` for decoded items, then :meth:`refine` for the draft-mode near-ties."""
+        scores = self.score(stack([item.array for item in items]))
+        return self.refine(scores, [item.source for item in items], [item.approximate for item in items])
+
+    def refine(self, scores: Scores, sources: Sequence[ImageSource],
+               approximate: Sequence[bool] | None = None) -> Scores:
+        """``scores`` with each near-tie answered from a full decode of its source, as :meth:`predict` answers.
+
+        A row is decoded again at full size when its best two classes lie
+        within ``refine_margin``, it was decoded approximately (JPEG draft
+        mode; ``approximate`` None means it may have been) and its source can
+        be read again without a network call. Callers that decode on their
+        own (evaluation, the service) pass their first-pass scores here, so
+        every path answers near-ties alike. The rows are replaced in place.
+        """
+        if self.refine_margin <= 0 or not len(sources):
+            return scores
+        probabilities, confidence = scores
         margins = self.margins(probabilities)
-        redo = [
-            row
-            for row, item in enumerate(items)
-            if item.approximate and margins[row] < self.refine_margin and _rereadable(item.source)
-        ]
+        flags = [True] * len(sources) if approximate is None else list(approximate)
+        redo = [row for row, source in enumerate(sources)
+                if flags[row] and margins[row] < self.refine_margin and _rereadable(source)]
         if not redo:
-            return Scores(probabilities, confidence)
+            return scores
         again = decode_ordered(
-            [items[row].source for row in redo], self.preprocessing, workers=self.workers, limits=self.limits, exact=True
+            [sources[row] for row in redo], self.preprocessing, workers=self.workers, limits=self.limits, exact=True
         )
         # A file changed or removed since the first read keeps its first answer.
         done = [(row, item.array) for row, item in zip(redo, again) if item.array is not None]

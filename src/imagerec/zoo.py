@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -28,7 +26,9 @@ from typing import Literal
 import platformdirs
 
 from .core.errors import ChecksumError, DownloadError, ModelFileError, OfflineError, UnknownModelError
+from .core.fs import atomic_path
 from .core.preprocessing import Preprocessing
+from .core.progress import progress as progress_bar
 
 __all__ = [
     "RemoteFile",
@@ -252,67 +252,31 @@ def download(url: str, dest: str | os.PathLike[str], sha256: str, *, progress: b
     import httpx
 
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False)
-    temp = Path(handle.name)
     digest = hashlib.sha256()
     try:
-        with handle, httpx.stream("GET", url, follow_redirects=True, timeout=60.0) as response:
-            if response.status_code != 200:
-                raise DownloadError(f"downloading {url} failed: HTTP {response.status_code}", url=url)
-            total = int(response.headers.get("content-length") or 0) or None
-            with _progress_bar(dest.name, total, progress) as advance:
-                for chunk in response.iter_bytes(1 << 16):
-                    handle.write(chunk)
-                    digest.update(chunk)
-                    advance(len(chunk))
-            handle.flush()
-            os.fsync(handle.fileno())
-        actual = digest.hexdigest()
-        if actual != sha256:
-            raise ChecksumError(
-                f"downloaded {url} has sha256 {actual}, expected {sha256}; the file was discarded "
-                "(a truncated transfer or a changed upstream file)",
-                url=url,
-                path=str(dest),
-            )
-        os.replace(temp, dest)
+        # The checksum is checked inside the block: a wrong one raises, so the
+        # temporary file is removed and never renamed into place.
+        with atomic_path(dest) as temp:
+            with open(temp, "wb") as handle, httpx.stream("GET", url, follow_redirects=True, timeout=60.0) as response:
+                if response.status_code != 200:
+                    raise DownloadError(f"downloading {url} failed: HTTP {response.status_code}", url=url)
+                total = int(response.headers.get("content-length") or 0) or None
+                with progress_bar(total, f"downloading {dest.name}", enabled=progress, unit="bytes") as advance:
+                    for chunk in response.iter_bytes(1 << 16):
+                        handle.write(chunk)
+                        digest.update(chunk)
+                        advance(len(chunk))
+            actual = digest.hexdigest()
+            if actual != sha256:
+                raise ChecksumError(
+                    f"downloaded {url} has sha256 {actual}, expected {sha256}; the file was discarded "
+                    "(a truncated transfer or a changed upstream file)",
+                    url=url,
+                    path=str(dest),
+                )
     except httpx.HTTPError as exc:
         raise DownloadError(f"downloading {url} failed: {exc or type(exc).__name__}", url=url) from exc
-    finally:
-        temp.unlink(missing_ok=True)
     return dest
-
-
-class _progress_bar:
-    """Context manager yielding ``advance(n)``; a rich bar only on a terminal."""
-
-    def __init__(self, name: str, total: int | None, enabled: bool | None) -> None:
-        self.name, self.total = name, total
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._progress = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-        self._progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._progress.start()
-        task = self._progress.add_task(f"downloading {self.name}", total=self.total)
-        return lambda n: self._progress.advance(task, n)
-
-    def __exit__(self, *exc_info) -> None:
-        if self._progress is not None:
-            self._progress.stop()
 
 
 def read_labels(path: str | os.PathLike[str]) -> list[str]:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..core.errors import CloudError, UsageError
 from ..core.pipeline import expand_paths
+from ..core.progress import progress
 from ._app import app, check_output_file, fail
 
 
@@ -55,14 +56,14 @@ def compare(
         except CloudError as exc:
             built.append(UnavailableProvider(name, exc))
 
-    console = Console()
-    with _progress(len(files) * len(built), console, quiet=json_output) as advance:
+    total = len(files) * len(built)
+    with progress(total, "comparing", enabled=False if json_output or total <= 1 else None) as advance:
         comparison = run_compare(files, built, top_k=top_k, on_result=lambda _name, _result: advance())
 
     if json_output:
         sys.stdout.write(json.dumps(comparison.to_dict(), ensure_ascii=False, indent=2) + "\n")
     else:
-        _print_tables(comparison, console)
+        _print_tables(comparison, Console())
     if html:
         from ..cloud.report import write_html
 
@@ -123,24 +124,3 @@ def _print_tables(comparison, console: Console) -> None:
 
 def _short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class _progress:
-    """A transient progress bar on a terminal; nothing in JSON mode or when piped."""
-
-    def __init__(self, total: int, console: Console, quiet: bool) -> None:
-        self.total, self.console, self.quiet, self.bar = total, console, quiet, None
-
-    def __enter__(self):
-        if self.quiet or not self.console.is_terminal or self.total <= 1:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress
-
-        self.bar = Progress("comparing", BarColumn(), MofNCompleteColumn(), console=self.console, transient=True)
-        self.bar.start()
-        task = self.bar.add_task("", total=self.total)
-        return lambda: self.bar.advance(task)
-
-    def __exit__(self, *exc_info) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import List, Optional
@@ -10,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ..core.progress import progress
 from ..library.indexer import index_library
 from ._app import app
 
@@ -39,7 +41,7 @@ def index(
 ) -> None:
     """Index (or bring up to date) the catalog of a photo library."""
     errors = Console(stderr=True, highlight=False, soft_wrap=True)  # an error line is never wrapped
-    with _Progress(errors, enabled=not json_output) as progress:
+    with _IndexProgress(enabled=False if json_output else None) as on_progress:
         summary = index_library(
             root,
             catalog=catalog,
@@ -49,7 +51,7 @@ def index(
             top_k=top_k,
             wait=None if wait < 0 else wait,
             ray=ray,
-            on_progress=progress,
+            on_progress=on_progress,
             on_wait=lambda holder: errors.print(f"waiting for the other indexer ({escape(holder)}) to finish…"),
         )
     if json_output:
@@ -73,26 +75,29 @@ def index(
     )
 
 
-class _Progress:
-    """A transient rich progress bar on a terminal; a no-op callback otherwise."""
+class _IndexProgress:
+    """``on_progress(done, total)`` for :func:`index_library` shown as the one progress bar.
 
-    def __init__(self, console: Console, enabled: bool) -> None:
-        self.console, self.enabled, self.bar, self.task = console, enabled and console.is_terminal, None, None
+    The total is known only once the library has been walked, so the bar
+    opens at the first call.
+    """
 
-    def __enter__(self):
+    def __init__(self, enabled: bool | None) -> None:
+        self.enabled = enabled
+        self._bars = contextlib.ExitStack()
+        self._advance = None
+        self._done = 0
+
+    def __enter__(self) -> "_IndexProgress":
         return self
 
     def __call__(self, done: int, total: int) -> None:
-        if not self.enabled or total == 0:
-            return
-        if self.bar is None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-            self.bar = Progress("indexing", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=self.console, transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("", total=total)
-        self.bar.update(self.task, completed=done, total=total)
+        if self._advance is None:
+            if total == 0:
+                return
+            self._advance = self._bars.enter_context(progress(total, "indexing", enabled=self.enabled))
+        self._advance(done - self._done)
+        self._done = done
 
     def __exit__(self, *exc_info) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        self._bars.close()

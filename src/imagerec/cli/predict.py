@@ -12,8 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..core.pipeline import expand_paths
-from ..recognizer import DEFAULT_REFINE_MARGIN, FileResult
+from ..core.progress import progress
 from ..loading import load
+from ..recognizer import DEFAULT_REFINE_MARGIN, FileResult
 from ._app import app, fail
 
 
@@ -60,7 +61,7 @@ def _emit_table(results, total: int, top_k: int) -> int:
     console = Console()
     errors = Console(stderr=True, highlight=False, soft_wrap=True)  # an error line is never wrapped
     collected: list[FileResult] = []
-    with _progress(total, console) as advance:
+    with progress(total, "recognising", enabled=None if total > 1 else False) as advance:
         for result in results:
             collected.append(result)
             advance()
@@ -77,7 +78,7 @@ def _emit_table(results, total: int, top_k: int) -> int:
     for result in collected:
         if not result.ok:
             failed += 1
-            errors.print(f"[red]error:[/] {_escape(result.error)}")
+            errors.print(f"[red]error:[/] {_escape(str(result.error))}")
             continue
         best, rest = (result.predictions[0], result.predictions[1:]) if result.predictions else (None, [])
         row = [
@@ -116,26 +117,3 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
-
-
-class _progress:
-    """A transient progress bar on a terminal; nothing otherwise."""
-
-    def __init__(self, total: int, console: Console) -> None:
-        self.total, self.console, self.bar = total, console, None
-
-    def __enter__(self):
-        if not (self.console.is_terminal and self.total > 1):
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self.bar = Progress(
-            "recognising", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=self.console, transient=True
-        )
-        self.bar.start()
-        task = self.bar.add_task("", total=self.total)
-        return lambda: self.bar.advance(task)
-
-    def __exit__(self, *exc_info) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -23,7 +23,7 @@ import random
 import re
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, TypeVar
 
@@ -31,7 +31,7 @@ from PIL import Image
 
 from ..core.errors import CloudError, ImageDecodeError, UsageError
 from ..core.images import SUPPORTED_FORMATS, ImageSource, Limits, describe_source, load_pil
-from ..recognizer import Prediction
+from ..recognizer import FileResult, Prediction
 
 __all__ = [
     "UploadLimits",
@@ -80,31 +80,9 @@ class Upload:
     reencoded: bool
 
 
-@dataclass
-class LabelResult:
-    """Labels one provider gave one image, or the error that stopped it.
-
-    ``seconds`` is this image's share of the wall-clock time of the request
-    that carried it (the request time divided by the images in it).
-    """
-
-    path: str
-    predictions: list[Prediction] = field(default_factory=list)
-    error: CloudError | ImageDecodeError | None = None
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self) -> dict:
-        if self.error is not None:
-            return {"path": self.path, "error": str(self.error), "seconds": round(self.seconds, 4)}
-        return {
-            "path": self.path,
-            "predictions": [p.to_dict() for p in self.predictions],
-            "seconds": round(self.seconds, 4),
-        }
+# One image's labels (or error) and latency is the recognizer's FileResult
+# with ``seconds`` set; the name this package gave it stays importable.
+LabelResult = FileResult
 
 
 def one_line(text: object, limit: int = 300) -> str:
@@ -331,9 +309,10 @@ class Provider(ABC):
         sources: Sequence[ImageSource],
         top_k: int = 10,
         *,
-        on_result: Callable[[LabelResult], None] | None = None,
-    ) -> list[LabelResult]:
-        """One :class:`LabelResult` per source, in order; errors are kept per image.
+        on_result: Callable[[FileResult], None] | None = None,
+    ) -> list[FileResult]:
+        """One :class:`~imagerec.recognizer.FileResult` per source, in order, with its
+        ``seconds``; errors are kept per image.
 
         ``on_result`` is called with each result as it is known (for progress).
 
@@ -341,19 +320,15 @@ class Provider(ABC):
         configuration) stops the run: the images not yet sent get the same
         error instead of a request each.
         """
-        if top_k < 1:
-            raise UsageError(f"top_k must be at least 1, got {top_k}")
-        sources = list(sources)
-        if not sources:
-            raise UsageError("no images given")
-        results: list[LabelResult | None] = [None] * len(sources)
+        sources = self._checked_request(sources, top_k)
+        results: list[FileResult | None] = [None] * len(sources)
         pending: list[tuple[int, Upload]] = []
         for i, source in enumerate(sources):
             name = describe_source(source)
             try:
                 pending.append((i, self.prepare(source, name)))
             except ImageDecodeError as exc:
-                results[i] = LabelResult(name, error=exc)
+                results[i] = FileResult(name, error=exc, seconds=0.0)
                 if on_result is not None:
                     on_result(results[i])
         fatal: CloudError | None = None
@@ -361,7 +336,7 @@ class Provider(ABC):
             names = [upload.name for _, upload in chunk]
             if fatal is not None:
                 for (i, _), name in zip(chunk, names):
-                    results[i] = LabelResult(name, error=fatal)
+                    results[i] = FileResult(name, error=fatal, seconds=0.0)
                     if on_result is not None:
                         on_result(results[i])
                 continue
@@ -375,14 +350,24 @@ class Provider(ABC):
             share = (time.perf_counter() - started) / len(chunk)
             for (i, _), name, answer in zip(chunk, names, answers):
                 if isinstance(answer, CloudError):
-                    results[i] = LabelResult(name, error=answer, seconds=share)
+                    results[i] = FileResult(name, error=answer, seconds=share)
                 else:
-                    results[i] = LabelResult(name, predictions=list(answer)[:top_k], seconds=share)
+                    results[i] = FileResult(name, predictions=list(answer)[:top_k], seconds=share)
                 if on_result is not None:
                     on_result(results[i])
         return [result for result in results if result is not None]
 
     # -- internals --------------------------------------------------------
+
+    @staticmethod
+    def _checked_request(sources: Iterable[ImageSource], top_k: int) -> list[ImageSource]:
+        """``sources`` as a list; a usage error for ``top_k`` below 1 or no images at all."""
+        if top_k < 1:
+            raise UsageError(f"top_k must be at least 1, got {top_k}")
+        sources = list(sources)
+        if not sources:
+            raise UsageError("no images given")
+        return sources
 
     def _chunks(self, pending: list[tuple[int, Upload]]) -> Iterable[list[tuple[int, Upload]]]:
         chunk: list[tuple[int, Upload]] = []
@@ -462,8 +447,8 @@ class UnavailableProvider(Provider):
     def _annotate(self, uploads: Sequence[Upload], top_k: int) -> list[list[Prediction] | CloudError]:
         raise self.error
 
-    def label_files(self, sources, top_k: int = 10, *, on_result=None) -> list[LabelResult]:
-        results = [LabelResult(describe_source(source), error=self.error) for source in sources]
+    def label_files(self, sources, top_k: int = 10, *, on_result=None) -> list[FileResult]:
+        results = [FileResult(describe_source(source), error=self.error, seconds=0.0) for source in sources]
         if on_result is not None:
             for result in results:
                 on_result(result)

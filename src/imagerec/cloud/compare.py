@@ -36,9 +36,9 @@ from typing import Callable, Iterable, Sequence
 
 from ..core.errors import CloudError, UsageError
 from ..core.images import ImageSource, describe_source
-from ..recognizer import Prediction
+from ..recognizer import FileResult, Prediction
 from . import pricing
-from .base import LabelResult, Provider, UnavailableProvider
+from .base import Provider, UnavailableProvider
 
 __all__ = [
     "normalise",
@@ -259,7 +259,7 @@ class Comparison:
     photos: list[str]
     providers: list[str]
     top_k: int
-    results: dict[str, list[LabelResult]]
+    results: dict[str, list[FileResult]]
     summaries: dict[str, ProviderSummary]
     agreement: list[PairAgreement]
     model: str | None = None
@@ -292,7 +292,7 @@ def compare(
     providers: Sequence[Provider],
     *,
     top_k: int = 5,
-    on_result: Callable[[str, LabelResult], None] | None = None,
+    on_result: Callable[[str, FileResult], None] | None = None,
 ) -> Comparison:
     """Label ``photos`` with every provider (one after the other, so their
     latencies do not disturb each other) and compare the answers.
@@ -309,7 +309,7 @@ def compare(
     photos = list(photos)
     if not photos:
         raise UsageError("no photos given")
-    results: dict[str, list[LabelResult]] = {}
+    results: dict[str, list[FileResult]] = {}
     summaries: dict[str, ProviderSummary] = {}
     model = None
     for provider in providers:
@@ -343,7 +343,7 @@ def compare(
     )
 
 
-def _summarise(name: str, run: list[LabelResult], wall: float, requests: int, setup: float) -> ProviderSummary:
+def _summarise(name: str, run: list[FileResult], wall: float, requests: int, setup: float) -> ProviderSummary:
     ok = [r for r in run if r.ok]
     times = [r.seconds for r in ok]
     errors = [r for r in run if not r.ok]
@@ -371,7 +371,7 @@ def _keys(provider: Provider, predictions: list[Prediction], top_k: int) -> list
     return [concept(p.label, provider.aliases(p.label)) for p in predictions[:top_k]]
 
 
-def _agreement(providers: Sequence[Provider], results: dict[str, list[LabelResult]], top_k: int) -> list[PairAgreement]:
+def _agreement(providers: Sequence[Provider], results: dict[str, list[FileResult]], top_k: int) -> list[PairAgreement]:
     pairs = []
     for first, second in combinations(providers, 2):
         per_photo: list[float | None] = []

@@ -15,10 +15,10 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Sequence
 
-from ..core.errors import CloudError, ImageDecodeError, UsageError
+from ..core.errors import CloudError, ImageDecodeError
 from ..core.images import ImageSource, describe_source
-from ..recognizer import Prediction, Recognizer
-from .base import LabelResult, Provider, Upload
+from ..recognizer import FileResult, Prediction, Recognizer
+from .base import Provider, Upload
 
 __all__ = ["LocalProvider"]
 
@@ -61,15 +61,11 @@ class LocalProvider(Provider):
         sources: Sequence[ImageSource],
         top_k: int = 10,
         *,
-        on_result: Callable[[LabelResult], None] | None = None,
-    ) -> list[LabelResult]:
-        if top_k < 1:
-            raise UsageError(f"top_k must be at least 1, got {top_k}")
-        sources = list(sources)
-        if not sources:
-            raise UsageError("no images given")
+        on_result: Callable[[FileResult], None] | None = None,
+    ) -> list[FileResult]:
+        sources = self._checked_request(sources, top_k)
         recognizer = self.recognizer
-        results: list[LabelResult] = []
+        results: list[FileResult] = []
         # One image at a time, so each latency is that image's own
         # decode + preprocess + inference, comparable with a cloud round trip.
         for source in sources:
@@ -78,9 +74,9 @@ class LocalProvider(Provider):
             try:
                 predictions = recognizer.predict([source], top_k=top_k)[0]
             except ImageDecodeError as exc:
-                result = LabelResult(name, error=exc, seconds=time.perf_counter() - started)
+                result = FileResult(name, error=exc, seconds=time.perf_counter() - started)
             else:
-                result = LabelResult(name, predictions=predictions, seconds=time.perf_counter() - started)
+                result = FileResult(name, predictions=predictions, seconds=time.perf_counter() - started)
                 for p in predictions:
                     names = recognizer.synonyms[p.index] if 0 <= p.index < len(recognizer.synonyms) else ()
                     if len(names) > 1:

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from ..core.errors import ImagerecError
+from ..core.fs import atomic_write_text
 from ..core.images import load_pil
 from . import pricing
 from .compare import Comparison
@@ -121,9 +122,5 @@ def render_html(comparison: Comparison, *, thumbnails: bool = True) -> str:
 
 
 def write_html(comparison: Comparison, path: str | os.PathLike[str], **options) -> Path:
-    """Write the report to ``path`` (through a temporary file, then renamed)."""
-    target = Path(path)
-    temporary = target.with_name(target.name + ".part")
-    temporary.write_text(render_html(comparison, **options), encoding="utf-8")
-    os.replace(temporary, target)
-    return target
+    """Write the report to ``path``, atomically (never a half-written page)."""
+    return atomic_write_text(path, render_html(comparison, **options))

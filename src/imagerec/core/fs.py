@@ -37,13 +37,14 @@ __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "prepare_ou
 def atomic_path(dest: str | os.PathLike[str], *, mode: int = 0o644, fsync: bool = True) -> Iterator[Path]:
     """A temporary path beside ``dest`` to write to; renamed over ``dest`` when the block ends without error.
 
-    The temporary name keeps ``dest``'s suffix (some writers, such as Keras
-    and ONNX, choose the format by it) and starts with a dot, so folder
+    The temporary name keeps ``dest``'s suffixes (some writers, such as Keras
+    and ONNX, choose the format by them) and starts with a dot, so folder
     listings and globs skip it. A folder that is missing is created.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=dest.suffix or ".tmp", dir=dest.parent)
+    # All the suffixes: Keras wants weights files to end in ".weights.h5", not just ".h5".
+    fd, name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix="".join(dest.suffixes) or ".tmp", dir=dest.parent)
     os.close(fd)
     tmp = Path(name)
     try:

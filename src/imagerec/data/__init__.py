@@ -4,8 +4,8 @@ The public names are gathered here (``from imagerec.data import load_dataset``);
 each lives in the module that owns it.
 
 >>> from imagerec.data import load_dataset
->>> load_dataset({"cat": ["../shared/photos/cat_720p.jpg"]}).classes
-['cat']
+>>> load_dataset({"cat": ["../shared/photos/cat_720p.jpg"], "bird": ["../shared/photos/bird.bmp"]}).classes
+['bird', 'cat']
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ import csv
 import hashlib
 import json
 import os
-import sys
 import tarfile
 import tempfile
 import warnings
@@ -33,10 +32,13 @@ from typing import Mapping, Sequence, Union
 
 import numpy as np
 
+from .. import zoo
 from ..core.errors import DatasetError
+from ..core.fs import atomic_path, atomic_write_text
 from ..core.images import IMAGE_SUFFIXES
-from ..core.preprocessing import Preprocessing
 from ..core.pipeline import decode_ordered, expand_paths
+from ..core.preprocessing import Preprocessing
+from ..core.progress import progress as progress_bar
 
 __all__ = ["Dataset", "DatasetSource", "DatasetWarning", "load_dataset", "read_class_folders", "datasets_dir"]
 
@@ -56,8 +58,6 @@ class DatasetWarning(UserWarning):
 
 def datasets_dir() -> Path:
     """Where extracted archives and decoded arrays are cached (beside the model cache)."""
-    from . import zoo
-
     return zoo.cache_dir().parent / "datasets"
 
 
@@ -409,9 +409,12 @@ def _from_csv(path: Path) -> Dataset:
 
 
 def _extract(archive: Path) -> Path:
-    """Extract ``archive`` once into the cache (keyed by its sha256); return the folder."""
-    from . import zoo
+    """Extract ``archive`` once into the cache (keyed by its sha256); return the folder.
 
+    The archive is unpacked into a staging folder that is renamed into place
+    once complete: a folder, so :func:`~imagerec.core.fs.atomic_path` (one
+    file) does not apply, and ``.complete`` inside it marks a finished one.
+    """
     try:
         digest = zoo.sha256_file(archive)
     except OSError as exc:
@@ -508,17 +511,10 @@ def _cache_key(paths: Sequence[str], preprocessing: Preprocessing) -> str:
     key = content.hexdigest()
     try:
         memo.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(memo, key)
+        atomic_write_text(memo, key)
     except OSError:
         pass  # no memo: the next run hashes again, nothing worse
     return key
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def _decode_all(
@@ -529,76 +525,55 @@ def _decode_all(
     folder: Path | None,
     key: str | None,
 ) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """Decode in parallel into a (memory-mapped) array; return it and the failures."""
+    """Decode in parallel into a (memory-mapped) array; return it and the failures.
+
+    With a cache ``folder`` the array is written to ``<key>.npy`` there
+    (atomically, so a reader never maps a half-decoded cache) and
+    ``<key>.json`` records the files that could not be decoded.
+    """
     height, width = preprocessing.size
     shape = (len(paths), height, width, 3)
-    tmp_path: Path | None = None
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{key}-", suffix=".npy", dir=folder)
-        os.close(fd)
-        tmp_path = Path(name)
-        out = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.uint8, shape=shape)
-    else:
+    if folder is None:
         out = np.empty(shape, np.uint8)
+        count, bad = _decode_into(out, paths, preprocessing, workers, progress)
+        return out[:count], bad
+    final = folder / f"{key}.npy"
+    with atomic_path(final) as staged:
+        out = np.lib.format.open_memmap(staged, mode="w+", dtype=np.uint8, shape=shape)
+        count, bad = _decode_into(out, paths, preprocessing, workers, progress)
+        out.flush()
+        del out  # unmapped before the file is replaced (Windows cannot replace a mapped file)
+        if count < len(paths):
+            _keep_first_rows(staged, count)
+    atomic_write_text(folder / f"{key}.json", json.dumps({"skipped": bad, "count": count}))
+    return np.load(final, mmap_mode="r"), bad
+
+
+def _decode_into(
+    out: np.ndarray, paths: Sequence[str], preprocessing: Preprocessing, workers: int | None, progress: bool | None
+) -> tuple[int, list[tuple[int, str]]]:
+    """Decode ``paths`` into the first rows of ``out``, in order; return the count and the failures."""
     bad: list[tuple[int, str]] = []
     count = 0
-    try:
-        with _Progress(len(paths), progress) as advance:
-            for item in decode_ordered(paths, preprocessing, workers=workers):
-                if item.error is not None:
-                    bad.append((item.position, getattr(item.error, "reason", str(item.error))))
-                else:
-                    out[count] = item.array
-                    count += 1
-                advance()
-        if tmp_path is None:
-            return out[:count], bad
-        out.flush()
-        final = folder / f"{key}.npy"
-        if count < len(paths):
-            compact_tmp = tmp_path.with_name(tmp_path.stem + "-c.npy")
-            compact = np.lib.format.open_memmap(compact_tmp, mode="w+", dtype=np.uint8, shape=(count, height, width, 3))
-            for start in range(0, count, 4096):
-                compact[start : start + 4096] = out[start : min(start + 4096, count)]
-            compact.flush()
-            del compact
-            del out
-            os.replace(compact_tmp, final)
-            tmp_path.unlink(missing_ok=True)
-        else:
-            del out
-            os.replace(tmp_path, final)
-        _atomic_write_text(folder / f"{key}.json", json.dumps({"skipped": bad, "count": count}))
-        tmp_path = None
-        return np.load(final, mmap_mode="r"), bad
-    finally:
-        if tmp_path is not None:
-            tmp_path.unlink(missing_ok=True)
+    # By default only a large decode on a terminal shows a bar.
+    enabled = progress if progress is not None else (None if len(paths) >= PROGRESS_MIN_IMAGES else False)
+    with progress_bar(len(paths), "decoding", enabled=enabled) as advance:
+        for item in decode_ordered(paths, preprocessing, workers=workers):
+            if item.error is not None:
+                bad.append((item.position, getattr(item.error, "reason", str(item.error))))
+            else:
+                out[count] = item.array
+                count += 1
+            advance()
+    return count, bad
 
 
-class _Progress:
-    """A transient rich bar on stderr for long decodes on a terminal."""
-
-    def __init__(self, total: int, enabled: bool | None) -> None:
-        if enabled is None:
-            enabled = total >= PROGRESS_MIN_IMAGES and sys.stderr.isatty()
-        self.total, self.enabled, self.bar = total, enabled, None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self.bar = Progress(
-            "decoding", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True), transient=True,
-        )
-        self.bar.start()
-        task = self.bar.add_task("", total=self.total)
-        return lambda: self.bar.advance(task)
-
-    def __exit__(self, *exc_info) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+def _keep_first_rows(path: Path, count: int) -> None:
+    """Replace the ``.npy`` file at ``path`` by one holding only its first ``count`` rows."""
+    full = np.load(path, mmap_mode="r")
+    with atomic_path(path) as compact_path:
+        compact = np.lib.format.open_memmap(compact_path, mode="w+", dtype=full.dtype, shape=(count, *full.shape[1:]))
+        for start in range(0, count, 4096):  # bounded copies, not the whole array in memory
+            compact[start : start + 4096] = full[start : min(start + 4096, count)]
+        compact.flush()
+        del compact, full  # unmapped before the file is replaced

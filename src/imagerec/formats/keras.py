@@ -1,4 +1,4 @@
-"""Save Keras models with everything needed to use them; load ``.keras`` files as Recognizers.
+"""The ``.keras`` file: Keras models saved with everything needed to use them, and opened safely.
 
 A model trained by imagerec is saved in Keras's own ``.keras`` format (a zip
 of ``config.json``, ``metadata.json`` and the weights) plus one more member,
@@ -29,19 +29,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..core.errors import ImagerecError, ModelFileError, OutputError, UsageError
-from ..core.images import DEFAULT_LIMITS, Limits
 from ..core.preprocessing import Preprocessing
-from ..core.fs import prepare_output_folder
-from ..recognizer import Recognizer
+from ..core.fs import atomic_path, prepare_output_folder
 from ..core.keras_backend import import_keras
 
-__all__ = ["save_model", "read_metadata", "load_keras_model", "load_recognizer", "METADATA_NAME", "FORMAT_VERSION"]
+__all__ = ["save_model", "read_metadata", "load_keras_model", "METADATA_NAME", "FORMAT_VERSION"]
 
 METADATA_NAME = "imagerec.json"
 FORMAT_VERSION = 1
@@ -84,23 +81,15 @@ def save_model(
     prepare_output_folder(dest.parent, what="the model file")
     if dest.is_dir():
         raise OutputError(f"{dest}: is a folder; give a file name ending in .keras for the model", path=str(dest))
-    tmp: Path | None = None
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".keras", dir=dest.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        model.save(tmp)
-        with zipfile.ZipFile(tmp, "a") as archive:
-            archive.writestr(METADATA_NAME, json.dumps(metadata, indent=1, default=_jsonable))
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; these are meant to be shared
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            model.save(tmp)
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(METADATA_NAME, json.dumps(metadata, indent=1, default=_jsonable))
     except ImagerecError:
         raise
     except OSError as exc:
         raise OutputError(f"{dest}: cannot write the model file ({exc.strerror or exc})", path=str(dest)) from exc
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
     return dest
 
 
@@ -153,46 +142,3 @@ def load_keras_model(path: str | os.PathLike[str], *, compile: bool = False) -> 
                 path=where,
             ) from exc
         raise ModelFileError(f"{where}: cannot load the Keras model ({first[:300]})", path=where) from exc
-
-
-def load_recognizer(
-    path: str | os.PathLike[str],
-    *,
-    num_threads: int | None = None,
-    limits: Limits = DEFAULT_LIMITS,
-    labels: Sequence[str] | None = None,
-    normalization: str | None = None,
-) -> Recognizer:
-    """A :class:`~imagerec.recognizer.Recognizer` for a ``.keras`` file, run by ONNX Runtime.
-
-    ``imagerec.load("model.keras")`` lands here. A plain Keras file (not
-    saved by imagerec) works too: pass ``labels`` (else ``class_0``...) and
-    ``normalization`` (else ``"unit"``, i.e. pixels / 255).
-    """
-    from .. import zoo
-    from ..backends.onnx import OnnxBackend
-    from .keras_onnx import export_keras
-
-    where = Path(path)
-    if not where.is_file():
-        raise ModelFileError(f"{where}: no such model file", path=str(where))
-    metadata = read_metadata(where) or {}
-    onnx_path = export_keras(where, flip_average=bool(metadata.get("flip_average", False)),
-                             shift_average=int(metadata.get("shift_average", 0)))
-    pre_dict = metadata.get("preprocessing")
-    if pre_dict:
-        preprocessing = Preprocessing.from_dict(pre_dict)
-    else:
-        preprocessing = None
-    norm = normalization or (preprocessing.normalization if preprocessing else "unit")
-    backend = OnnxBackend(onnx_path, normalization=norm, num_threads=num_threads)
-    if preprocessing is None:
-        preprocessing = Preprocessing(size=backend.input_size, resize="crop", normalization=norm)
-    size = backend.output_dim("scores")
-    names = list(labels) if labels is not None else metadata.get("classes") or [f"class_{i}" for i in range(size)]
-    if len(names) != size:
-        raise ModelFileError(f"{where}: the model has {size} outputs but {len(names)} class names", path=str(where))
-    return Recognizer(
-        backend, names, preprocessing, name=where.stem, sha256=zoo.sha256_file(where), limits=limits,
-        metadata=metadata,
-    )

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ModelFileError, UsageError
+from ..core.fs import atomic_path
 from ..data.views import prediction_views
 from ..core.keras_backend import import_keras
 
@@ -145,38 +145,32 @@ def _export(model, dest: Path, stamp: str, embedding_layer, output_name, views, 
 
     module, names, height, width = _export_module(model, embedding_layer, output_name, views)
     sample = torch.from_numpy(np.random.default_rng(0).uniform(0, 1, (2, height, width, 3)).astype(np.float32))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".onnx", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # tracer chatter about Python ints in Keras's shape code
-            torch.onnx.export(
-                module,
-                (sample,),
-                str(tmp),
-                input_names=["images"],
-                output_names=names,
-                dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}},
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        proto = onnx.load(str(tmp))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = "imagerec_export", stamp
-        onnx.save(proto, str(tmp))
-        if check:
-            _check_export(module, tmp, names, sample)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; these are meant to be shared
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # tracer chatter about Python ints in Keras's shape code
+                torch.onnx.export(
+                    module,
+                    (sample,),
+                    str(tmp),
+                    input_names=["images"],
+                    output_names=names,
+                    dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}},
+                    opset_version=opset,
+                    do_constant_folding=True,
+                    dynamo=False,
+                )
+            proto = onnx.load(str(tmp))
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = "imagerec_export", stamp
+            onnx.save(proto, str(tmp))
+            if check:
+                _check_export(module, tmp, names, sample)
     except ModelFileError:
         raise
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelFileError(f"cannot export the Keras model to ONNX ({first})", path=str(dest)) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _export_module(model, embedding_layer, output_name, views):

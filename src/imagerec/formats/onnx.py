@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Sequence
 
 from .. import zoo
 from ..backends.onnx import OnnxBackend
@@ -22,19 +23,21 @@ from ..core.errors import ModelFileError
 from ..core.images import DEFAULT_LIMITS, Limits
 from ..core.preprocessing import Preprocessing
 from ..recognizer import Recognizer
+from .tflite import read_labels
 
 __all__ = ["load_exported_onnx"]
 
 
-def load_exported_onnx(path: str | os.PathLike[str], *, num_threads: int | None = None,
-                       limits: Limits = DEFAULT_LIMITS) -> Recognizer:
+def load_exported_onnx(path: str | os.PathLike[str], *, labels: str | os.PathLike[str] | Sequence[str] | None = None,
+                       num_threads: int | None = None, limits: Limits = DEFAULT_LIMITS) -> Recognizer:
     """A :class:`~imagerec.recognizer.Recognizer` for an ONNX file that :func:`imagerec.export.export` wrote.
 
     ``imagerec.load("model.onnx")`` and
     ``imagerec predict --model model.onnx`` run what was exported: its labels
     and preprocessing come from the file's ``imagerec`` metadata, and a
     learned recognizer's "unknown" threshold is compared with the graph's own
-    ``confidence`` output. An ONNX file from elsewhere is refused (run it with
+    ``confidence`` output; ``labels`` (a label file or a list) renames the
+    classes. An ONNX file from elsewhere is refused (run it with
     :class:`~imagerec.backends.onnx.OnnxBackend`).
     """
     where = Path(path)
@@ -43,13 +46,14 @@ def load_exported_onnx(path: str | os.PathLike[str], *, num_threads: int | None 
     backend = OnnxBackend(where, num_threads=num_threads)
     try:
         info = json.loads(backend.metadata["imagerec"])
-        labels, preprocessing = list(info["labels"]), Preprocessing.from_dict(info["preprocessing"])
+        names = list(info["labels"]) if labels is None else read_labels(labels)
+        preprocessing = Preprocessing.from_dict(info["preprocessing"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(
             f"{where}: not an ONNX model written by `imagerec export` (no imagerec metadata); "
             "run other ONNX models with imagerec.backends.onnx.OnnxBackend", path=str(where),
         ) from exc
-    if backend.output_dim("scores") != len(labels):
-        raise ModelFileError(f"{where}: {backend.output_dim('scores')} outputs but {len(labels)} labels", path=str(where))
-    return Recognizer(backend, labels, preprocessing, name=where.stem, sha256=zoo.sha256_file(where),
+    if backend.output_dim("scores") != len(names):
+        raise ModelFileError(f"{where}: {backend.output_dim('scores')} outputs but {len(names)} labels", path=str(where))
+    return Recognizer(backend, names, preprocessing, name=where.stem, sha256=zoo.sha256_file(where),
                       threshold=info.get("threshold"), metadata=info, limits=limits)

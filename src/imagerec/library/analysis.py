@@ -141,15 +141,23 @@ def probe(
     return result
 
 
-def model_outputs(recognizer: Recognizer, batch: np.ndarray, top_k: int) -> list[ModelOutput]:
+def model_outputs(recognizer: Recognizer, batch: np.ndarray, top_k: int,
+                  sources: Sequence[str] | None = None) -> list[ModelOutput]:
     """Top labels and the embedding of each image of a preprocessed batch, from one model run.
 
-    Scores and the ignore mask are the recognizer's own (:meth:`Recognizer.score_and_embed`,
-    :meth:`Recognizer.rank`), so the catalog holds what ``imagerec predict`` says. The catalog
-    keeps what each photo looks like, so the open-set "unknown" decision is not applied here.
+    Scores, near-tie refinement (from ``sources``, the files the batch was
+    decoded from) and the ignore mask are the recognizer's own
+    (:meth:`Recognizer.score_and_embed`, :meth:`Recognizer.refine`,
+    :meth:`Recognizer.rank`), so the catalog holds what ``imagerec predict``
+    says. The catalog keeps what each photo looks like, so the open-set
+    "unknown" decision is not applied here.
     """
     scores, embeddings = recognizer.score_and_embed(batch)
-    ranked = recognizer.rank(Scores(scores.probabilities, None), top_k)
+    scores = Scores(scores.probabilities, None)
+    if sources is not None:
+        # A file rewritten between the two reads is indexed again on the next run (its mtime changed).
+        scores = recognizer.refine(scores, sources)
+    ranked = recognizer.rank(scores, top_k)
     return [
         ModelOutput([p.index for p in row], [p.score for p in row], None if embeddings is None else embeddings[i])
         for i, row in enumerate(ranked)
@@ -182,7 +190,8 @@ def analyse(
             per_model: list[list[ModelOutput]] = []
             for recognizer in recognizers:
                 batch = stack([item.arrays[recognizer.preprocessing] for item in decoded])
-                per_model.append(model_outputs(recognizer, batch, top_k))
+                sources = [os.path.join(root, item.entry.path) for item in decoded]
+                per_model.append(model_outputs(recognizer, batch, top_k, sources))
             for row, item in enumerate(decoded):
                 item.outputs = [outputs[row] for outputs in per_model]
                 item.arrays = {}

@@ -44,6 +44,7 @@ import numpy as np
 
 from ..core.sqlite import open_database
 from ..core.errors import ImagerecError, UsageError
+from .schema import MIGRATIONS, SCHEMA_VERSION, statements
 
 __all__ = [
     "Catalog",
@@ -69,84 +70,6 @@ class CatalogBusyError(CatalogError):
     """Another process is writing to the catalog."""
 
 
-# Each entry migrates from version i to i + 1. Never edit a released entry:
-# append a new one, so every older catalog can be brought forward.
-_MIGRATIONS: tuple[str, ...] = (
-    # 0 -> 1: the core tables
-    """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE models (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL,
-        sha256 TEXT NOT NULL DEFAULT '',
-        version TEXT NOT NULL,
-        labels TEXT NOT NULL,
-        synonyms TEXT NOT NULL,
-        embedding_dim INTEGER,
-        top_k INTEGER NOT NULL,
-        source TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        UNIQUE (name, sha256)
-    );
-    CREATE TABLE contents (
-        id INTEGER PRIMARY KEY,
-        sha256 TEXT NOT NULL UNIQUE,
-        width INTEGER,
-        height INTEGER,
-        taken_at TEXT,
-        camera TEXT
-    );
-    CREATE TABLE analyses (
-        content_id INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
-        model_id INTEGER NOT NULL REFERENCES models(id),
-        PRIMARY KEY (content_id, model_id)
-    ) WITHOUT ROWID;
-    CREATE TABLE predictions (
-        content_id INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
-        model_id INTEGER NOT NULL REFERENCES models(id),
-        label INTEGER NOT NULL,
-        score REAL NOT NULL,
-        PRIMARY KEY (content_id, model_id, label)
-    ) WITHOUT ROWID;
-    CREATE INDEX predictions_by_label ON predictions (model_id, label, score DESC);
-    CREATE TABLE embeddings (
-        content_id INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
-        model_id INTEGER NOT NULL REFERENCES models(id),
-        vector BLOB NOT NULL,
-        PRIMARY KEY (content_id, model_id)
-    ) WITHOUT ROWID;
-    CREATE TABLE files (
-        id INTEGER PRIMARY KEY,
-        path TEXT NOT NULL UNIQUE,
-        size INTEGER NOT NULL,
-        mtime_ns INTEGER NOT NULL,
-        content_id INTEGER REFERENCES contents(id) ON DELETE SET NULL,
-        status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'gone')),
-        error TEXT,
-        indexed_at TEXT NOT NULL
-    );
-    CREATE INDEX files_by_content ON files (content_id);
-    """,
-    # 1 -> 2: a record of index runs, and a readable view for ad-hoc SQL
-    """
-    CREATE TABLE runs (
-        id INTEGER PRIMARY KEY,
-        started_at TEXT NOT NULL,
-        finished_at TEXT,
-        status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
-        models TEXT NOT NULL,
-        summary TEXT
-    );
-    CREATE VIEW photo_labels AS
-        SELECT f.path AS path, m.name AS model,
-               json_extract(m.labels, '$[' || p.label || ']') AS label, p.score AS score
-        FROM files f
-        JOIN predictions p ON p.content_id = f.content_id
-        JOIN models m ON m.id = p.model_id
-        WHERE f.status = 'ok';
-    """,
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 @dataclass(frozen=True)
@@ -303,7 +226,7 @@ class Catalog:
                 version = self.schema_version
                 if version >= upto:
                     return
-                for statement in _statements(_MIGRATIONS[version]):
+                for statement in statements(MIGRATIONS[version]):
                     self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version = {version + 1}")
 
@@ -428,7 +351,7 @@ class Catalog:
         ``source`` is what to pass to ``imagerec.load`` to get it back (a zoo
         name or a model file path); it defaults to the recognizer's name.
         """
-        from .. import __version__
+        from ..core.version import __version__
 
         key = (recognizer.name, recognizer.sha256 or "")
         row = self.db.execute("SELECT id FROM models WHERE name = ? AND sha256 = ?", key).fetchone()
@@ -652,10 +575,6 @@ def normalized_f16(vector: np.ndarray) -> np.ndarray:
     values = np.asarray(vector, np.float32).ravel()
     norm = float(np.linalg.norm(values))
     return (values / norm if norm > 0 else values).astype(np.float16)
-
-
-def _statements(script: str) -> list[str]:
-    return [part.strip() for part in script.split(";") if part.strip() and not part.strip().startswith("--")]
 
 
 def _read_holder(path: Path) -> str:

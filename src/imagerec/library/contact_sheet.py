@@ -13,7 +13,6 @@ gets a placeholder and its error, not a broken page.
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import io
 import os
@@ -21,9 +20,10 @@ from pathlib import Path
 from typing import Sequence
 
 from ..core.errors import ImageDecodeError
+from ..core.fs import atomic_write_text
 from ..core.images import load_pil
-from .analysis import ordered_map
 from ..core.pipeline import default_workers
+from .analysis import ordered_map
 
 __all__ = ["write_contact_sheet", "thumbnail_data_uri"]
 
@@ -73,13 +73,4 @@ def write_contact_sheet(hits: Sequence, out: str | os.PathLike[str], *, title: s
         f"<h1>{html.escape(title)}</h1><p>{len(figures)} photo{'s' if len(figures) != 1 else ''}</p>"
         f"<div class=\"grid\">{''.join(figures)}</div></body></html>\n"
     )
-    path = Path(out)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)  # never leave a half-written sheet behind
-        raise
-    return path
+    return atomic_write_text(out, page)  # never a half-written sheet

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import uuid
 from pathlib import Path
 
 import numpy as np
+
+from ..core.fs import atomic_path, atomic_write_text
 
 __all__ = ["EXACT_LIMIT", "ExactIndex", "ApproximateIndex", "build_index"]
 
@@ -127,10 +128,9 @@ class ApproximateIndex:
 
         previous = _read_state(base)
         name = f"{base.name}.{uuid.uuid4().hex[:12]}.faiss"
-        faiss.write_index(self.index, str(base.with_name(name)))
-        tmp = base.with_name(base.name + f".json.tmp{os.getpid()}")
-        tmp.write_text(json.dumps({**state, "file": name}), encoding="utf-8")
-        os.replace(tmp, base.with_name(base.name + ".json"))
+        with atomic_path(base.with_name(name)) as tmp:  # on disk in full before the JSON names it
+            faiss.write_index(self.index, str(tmp))
+        atomic_write_text(base.with_name(base.name + ".json"), json.dumps({**state, "file": name}))
         if previous and previous.get("file") and previous["file"] != name:
             with contextlib.suppress(OSError):
                 base.with_name(previous["file"]).unlink()

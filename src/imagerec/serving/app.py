@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
+from ..core.version import __version__
 from ..core.errors import UsageError
 from ..recognizer import Recognizer
 from .auth import ApiKeys

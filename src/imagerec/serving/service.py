@@ -5,7 +5,8 @@ Nothing here knows about HTTP. A :class:`ModelHost` wraps one
 ``await host.predict(images, top_k)`` admits the images (or raises
 :class:`QueueFullError` at once), decodes them on a thread pool so the event
 loop never decodes, queues the pixel arrays for the batcher and returns one
-:class:`ImageOutcome` per image: predictions, or the error for that image.
+:class:`~imagerec.recognizer.FileResult` per image: predictions, or the error
+for that image.
 A :class:`ModelRegistry` holds the hosts by name.
 
 >>> import asyncio, imagerec
@@ -32,14 +33,13 @@ import numpy as np
 from ..core.errors import ImageDecodeError, ImagerecError, ImageTooLargeError, UnknownModelError, UsageError
 from ..core.images import load_model_input, stack
 from ..core.pipeline import default_workers
-from ..recognizer import Prediction, Recognizer
+from ..recognizer import FileResult, Prediction, Recognizer
 from .batching import BatcherClosedError, BatchStats, MicroBatcher, QueueFullError
 from .config import ServeConfig
 from .metrics import Metrics
 
 __all__ = [
     "NamedImage",
-    "ImageOutcome",
     "ModelHost",
     "ModelRegistry",
     "UploadTooLargeError",
@@ -63,19 +63,6 @@ class NamedImage:
     name: str
     content: bytes = b""
     error: ImagerecError | None = None
-
-
-@dataclass(frozen=True)
-class ImageOutcome:
-    """Predictions for one image, or why there are none."""
-
-    name: str
-    predictions: list[Prediction] | None = None
-    error: ImagerecError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 class ModelHost:
@@ -126,7 +113,7 @@ class ModelHost:
     def in_flight(self) -> int:
         return self._admitted
 
-    async def predict(self, images: Sequence[NamedImage], top_k: int) -> list[ImageOutcome]:
+    async def predict(self, images: Sequence[NamedImage], top_k: int) -> list[FileResult]:
         """Predictions (or an error) for each image, in order.
 
         Raises :class:`QueueFullError` before doing any work when admitting
@@ -170,16 +157,16 @@ class ModelHost:
         with self._lock:
             self._decoding -= 1
 
-    async def _predict_one(self, loop: asyncio.AbstractEventLoop, image: NamedImage, top_k: int) -> ImageOutcome:
+    async def _predict_one(self, loop: asyncio.AbstractEventLoop, image: NamedImage, top_k: int) -> FileResult:
         # Three ranked labels at least (one may be "unknown"), so a draft-mode near-tie can be seen and refined.
         depth = max(top_k, 3)
         try:
             if image.error is not None:
-                return ImageOutcome(image.name, error=image.error)
+                return FileResult(image.name, error=image.error)
             try:
                 array, approximate = await loop.run_in_executor(self._pool, self._decode, image, False)
             except ImagerecError as exc:
-                return ImageOutcome(image.name, error=exc)
+                return FileResult(image.name, error=exc)
             future = self.batcher.submit((array, depth))
         finally:
             self._decoded()
@@ -188,7 +175,7 @@ class ModelHost:
         predictions = await asyncio.wrap_future(future)
         if approximate and self._near_tie(predictions):
             predictions = await self._refine(loop, image, depth, predictions)
-        return ImageOutcome(image.name, predictions=predictions[:top_k])
+        return FileResult(image.name, predictions=predictions[:top_k])
 
     def _near_tie(self, predictions: list[Prediction]) -> bool:
         scores = [p.score for p in predictions if p.index >= 0][:2]

@@ -31,6 +31,7 @@ import numpy as np
 from ..core.errors import ImageDecodeError, UsageError
 from ..core.preprocessing import Preprocessing
 from ..core.images import load_image
+from ..transfer import add_examples, learn
 from .config import ServeConfig
 from .service import ModelHost, ModelRegistry, NamedImage, UploadTooLargeError
 
@@ -99,14 +100,11 @@ class Teacher:
             raise ImageDecodeError("out of memory while decoding", path=image.name) from exc
 
     def _learn(self, existing, model: str, label: str, arrays: list[np.ndarray]):
-        import imagerec
-        from imagerec.transfer import add_examples
-
         # The photos are already decoded within the server's limits, so
         # learning sees pixel arrays only; nothing is cached on disk.
         data = {label: arrays}
         if existing is None:
-            return imagerec.learn(
+            return learn(
                 data, backbone=self.backbone, head="imprint", cache=False, progress=False, name=model,
                 num_threads=self.config.num_threads,
             )

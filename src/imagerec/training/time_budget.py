@@ -25,6 +25,11 @@ the machine slows down), so the learning rate never climbs back up.
 from __future__ import annotations
 
 import math
+import time
+
+# The clock a training run measures itself with: its start, its steps, its
+# epochs. A module attribute so that a test can drive a run's time.
+clock = time.perf_counter
 
 # Seconds kept for writing the final model and its learning curves.
 FINISH_RESERVE = 5.0

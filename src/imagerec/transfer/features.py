@@ -1,9 +1,10 @@
 """Embeddings from frozen backbones, cached on disk.
 
-A :class:`Backbone` turns a uint8 ``N×H×W×3`` batch into ``N×D`` float32
-embeddings: zoo models with an embedding output run through LiteRT
-(``mobilenet_v2`` 1280-d, ``mobilenet_v1_embedder`` 1024-d), Keras
-applications through ONNX Runtime (see :mod:`imagerec.transfer.backbones.keras`).
+A :class:`~imagerec.transfer.backbones.base.Backbone` turns a uint8
+``N×H×W×3`` batch into ``N×D`` float32 embeddings: zoo models with an
+embedding output run through LiteRT (``mobilenet_v2`` 1280-d,
+``mobilenet_v1_embedder`` 1024-d), Keras applications through ONNX Runtime
+(see :mod:`imagerec.transfer.backbones.keras`).
 
 :func:`extract` embeds many images with decoding in parallel and an
 :class:`EmbeddingCache` (SQLite) keyed by the backbone's sha256, the image
@@ -25,22 +26,23 @@ import hashlib
 import json
 import os
 import sqlite3
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..core.sqlite import open_database
-from ..core.errors import ImageDecodeError, UsageError
+from ..core.errors import ImageDecodeError, ModelFileError, UsageError
 from ..core.images import DEFAULT_LIMITS, ImageSource, Limits, describe_source, load_pil, resize, stack
-from ..core.preprocessing import Preprocessing
 from ..core.pipeline import default_workers
+from ..core.preprocessing import Preprocessing
+from ..core.progress import progress as progress_bar
+from ..core.sqlite import open_database
+from ..zoo import cache_dir
 from .backbones import Backbone, get_backbone
 
 __all__ = [
@@ -76,8 +78,6 @@ def variants_for(augment: int) -> tuple[str, ...]:
 
 def default_cache_path() -> Path:
     """``<imagerec cache>/embeddings.sqlite`` (``IMAGEREC_CACHE_DIR`` moves it)."""
-    from ..zoo import cache_dir
-
     return cache_dir().parent / "embeddings.sqlite"
 
 
@@ -102,8 +102,6 @@ class EmbeddingCache:
             self._db = open_database(self.path)
             self._db.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, dim INTEGER, data BLOB)")
         except sqlite3.DatabaseError as exc:
-            from ..core.errors import ModelFileError
-
             raise ModelFileError(
                 f"{self.path}: not a usable embedding cache ({exc}); delete the file to start a new one",
                 path=str(self.path),
@@ -301,8 +299,9 @@ def extract(
         errors[position] = str(exc)
 
     computed = cached = 0
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagerec-embed") as pool, _Progress(
-        n, progress
+    # A bar for one image would only flicker.
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagerec-embed") as pool, progress_bar(
+        n, "embedding", enabled=progress if n > 1 else False
     ) as advance:
         for start in range(0, n, batch_size):
             chunk = range(start, min(n, start + batch_size))
@@ -367,31 +366,3 @@ def _decode_safely(payload, where, preprocessing, variants, limits):
         return None, ImageDecodeError("out of memory while decoding", path=where)
     except Exception as exc:  # an unexpected Pillow failure on one image must not stop the others
         return None, ImageDecodeError(f"cannot prepare the image ({type(exc).__name__}: {exc})", path=where)
-
-
-class _Progress:
-    """A rich progress bar on stderr when it is a terminal (or when forced)."""
-
-    def __init__(self, total: int, enabled: bool | None) -> None:
-        self.total = total
-        self.enabled = (sys.stderr.isatty() if enabled is None else enabled) and total > 1
-        self.bar = None
-
-    def __enter__(self) -> Callable[[int], None]:
-        if not self.enabled:
-            return lambda k: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self.bar = Progress(
-            "embedding", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True), transient=True,
-        )
-        self.bar.start()
-        task = self.bar.add_task("", total=self.total)
-        return lambda k: self.bar.advance(task, k)
-
-    def __exit__(self, *exc_info) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-

@@ -30,6 +30,10 @@ import numpy as np
 
 from ..core.errors import DatasetError, UsageError
 from ..core.keras_backend import import_keras
+from ..core.preprocessing import Preprocessing
+from ..data.datasets import Dataset, load_dataset
+from .backbones.keras import APPLICATIONS, build_application, keras_backbone
+from .learning import learn
 
 __all__ = ["FineTuneResult", "fine_tune"]
 
@@ -86,11 +90,8 @@ def fine_tune(
     folder, CSV, ``.tar.gz``, a dict of paths). A stratified
     ``val_fraction`` (from ``seed``) is held out for both measurements.
     """
-    from ..data.datasets import Dataset, load_dataset
-    from ..core.preprocessing import Preprocessing
+    # training sits above transfer (it trains whole networks); only fine-tuning needs it.
     from ..training import train
-    from . import learn
-    from .backbones.keras import APPLICATIONS, build_application, keras_backbone
 
     if not backbone.startswith("keras:"):
         raise UsageError(f"fine-tuning needs a Keras backbone (keras:APPLICATION), not {backbone!r}")

@@ -15,7 +15,10 @@ match ``manifest.sha256``; an array whose bytes, shape or dtype differ from
 the manifest; and a backbone whose sha256 is not the one the head was
 learned on. The checksums catch corruption and careless edits; they are not
 a signature (anyone can recompute them), so only load files you trust as
-much as any model file. Arrays are read with ``allow_pickle=False``.
+much as any model file. Against a hostile file: arrays are read with
+``allow_pickle=False`` after their ``.npy`` header is checked against the
+manifest (so no array is allocated bigger than its bytes), and the zip may
+not unpack to more than 4 GiB nor the manifest exceed 16 MiB.
 
 >>> import imagerec, tempfile, os
 >>> photos = "../shared/photos/few-shot"
@@ -33,19 +36,26 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import math
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import ChecksumError, ModelFileError, UsageError
+from ..core.errors import ChecksumError, ModelFileError, UnknownModelError, UsageError
+from ..core.fs import atomic_path
 from ..core.images import DEFAULT_LIMITS, Limits
 from ..core.preprocessing import Preprocessing
 from ..recognizer import Recognizer
+from ..zoo import sha256_file
+from .backbones import KINDS, rebuild_backbone
+from .heads import head_from_state
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "SUFFIX", "LearnedRecognizer", "save_recognizer", "load_learned", "read_manifest"]
+__all__ = [
+    "FORMAT", "FORMAT_VERSION", "SUFFIX", "LearnedRecognizer", "save_recognizer", "load_learned", "read_manifest",
+    "timestamp",
+]
 
 FORMAT = "imagerec-learned"
 FORMAT_VERSION = 1
@@ -65,7 +75,8 @@ class LearnedRecognizer(Recognizer):
         return save_recognizer(self, path)
 
 
-def _now() -> str:
+def timestamp() -> str:
+    """Now, in UTC to the second, as the manifest's ``created`` and ``saved`` record it."""
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
@@ -81,7 +92,7 @@ def save_recognizer(recognizer, path: str | os.PathLike[str]) -> Path:
     The file is written under a temporary name and renamed when complete,
     so an interrupted save never leaves a half-written recognizer behind.
     """
-    from .. import __version__
+    from ..core.version import __version__
 
     head = recognizer.head
     backbone = recognizer.metadata.get("backbone")
@@ -92,44 +103,27 @@ def save_recognizer(recognizer, path: str | os.PathLike[str]) -> Path:
         raise UsageError(f"{path}: a learned recognizer file must end in {SUFFIX}")
     arrays = {name: np.asarray(value) for name, value in head.arrays().items()}
     blobs = {name: _npy_bytes(value) for name, value in arrays.items()}
+    metadata = recognizer.metadata
     manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "imagerec_version": __version__,
-        "created": recognizer.metadata.get("created") or _now(),
-        "saved": _now(),
-        "name": path.stem,
-        "backbone": backbone,
-        "preprocessing": recognizer.preprocessing.to_dict(),
-        "labels": list(recognizer.labels),
-        "head": {"type": head.kind, "params": head.params()},
-        "threshold": recognizer.threshold,
-        "calibration": recognizer.metadata.get("calibration"),
-        "metrics": recognizer.metadata.get("metrics", {}),
-        "training": recognizer.metadata.get("training", {}),
+        "format": FORMAT, "format_version": FORMAT_VERSION, "imagerec_version": __version__,
+        "created": metadata.get("created") or timestamp(), "saved": timestamp(), "name": path.stem,
+        "backbone": backbone, "preprocessing": recognizer.preprocessing.to_dict(), "labels": list(recognizer.labels),
+        "head": {"type": head.kind, "params": head.params()}, "threshold": recognizer.threshold,
+        "calibration": metadata.get("calibration"), "metrics": metadata.get("metrics", {}),
+        "training": metadata.get("training", {}),
         "arrays": {
-            name: {
-                "file": f"arrays/{name}.npy",
-                "sha256": hashlib.sha256(blobs[name]).hexdigest(),
-                "shape": list(arrays[name].shape),
-                "dtype": str(arrays[name].dtype),
-            }
+            name: {"file": f"arrays/{name}.npy", "sha256": hashlib.sha256(blobs[name]).hexdigest(),
+                   "shape": list(arrays[name].shape), "dtype": str(arrays[name].dtype)}
             for name in arrays
         },
     }
     manifest_bytes = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
-    temp = Path(handle.name)
     try:
-        with handle, zipfile.ZipFile(handle, "w") as archive:
+        with atomic_path(path) as temp, zipfile.ZipFile(temp, "w") as archive:
             archive.writestr("manifest.json", manifest_bytes, compress_type=zipfile.ZIP_DEFLATED)
             archive.writestr("manifest.sha256", hashlib.sha256(manifest_bytes).hexdigest() + "\n")
             for name, blob in blobs.items():
                 archive.writestr(manifest["arrays"][name]["file"], blob, compress_type=zipfile.ZIP_DEFLATED)
-        with open(temp, "rb") as done:
-            os.fsync(done.fileno())
-        os.replace(temp, path)
     except OSError as exc:
         if isinstance(exc, ModelFileError):
             raise
@@ -137,8 +131,6 @@ def save_recognizer(recognizer, path: str | os.PathLike[str]) -> Path:
             f"{path}: cannot save the learned recognizer ({exc.strerror or exc}); any previous file there is unchanged",
             path=str(path),
         ) from exc
-    finally:
-        temp.unlink(missing_ok=True)
     return path
 
 
@@ -203,17 +195,20 @@ def _verified_manifest(archive: zipfile.ZipFile, path: Path) -> dict:
             "refusing to load it — learn the recognizer again or restore the original file",
             path=str(path),
         )
-    for key in ("backbone", "labels", "head", "arrays"):
+    for key, kind in (("backbone", dict), ("labels", list), ("head", dict), ("arrays", dict)):
         if key not in manifest:
             raise ModelFileError(f"{path}: manifest has no {key!r} entry", path=str(path))
+        if not isinstance(manifest[key], kind):
+            raise ModelFileError(f"{path}: the manifest's {key!r} entry is not a {kind.__name__}", path=str(path))
     return manifest
 
 
 def _read_arrays(archive: zipfile.ZipFile, manifest: dict, path: Path) -> dict[str, np.ndarray]:
-    arrays = {}
+    arrays, files = {}, set()
     for name, entry in manifest["arrays"].items():
-        if not isinstance(entry, dict) or entry.get("dtype") not in _ARRAY_DTYPES:
+        if not _valid_description(entry) or entry["file"] in files:  # one member read twice could multiply memory
             raise ModelFileError(f"{path}: array {name!r} has an unsupported description {entry!r}", path=str(path))
+        files.add(entry["file"])
         blob = _read_member(archive, entry["file"], path)
         if hashlib.sha256(blob).hexdigest() != entry.get("sha256"):
             raise ChecksumError(
@@ -221,18 +216,38 @@ def _read_arrays(archive: zipfile.ZipFile, manifest: dict, path: Path) -> dict[s
                 "modified — learn the recognizer again or restore the original file",
                 path=str(path),
             )
-        try:
-            array = np.load(io.BytesIO(blob), allow_pickle=False)
-        except ValueError as exc:
-            raise ModelFileError(f"{path}: {entry['file']} is not a plain .npy array ({exc})", path=str(path)) from exc
-        if list(array.shape) != list(entry.get("shape", [])) or str(array.dtype) != entry["dtype"]:
-            raise ModelFileError(
-                f"{path}: {entry['file']} is {array.dtype} {array.shape}, the manifest says "
-                f"{entry['dtype']} {tuple(entry.get('shape', []))}",
-                path=str(path),
-            )
-        arrays[name] = array
+        arrays[name] = _npy_array(blob, entry, path)
     return arrays
+
+
+def _valid_description(entry: object) -> bool:
+    return (
+        isinstance(entry, dict) and entry.get("dtype") in _ARRAY_DTYPES and isinstance(entry.get("file"), str)
+        and isinstance(entry.get("shape"), list) and all(isinstance(n, int) and n >= 0 for n in entry["shape"])
+    )
+
+
+def _npy_array(blob: bytes, entry: dict, path: Path) -> np.ndarray:
+    """The array in ``blob``, once its header agrees with the manifest and with the bytes that follow it."""
+    stream = io.BytesIO(blob)
+    headers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version not in headers:  # np.save writes 1.0 (2.0 for huge headers) for plain numeric arrays
+            raise ValueError(f"unsupported .npy version {version}")
+        shape, _, dtype = headers[version](stream)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: {entry['file']} is not a plain .npy array ({exc})", path=str(path)) from exc
+    if list(shape) != entry["shape"] or str(dtype) != entry["dtype"]:
+        raise ModelFileError(
+            f"{path}: {entry['file']} is {dtype} {shape}, the manifest says {entry['dtype']} {tuple(entry['shape'])}",
+            path=str(path),
+        )
+    data = len(blob) - stream.tell()
+    if data != math.prod(shape) * dtype.itemsize:  # checked before numpy allocates the array
+        raise ModelFileError(f"{path}: {entry['file']} holds {data:,} bytes of data, not a {dtype} {shape} array",
+                             path=str(path))
+    return np.load(io.BytesIO(blob), allow_pickle=False)
 
 
 def load_learned(
@@ -243,25 +258,41 @@ def load_learned(
     ``imagerec.load(path, threshold=...)`` overrides the calibrated threshold
     (a number, or None to never answer "unknown").
     """
-    from ..zoo import sha256_file
-    from .backbones import get_backbone
-    from .heads import head_from_state
-
     path = Path(path)
     with _open_zip(path) as archive:
         manifest = _verified_manifest(archive, path)
         arrays = _read_arrays(archive, manifest, path)
+    backbone = _backbone(manifest, path, num_threads)
+    labels = [str(label) for label in manifest["labels"]]
+    head = head_from_state(manifest["head"].get("type"), manifest["head"].get("params") or {}, arrays, labels)
+    if head.num_features != backbone.dim:
+        raise ModelFileError(
+            f"{path}: the head takes {head.num_features}-d embeddings, the backbone gives {backbone.dim}-d",
+            path=str(path),
+        )
+    metadata = {key: manifest.get(key) for key in ("backbone", "created", "calibration", "metrics", "training")}
+    metadata["path"] = str(path)
+    return LearnedRecognizer(
+        backbone.backend, labels, backbone.preprocessing, name=manifest.get("name") or path.stem,
+        sha256=sha256_file(path), limits=limits, head=head, threshold=manifest.get("threshold"), metadata=metadata,
+    )
+
+
+def _backbone(manifest: dict, path: Path, num_threads: int | None):
+    """The backbone the manifest names, with the weights the head was learned on and the head's preprocessing."""
     described = manifest["backbone"]
+    name, expected_sha = described.get("name"), described.get("sha256")
+    if not isinstance(name, str) or not isinstance(expected_sha, str):
+        raise ModelFileError(f"{path}: the manifest's backbone entry is incomplete (no name or sha256)", path=str(path))
+    if (described.get("kind") or "zoo") not in KINDS:  # the first files had no kind: a zoo model
+        raise ModelFileError(f"{path}: backbone kind {described['kind']!r} is not one of {', '.join(KINDS)}; "
+                             "a newer imagerec may read it", path=str(path))
     try:
-        name, expected_sha = described["name"], described["sha256"]
-        backbone_options = dict(described.get("options") or {})
-    except (KeyError, TypeError) as exc:
-        raise ModelFileError(f"{path}: the manifest's backbone entry is incomplete ({exc})", path=str(path)) from exc
-    if described.get("kind") == "keras":
-        backbone = get_backbone(f"keras:{backbone_options.pop('application')}", num_threads=num_threads,
-                                **backbone_options)
-    else:
-        backbone = get_backbone(name, num_threads=num_threads)
+        backbone = rebuild_backbone(described, num_threads=num_threads)
+    except UnknownModelError:
+        raise
+    except (KeyError, TypeError, AttributeError) as exc:  # options that are not the builder's
+        raise ModelFileError(f"{path}: the manifest's backbone entry is invalid ({exc})", path=str(path)) from exc
     if backbone.sha256 != expected_sha:
         raise ChecksumError(
             f"{path}: learned on backbone {name!r} with sha256 {expected_sha[:16]}…, but the {name!r} here has "
@@ -281,27 +312,4 @@ def load_learned(
             f"{backbone.preprocessing.to_dict()}",
             path=str(path),
         )
-    backbone = dataclasses.replace(backbone, preprocessing=preprocessing)
-    labels = [str(label) for label in manifest["labels"]]
-    head = head_from_state(manifest["head"].get("type"), manifest["head"].get("params") or {}, arrays, labels)
-    if head.num_features != backbone.dim:
-        raise ModelFileError(
-            f"{path}: the head takes {head.num_features}-d embeddings, the backbone gives {backbone.dim}-d",
-            path=str(path),
-        )
-    threshold = manifest.get("threshold")
-    metadata = {
-        key: manifest.get(key) for key in ("backbone", "created", "calibration", "metrics", "training")
-    }
-    metadata["path"] = str(path)
-    return LearnedRecognizer(
-        backbone.backend,
-        labels,
-        backbone.preprocessing,
-        name=manifest.get("name") or path.stem,
-        sha256=sha256_file(path),
-        limits=limits,
-        head=head,
-        threshold=threshold,
-        metadata=metadata,
-    )
+    return dataclasses.replace(backbone, preprocessing=preprocessing)

@@ -58,10 +58,10 @@ async def predict(
     results = []
     for outcome in outcomes:
         if outcome.ok:
-            results.append({"name": outcome.name, "predictions": [p.to_dict() for p in outcome.predictions]})
+            results.append({"name": outcome.path, "predictions": [p.to_dict() for p in outcome.predictions]})
         else:
             metrics(request).errors.inc(route="/v1/predict", kind="image")
-            results.append({"name": outcome.name, "error": image_error(outcome.error)})
+            results.append({"name": outcome.path, "error": image_error(outcome.error)})
     document: dict = {"model": host.name, "results": results}
     status = 200
     if not any(outcome.ok for outcome in outcomes):

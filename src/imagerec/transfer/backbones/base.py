@@ -1,7 +1,7 @@
 """The backbone type: a frozen feature extractor, uint8 batch in, embeddings out.
 
 >>> from imagerec.transfer.backbones.base import default_frame
->>> from imagerec.core.images import Preprocessing
+>>> from imagerec.core.preprocessing import Preprocessing
 >>> default_frame(Preprocessing(size=(224, 224)))
 16
 """
@@ -14,20 +14,23 @@ from typing import Callable
 
 import numpy as np
 
-from ...core.errors import UsageError
 from ...core.preprocessing import Preprocessing
 
-__all__ = ["Backbone", "backbone_from_recognizer", "default_frame"]
+__all__ = ["Backbone", "default_frame"]
 
 
 @dataclass
 class Backbone:
     """A frozen feature extractor: uint8 batch in, ``N×dim`` embeddings out.
 
-    ``kind`` is ``"zoo"`` (a zoo model run by LiteRT), ``"pooled"`` (layers
-    of several zoo models, :mod:`imagerec.transfer.backbones.pooled`) or ``"keras"`` (a Keras
-    application exported to ONNX); ``name`` and ``sha256`` identify the exact
-    weights, so a learned head is never used on features from other weights.
+    ``kind`` is ``"zoo"`` (a zoo model run by LiteRT,
+    :mod:`imagerec.transfer.backbones.zoo`), ``"pooled"`` (layers of several
+    zoo models, :mod:`imagerec.transfer.backbones.pooled`) or ``"keras"`` (a
+    Keras application exported to ONNX, :mod:`imagerec.transfer.backbones.keras`);
+    ``name`` and ``sha256`` identify the exact weights, so a learned head is
+    never used on features from other weights. :meth:`describe` is what a
+    learned recognizer saves, and
+    :func:`~imagerec.transfer.backbones.rebuild_backbone` reads it back.
     """
 
     name: str
@@ -52,44 +55,6 @@ class Backbone:
             "name": self.name, "kind": self.kind, "sha256": self.sha256, "dim": self.dim,
             "preprocessing": self.preprocessing.to_dict(), "options": self.options,
         }
-
-
-def backbone_from_recognizer(recognizer, *, name: str | None = None, kind: str = "zoo", options: dict | None = None) -> Backbone:
-    """Wrap a :class:`~imagerec.Recognizer` whose model has an embedding output.
-
-    A learned recognizer gives back the backbone it was learned on (same
-    name, sha256 and options, so the embedding cache keys match); a zoo
-    recognizer is its own backbone — a server can reuse the model it has
-    already loaded instead of loading it again.
-    """
-    described = getattr(recognizer, "metadata", {}).get("backbone") if getattr(recognizer, "head", None) is not None else None
-    if described:
-        backend = recognizer.backend
-        return Backbone(
-            name=described["name"], kind=described.get("kind", "zoo"), sha256=described["sha256"],
-            preprocessing=recognizer.preprocessing, dim=int(described["dim"]),
-            run=lambda batch: backend.run(batch, ("embedding",))["embedding"], backend=backend,
-            options=dict(described.get("options") or {}),
-        )
-    if not recognizer.can_embed:
-        raise UsageError(
-            f"model {recognizer.name!r} has no embedding output, so it cannot serve as a backbone; "
-            "use mobilenet_v2 or mobilenet_v1_embedder"
-        )
-    backend = recognizer.backend
-    dim = int(backend.output_dim("embedding")) if hasattr(backend, "output_dim") else int(
-        backend.run(np.zeros((1, *recognizer.preprocessing.size, 3), np.uint8), ("embedding",))["embedding"].shape[1]
-    )
-    return Backbone(
-        name=name or recognizer.name,
-        kind=kind,
-        sha256=recognizer.sha256 or "",
-        preprocessing=recognizer.preprocessing,
-        dim=dim,
-        run=lambda batch: backend.run(batch, ("embedding",))["embedding"],
-        backend=backend,
-        options=dict(options or {}),
-    )
 
 
 def default_frame(preprocessing: Preprocessing) -> int:

@@ -24,13 +24,19 @@ deterministic, but not useful features).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...backends.onnx import OnnxBackend
 from ...core.errors import DownloadError, ModelFileError, UsageError
-from ...core.preprocessing import Preprocessing
 from ...core.keras_backend import import_keras
+from ...core.preprocessing import Preprocessing
+from ...formats.keras_onnx import export_keras
+from ...zoo import cache_dir, sha256_file
+from .base import Backbone
+from .keras_weights import weights_from_zoo, zoo_weights_digest
 
 __all__ = ["KerasApplication", "APPLICATIONS", "keras_backbone", "build_application", "backbone_digest"]
 
@@ -61,7 +67,6 @@ def build_application(
     input_size: int | tuple[int, int] | None = None, seed: int = 0,
 ):
     """The Keras model: ``include_top=False`` + ``pooling``, on ``input_size`` images."""
-    import imagerec  # noqa: F401  (selects Keras's torch backend before Keras loads)
     keras = import_keras()
     if application not in APPLICATIONS:
         raise UsageError(f"unknown Keras backbone {application!r}; choose one of {', '.join(APPLICATIONS)}")
@@ -78,8 +83,6 @@ def build_application(
         keras.utils.set_random_seed(seed)
         return builder(weights=None, **kwargs)
     if weights == "zoo":
-        from .keras_weights import weights_from_zoo
-
         try:
             return _from_file(builder, weights_from_zoo(application), application, kwargs)
         except ModelFileError:  # imagerec's own cached file is damaged: write it again
@@ -114,17 +117,11 @@ def backbone_digest(
     version (``"imagenet"``: Keras pins each weights file by hash), or by
     the seed and Keras's version (random weights).
     """
-    import json
-
-    from ...zoo import sha256_file
-
     if weights is None:
         source = f"random:seed={seed}:keras={_keras_version()}"
     elif weights == "imagenet":
         source = f"imagenet:keras={_keras_version()}"
     elif weights == "zoo":
-        from .keras_weights import zoo_weights_digest
-
         source = f"zoo:{zoo_weights_digest(application)}"
     else:
         path = Path(weights)
@@ -149,17 +146,12 @@ def keras_backbone(
     input_size: int | tuple[int, int] | list | None = None,
     seed: int = 0,
     num_threads: int | None = None,
-):
-    """A :class:`~imagerec.transfer.backbones.Backbone` for a Keras application (see module doc).
+) -> Backbone:
+    """A :class:`~imagerec.transfer.backbones.base.Backbone` for a Keras application (see module doc).
 
     The ONNX export is cached under imagerec's cache folder by
     :func:`backbone_digest`, so only the first use builds the Keras model.
     """
-    from ...backends.onnx import OnnxBackend
-    from ...formats.keras_onnx import export_keras
-    from ...zoo import cache_dir
-    from .base import Backbone
-
     if application not in APPLICATIONS:
         raise UsageError(f"unknown Keras backbone {application!r}; choose one of {', '.join(APPLICATIONS)}")
     spec = APPLICATIONS[application]

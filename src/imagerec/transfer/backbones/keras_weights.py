@@ -28,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import zoo
 from ...core.errors import ModelFileError, UsageError
+from ...core.fs import atomic_path
 from ...core.keras_backend import import_keras
 
 __all__ = ["SOURCES", "weights_from_zoo", "zoo_weights_digest", "read_convolutions"]
@@ -46,8 +48,6 @@ def zoo_weights_digest(application: str) -> str:
 
 
 def _source(application: str):
-    from ... import zoo
-
     if application not in SOURCES:
         raise UsageError(
             f"weights='zoo' exists for {', '.join(SOURCES)} only, not {application!r}; "
@@ -125,8 +125,6 @@ def weights_from_zoo(
     renamed when complete, so an interrupted run never leaves a half-written
     file behind.
     """
-    from ... import zoo
-
     spec = _source(application)
     path = Path(output) if output is not None else (
         zoo.cache_dir().parent / "keras-weights" / f"{application}-zoo-{zoo_weights_digest(application)[:16]}.weights.h5"
@@ -136,18 +134,12 @@ def weights_from_zoo(
     convolutions = read_convolutions(zoo.fetch(spec.model).read_bytes())
     model = _keras_model(application)
     _transplant(model, convolutions, spec.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + f".{os.getpid()}.partial.weights.h5")
-    try:
+    with atomic_path(path) as partial:
         model.save_weights(str(partial))
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 
 def _keras_model(application: str):
-    import imagerec  # noqa: F401  (selects Keras's torch backend before Keras loads)
     keras = import_keras()
     return getattr(keras.applications, application)(include_top=False, weights=None, input_shape=(224, 224, 3))
 

@@ -34,7 +34,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ... import zoo
+from ...backends.litert import LiteRTBackend
 from ...core.errors import UsageError
+from .base import Backbone
 
 __all__ = ["PooledPart", "PooledSpec", "PRESETS", "PooledBackend", "pooled_backbone"]
 
@@ -157,12 +160,8 @@ def spec_sha256(spec: PooledSpec, model_sha256: Sequence[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def pooled_backbone(name: str, *, num_threads: int | None = None):
-    """The :class:`~imagerec.transfer.backbones.Backbone` of the preset ``name``."""
-    from ... import zoo
-    from ...backends.litert import LiteRTBackend
-    from .base import Backbone
-
+def pooled_backbone(name: str, *, num_threads: int | None = None) -> Backbone:
+    """The :class:`~imagerec.transfer.backbones.base.Backbone` of the preset ``name``."""
     if name not in PRESETS:
         raise UsageError(f"unknown pooled backbone {name!r}; known: {', '.join(PRESETS)}")
     spec = PRESETS[name]

@@ -1,0 +1,276 @@
+"""Learning a recognizer on a frozen backbone: :func:`learn`, :func:`add_examples`, and :func:`gather` (what to learn from).
+
+The backbone embeds every photo once (cached, :mod:`~imagerec.transfer.features`);
+a head is fitted on the embeddings (:mod:`~imagerec.transfer.heads`) and the
+"unknown" threshold calibrated on held-out examples and left-out classes.
+The result is a :class:`~imagerec.transfer.learned.LearnedRecognizer`.
+
+>>> from imagerec.transfer.learning import gather, learn
+>>> shots = "../shared/photos/few-shot"
+>>> sources, labels, classes = gather({"cat": [f"{shots}/cat_train_0.bmp"], "dog": [f"{shots}/dog_train_0.bmp"]})
+>>> model = learn({"cat": sources[:1], "dog": sources[1:]}, head="imprint", threshold=None)
+>>> model.predict(f"{shots}/cat_train_0.bmp", top_k=1)[0][0].label
+'cat'
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..core.errors import UsageError
+from ..core.images import IMAGE_SUFFIXES, describe_source
+from ..core.pipeline import expand_paths
+from ..data.datasets import load_dataset, read_class_folders
+from ..recognizer import UNKNOWN, Recognizer
+from .backbones import Backbone, backbone_from_recognizer, default_frame, get_backbone
+from .features import extract, variants_for
+from .heads import Head, ImprintHead, calibrate, held_out_scores, make_head
+from .learned import LearnedRecognizer, timestamp
+
+__all__ = ["learn", "add_examples", "gather"]
+
+
+# -- what to learn from ---------------------------------------------------------------
+
+
+def gather(data: Any) -> tuple[list, list[str], list[str]]:
+    """``(sources, label of each source, class names)`` from what ``learn`` accepts.
+
+    ``data`` is a folder whose sub-folders are classes (their images, at any
+    depth), a dict ``{label: [image sources]}`` (paths, bytes, arrays, PIL
+    images; a folder path as a value stands for its images), or a dataset
+    object with ``paths``, ``targets`` and ``classes`` (``imagerec.data``).
+
+    >>> sources, labels, classes = gather({"a": [b"1", b"2"], "b": [b"3"]})
+    >>> labels, classes
+    (['a', 'a', 'b'], ['a', 'b'])
+    """
+    if all(hasattr(data, name) for name in ("paths", "targets", "classes")):
+        classes = [str(c) for c in data.classes]
+        sources = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in data.paths]
+        labels = [classes[int(t)] for t in data.targets]
+        return _checked(sources, labels, [c for c in classes if c in set(labels)])
+    if isinstance(data, Mapping):
+        sources, labels = [], []
+        for label, items in data.items():
+            if isinstance(items, (str, os.PathLike, bytes, bytearray)) or hasattr(items, "shape"):
+                items = [items]
+            items = list(items)
+            expanded = []
+            for item in items:
+                if isinstance(item, (str, os.PathLike)) and os.path.isdir(item):
+                    expanded.extend(expand_paths([item], recursive=True))
+                else:
+                    expanded.append(item)
+            if not expanded:
+                raise UsageError(f"class {label!r} has no images")
+            sources.extend(expanded)
+            labels.extend([str(label)] * len(expanded))
+        return _checked(sources, labels, [str(label) for label in data])
+    if isinstance(data, (str, os.PathLike)):
+        folder = Path(data)
+        if not folder.is_dir():
+            if folder.suffix.lower() in (".csv", ".gz", ".tgz", ".tar", ".zip"):
+                return gather(load_dataset(folder))
+            raise UsageError(f"{folder}: expected a folder with one sub-folder of images per class")
+        if not any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
+            loose = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+            hint = f" (it holds {len(loose)} loose images: put each class in its own sub-folder)" if loose else ""
+            raise UsageError(f"{folder}: no class sub-folders with images found{hint}")
+        # The same reading as `imagerec train`: wrapper folders are descended, an empty class is an error.
+        return gather(read_class_folders(folder))
+    raise UsageError(
+        f"cannot learn from a {type(data).__name__}: expected a folder of class sub-folders, "
+        "a dict {label: [images]} or a dataset"
+    )
+
+
+def _checked(sources: list, labels: list[str], classes: list[str]) -> tuple[list, list[str], list[str]]:
+    for name in classes:
+        if not name.strip():
+            raise UsageError("a class name is empty")
+        if name == UNKNOWN:
+            raise UsageError(f"{UNKNOWN!r} is reserved for photos of none of the taught classes; rename that class")
+    if not sources:
+        raise UsageError("no images to learn from")
+    return sources, labels, classes
+
+
+# -- learning ---------------------------------------------------------------------------
+
+
+def _embed(sources, labels, backbone: Backbone, augment: int, cache, progress, on_error):
+    result = extract(sources, backbone, variants=variants_for(augment), cache=cache, progress=progress,
+                     on_error=on_error)
+    keep = np.flatnonzero(result.ok)
+    skipped = {describe_source(sources[i]): message for i, message in result.errors.items()}
+    return result.embeddings[keep], [labels[i] for i in keep], skipped, result
+
+
+def _calibrate(head: Head, X: np.ndarray, y: np.ndarray, classes: list[str], threshold, seed: int):
+    """``(threshold, calibration dict, metrics dict)``."""
+    if threshold is None:
+        return None, None, {}
+    if threshold != "auto":
+        value = float(threshold)
+        return value, {"threshold": value, "method": "given"}, {}
+    # Every head's confidence is the similarity to the class means, so the
+    # threshold's evidence comes from cheap imprint fits; the head itself is
+    # refitted only to measure its held-out accuracy.
+    known, correct, untaught = held_out_scores(ImprintHead().clone, X, y, classes, seed=seed)
+    if not isinstance(head, ImprintHead):
+        _, correct, _ = held_out_scores(head.clone, X, y, classes, seed=seed, max_left_out_classes=0)
+    metrics = {}
+    if len(correct):
+        metrics = {"held_out_accuracy": round(float(correct.mean()), 4), "held_out_examples": int(len(correct))}
+    calibration = calibrate(known, untaught)
+    if calibration is None:
+        return None, None, metrics
+    calibration.held_out_accuracy = metrics.get("held_out_accuracy")
+    calibration.counts = {"known_examples": int(len(known)), "untaught_examples": int(len(untaught))}
+    return calibration.threshold, calibration.to_dict(), metrics
+
+
+def learn(
+    data: Any,
+    *,
+    backbone: str | Backbone | Recognizer = "mobilenet_v2",
+    head: str | Head = "logistic",
+    head_options: dict | None = None,
+    augment: int = 0,
+    frame: int | None = None,
+    threshold: float | str | None = "auto",
+    cache: bool | Any = True,
+    on_error: str = "skip",
+    num_threads: int | None = None,
+    progress: bool | None = None,
+    seed: int = 0,
+    name: str = "learned",
+) -> LearnedRecognizer:
+    """Learn a recognizer for new classes on a frozen backbone.
+
+    ``data``: a folder of class sub-folders, a dict ``{label: [images]}``
+    (paths, bytes, arrays…) or a dataset (see :func:`gather`). ``backbone``:
+    a name (``"mobilenet_v2"``, ``"keras:MobileNetV2"``), a
+    :class:`~imagerec.transfer.backbones.base.Backbone`, or an already loaded
+    recognizer with an embedding (a server reuses its model). ``head``:
+    ``"logistic"`` (C by cross-validation), ``"dense"`` (the course's Keras
+    head) or ``"imprint"`` (class means; one photo per class is enough).
+    ``augment``: extra flipped / cropped copies of each photo (0–7).
+    ``frame``: pixels of grey frame around every picture at the backbone's
+    input size (None: :func:`~imagerec.transfer.backbones.base.default_frame`,
+    16 at 224; 0: none); the recognizer keeps it for its predictions.
+    ``threshold``: ``"auto"`` calibrates the "unknown" threshold on held-out
+    examples and left-out classes; a number fixes it; None never answers
+    "unknown". Undecodable images are skipped and listed in
+    ``recognizer.metadata["training"]["skipped"]`` (``on_error="raise"``
+    stops instead).
+
+    >>> import imagerec
+    >>> model = imagerec.learn({"cat": ["../shared/photos/cat_720p.jpg"],
+    ...                         "parrot": ["../shared/photos/parrot.jpg"]}, head="imprint")
+    >>> model.labels
+    ['cat', 'parrot']
+    """
+    sources, labels, classes = gather(data)
+    backbone = get_backbone(backbone, num_threads=num_threads)
+    backbone = backbone.framed(default_frame(backbone.preprocessing) if frame is None else frame)
+    embeddings, labels, skipped, result = _embed(sources, labels, backbone, augment, cache, progress, on_error)
+    empty = [c for c in classes if c not in set(labels)]
+    if empty:
+        raise UsageError(f"no readable image left for class(es) {', '.join(map(repr, empty))}; see the skipped files")
+    y = np.array([classes.index(label) for label in labels], np.int64)
+    model = make_head(head, **(head_options or {}))
+    variants = embeddings.shape[1]
+    model.fit(embeddings.reshape(-1, embeddings.shape[2]), np.repeat(y, variants), classes)
+    # Held-out scores use the original photos only: augmented copies of a
+    # held-out photo must not sit in the training folds.
+    value, calibration, metrics = _calibrate(model, embeddings[:, 0], y, classes, threshold, seed)
+    metadata = {
+        "backbone": backbone.describe(),
+        "created": timestamp(),
+        "calibration": calibration,
+        "metrics": {**metrics, "extraction_images_per_second": _rate(result)},
+        "training": {
+            "examples": {c: int((y == i).sum()) for i, c in enumerate(classes)},
+            "augment": int(augment),
+            "threshold_mode": "auto" if threshold == "auto" else ("none" if threshold is None else "given"),
+            "skipped": skipped,
+        },
+    }
+    return LearnedRecognizer(
+        backbone.backend, classes, backbone.preprocessing, name=name, sha256=None,
+        head=model, threshold=value, metadata=metadata,
+    )
+
+
+def _rate(result) -> float | None:
+    rate = result.images_per_second
+    return None if np.isnan(rate) else round(float(rate), 1)
+
+
+def _backbone_of(recognizer: Recognizer) -> Backbone:
+    if recognizer.head is None or not recognizer.metadata.get("backbone"):
+        raise UsageError(f"{recognizer.name!r} was not made by imagerec.learn; examples can only be added to a learned recognizer")
+    return backbone_from_recognizer(recognizer)
+
+
+def add_examples(
+    recognizer: Recognizer,
+    data: Any,
+    *,
+    augment: int | None = None,
+    cache: bool | Any = True,
+    on_error: str = "skip",
+    progress: bool | None = None,
+    seed: int = 0,
+) -> LearnedRecognizer:
+    """A new recognizer that also knows ``data``'s classes and examples; the old ones stay.
+
+    The imprint head adds them exactly, without training; the logistic and
+    dense heads refit on their stored training embeddings plus the new ones
+    (only the new photos are embedded). An "auto" threshold is recalibrated
+    when the head keeps its examples (logistic, dense) and kept otherwise.
+    ``recognizer`` itself is not changed.
+
+    >>> import imagerec
+    >>> from imagerec.transfer import add_examples
+    >>> model = imagerec.learn({"cat": ["../shared/photos/cat_720p.jpg"],
+    ...                         "parrot": ["../shared/photos/parrot.jpg"]}, head="imprint")
+    >>> add_examples(model, {"owl": ["../shared/photos/owl.jpg"]}).labels
+    ['cat', 'parrot', 'owl']
+    """
+    backbone = _backbone_of(recognizer)
+    training = dict(recognizer.metadata.get("training") or {})
+    augment = int(training.get("augment", 0)) if augment is None else augment
+    sources, labels, classes = gather(data)
+    embeddings, labels, skipped, _ = _embed(sources, labels, backbone, augment, cache, progress, on_error)
+    if not labels:
+        raise UsageError("none of the new images could be read; see the skipped files")
+    head = copy.deepcopy(recognizer.head)
+    variants = embeddings.shape[1]
+    head.add(embeddings.reshape(-1, embeddings.shape[2]), [label for label in labels for _ in range(variants)])
+    threshold, calibration = recognizer.threshold, recognizer.metadata.get("calibration")
+    metrics = dict(recognizer.metadata.get("metrics") or {})
+    if training.get("threshold_mode") == "auto" and getattr(head, "keeps_examples", False):
+        X, y = head.X_.astype(np.float32), head.y_
+        threshold, calibration, found = _calibrate(head, X, y, head.labels_, "auto", seed)
+        metrics.update(found)
+    examples = dict(training.get("examples") or {})
+    for label in labels:
+        examples[label] = examples.get(label, 0) + 1
+    training.update(
+        examples=examples, augment=augment,
+        skipped={**(training.get("skipped") or {}), **skipped},
+        additions=int(training.get("additions", 0)) + 1,
+    )
+    metadata = {**recognizer.metadata, "calibration": calibration, "metrics": metrics, "training": training}
+    return LearnedRecognizer(
+        recognizer.backend, head.labels_, recognizer.preprocessing, name=recognizer.name, sha256=None,
+        limits=recognizer.limits, head=head, threshold=threshold, metadata=metadata,
+    )
