@@ -57,11 +57,11 @@ def run(backbone: str, augment: int, repeats: int) -> dict:
     for path, ranked, cosine in zip(photos, predictions, similarity):
         name = Path(path).name
         expected = EXPECTED.get(name, "unknown")
-        best = ranked[0]
+        best = ranked.closest  # the answer is ranked.label ("unknown" below the threshold)
         rows.append({
-            "photo": name, "expected": expected, "predicted": best.label, "score": round(best.score, 3),
-            "nearest_class_cosine": round(float(cosine), 3),
-            "runner_up": ranked[1].label if len(ranked) > 1 else None, "correct": best.label == expected,
+            "photo": name, "expected": expected, "predicted": ranked.label, "closest": best.label,
+            "score": round(best.score, 3), "nearest_class_cosine": round(float(cosine), 3),
+            "runner_up": ranked[1].label if len(ranked) > 1 else None, "correct": ranked.label == expected,
         })
     return {
         "backbone": backbone, "augment": augment, "threshold": round(model.threshold, 4),

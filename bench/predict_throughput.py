@@ -40,7 +40,6 @@ SHARED = Path(os.environ.get("IMAGEREC_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("IMAGEREC_MODEL_DIR", str(SHARED / "models"))
 
 import imagerec  # noqa: E402
-from imagerec.core.images import load_image  # noqa: E402
 from imagerec.core.pipeline import decode_ordered  # noqa: E402
 
 # (orientation tag, transpose that stores the pixels so the tag turns them upright)

@@ -25,6 +25,7 @@ def test_course_cnn_is_the_course_network() -> None:
     assert model.count_params() == 1_250_858
 
 
+@pytest.mark.slow  # over 4 s here
 def test_course_cnn_activation_is_used_everywhere() -> None:
     model = course_cnn(num_classes=3, activation="elu")
     for layer in _layers(model, "Conv2D") + _layers(model, "Dense")[:1]:

@@ -209,6 +209,21 @@ def test_cli_reports_provider_errors_without_credentials(cloud_env, photos_dir, 
     assert "WRONG-AZURE-KEY-123" not in out + err
     assert "Cat" in out  # google still answered
     assert len(cloud_env.requests["azure"]) == 1  # no point sending the second photo
+    # Said once, up front, and azure's column is left out rather than filled with the same error.
+    assert err.count("refused the credentials") == 1 and "refused" not in out
+    assert "azure" not in out
+
+
+def test_cli_html_says_a_missing_provider_once(cloud_env, photos_dir, capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("AZURE_VISION_ENDPOINT")
+    report = tmp_path / "report.html"
+    photos = [str(photos_dir / name) for name in ("parrot.jpg", "owl.jpg", "hot_dog.jpg")]
+    code = run_app(["compare", *photos, "--providers", "google,azure", "--html", str(report)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err.count("AZURE_VISION_ENDPOINT") == 1 and "AZURE_VISION_ENDPOINT" not in out
+    page = report.read_text()
+    assert page.count("AZURE_VISION_ENDPOINT") == 1 and "<th>azure</th>" not in page and "<th>google</th>" in page
 
 
 def test_cli_missing_configuration_is_reported_per_provider(cloud_env, photos_dir, capsys, monkeypatch):
@@ -217,7 +232,8 @@ def test_cli_missing_configuration_is_reported_per_provider(cloud_env, photos_di
     out, _ = capsys.readouterr()
     assert code == 1
     data = json.loads(out)
-    assert "AZURE_VISION_ENDPOINT" in data["photos"][0]["providers"]["azure"]["error"]
+    assert "AZURE_VISION_ENDPOINT" in data["unavailable"]["azure"]
+    assert "azure" not in data["photos"][0]["providers"] and [p["provider"] for p in data["providers"]] == ["google"]
     assert data["photos"][0]["providers"]["google"]["predictions"]
 
 

@@ -52,8 +52,8 @@ def test_learned_recognizer_to_one_tflite_graph(learned, sample_photos, photos_d
     assert learned.preprocessing.frame > 0 and exported.threshold == pytest.approx(learned.threshold)
     np.testing.assert_allclose(exported.predict_proba(photos), learned.predict_proba(photos), atol=TOLERANCE)
     untaught = [str(photos_dir / name) for name in ("cat_1080p.jpg", "hot_dog.jpg", "owl.jpg", "face.jpg")]
-    expected = [p[0].label for p in learned.predict(untaught, top_k=1)]
-    assert [p[0].label for p in exported.predict(untaught, top_k=1)] == expected
+    expected = [answer.label for answer in learned.predict(untaught, top_k=1)]
+    assert [answer.label for answer in exported.predict(untaught, top_k=1)] == expected
     assert expected[:2] == ["cat", "hot dog"] and "unknown" in expected[2:]
     # The backbone's 1001-class classifier was dropped: the file is smaller than the backbone alone.
     assert result.path.stat().st_size < (photos_dir.parent / "models" / "mobilenet_v2_1.0_224_quant.tflite").stat().st_size
@@ -89,7 +89,7 @@ def test_imagerec_loads_its_own_onnx_export_with_the_unknown_threshold(learned, 
     photos = [str(photos_dir / name) for name in ("cat_1080p.jpg", "hot_dog.jpg", "parrot.jpg", "grace_hopper.bmp")]
     want, got = learned.predict(photos, top_k=2), loaded.predict(photos, top_k=2)
     assert [[p.label for p in row] for row in got] == [[p.label for p in row] for row in want]
-    assert "unknown" in [row[0].label for row in want]  # the threshold is exercised, not only the classes
+    assert "unknown" in [answer.label for answer in want]  # the threshold is exercised, not only the classes
     for a, b in zip(want, got):
         np.testing.assert_allclose([p.score for p in a], [p.score for p in b], atol=1e-3)
     out = CliRunner().invoke(app, ["predict", "--model", str(result.path), photos[0], "--json", "-k", "1"])
@@ -301,3 +301,37 @@ def test_an_exported_tflite_with_damaged_metadata_is_refused_in_one_line(learned
     with pytest.raises(ModelFileError, match=r"damaged\.tflite: its imagerec metadata is damaged") as caught:
         imagerec.load(damaged)
     assert "\n" not in str(caught.value)
+
+
+def test_exports_never_replace_a_file_without_force(learned, photos_dir, tmp_path, monkeypatch, capsys):
+    """The README's own pair: two models exported to two formats keep their own labels files,
+    and an export over an existing file stops (one line, exit 1) unless --force."""
+    from imagerec.cli._app import run_app
+    from imagerec.core.errors import OutputError
+
+    monkeypatch.chdir(tmp_path)
+    other = imagerec.learn({"mug": [str(photos_dir / "owl.jpg")], "pen": [str(photos_dir / "parrot.jpg")]},
+                           head="imprint", cache=False)
+    learned.save(tmp_path / "pets.imagerec")
+    other.save(tmp_path / "snacks.imagerec")
+    first = export("pets.imagerec", "tflite")
+    second = export("snacks.imagerec", "tflite")
+    assert first.labels_path == Path("pets.tflite.labels.txt") and second.labels_path == Path("snacks.tflite.labels.txt")
+    assert first.labels_path.read_text().splitlines() == ["cat", "dog", "hot dog"]
+
+    before = first.path.read_bytes()
+    with pytest.raises(OutputError, match=r"pets\.tflite already exists; pass --force"):
+        export(other, "tflite", "pets.tflite")
+    assert first.path.read_bytes() == before and first.labels_path.read_text().splitlines()[0] == "cat"
+    assert run_app(["export", "snacks.imagerec", "--format", "tflite", "--output", "pets.tflite"]) == 1
+    err = capsys.readouterr().err
+    assert "--force" in err and len(err.strip().splitlines()) == 1
+    # A labels file someone else left there, with other names, is not replaced either.
+    Path("mine.tflite.labels.txt").write_text("my\nown\n")
+    with pytest.raises(OutputError, match=r"mine\.tflite\.labels\.txt already exists with other class names"):
+        export(other, "tflite", "mine.tflite")
+    assert Path("mine.tflite.labels.txt").read_text() == "my\nown\n" and not Path("mine.tflite").exists()
+    # --force says yes.
+    assert run_app(["export", "snacks.imagerec", "--format", "tflite", "--output", "pets.tflite", "--force"]) == 0
+    assert imagerec.load("pets.tflite").labels == ["mug", "pen"]
+    assert Path("pets.tflite.labels.txt").read_text().splitlines() == ["mug", "pen"]

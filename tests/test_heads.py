@@ -152,3 +152,55 @@ def test_bad_targets_are_refused_in_one_line():
         make_head("imprint").fit(X, y, ["a", "a", "c"])
     with pytest.raises(UsageError, match="class indices in 0..1"):
         make_head("imprint").fit(X, y, ["a", "b"])
+
+
+# -- class weights ---------------------------------------------------------------------
+
+
+def _imbalanced(seed: int, per_class: tuple[int, ...], dim: int = 8, spread: float = 1.0):
+    """Three overlapping classes with ``per_class`` examples each (the last one small)."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(3, dim) * 1.5
+    X = np.concatenate([rng.normal(size=(n, dim)) * spread + c for n, c in zip(per_class, centres)]).astype(np.float32)
+    return X, np.repeat(np.arange(3), per_class)
+
+
+@pytest.mark.parametrize("kind", ["logistic", "dense"])
+def test_balanced_class_weights_raise_the_recall_of_a_small_class(kind):
+    X, y = _imbalanced(0, (120, 120, 12))
+    X_test, y_test = _imbalanced(1, (200, 200, 200))  # every class equally often: recall of each counts
+    options = OPTIONS.get(kind, {})
+    recalls = {}
+    for weight in ("none", "balanced"):
+        head = make_head(kind, class_weight=weight, **options).fit(X, y, ["a", "b", "small"])
+        predicted = head.predict_proba(X_test).argmax(axis=1)
+        recalls[weight] = float((predicted[y_test == 2] == 2).mean())
+    assert recalls["balanced"] > recalls["none"] + 0.1, recalls
+
+
+@pytest.mark.parametrize("kind", ["logistic", "dense"])
+def test_the_default_class_weight_is_balanced_and_saved_files_remember_theirs(kind):
+    X, y = _imbalanced(0, (60, 60, 6))
+    options = OPTIONS.get(kind, {})
+    default = make_head(kind, **options).fit(X, y, ["a", "b", "small"])
+    balanced = make_head(kind, class_weight="balanced", **options).fit(X, y, ["a", "b", "small"])
+    assert default.params()["class_weight"] == "balanced"
+    np.testing.assert_allclose(default.predict_proba(X), balanced.predict_proba(X), atol=1e-6)
+
+    unweighted = make_head(kind, class_weight="none", **options).fit(X, y, ["a", "b", "small"])
+    loaded = head_from_state(kind, unweighted.params(), unweighted.arrays(), ["a", "b", "small"])
+    assert loaded.class_weight == "none" and loaded.clone().class_weight == "none"  # `learn --add` refits alike
+    # A file written before class weights existed was fitted unweighted, and refits so.
+    old = {k: v for k, v in balanced.params().items() if k != "class_weight"}
+    assert head_from_state(kind, old, balanced.arrays(), ["a", "b", "small"]).clone().class_weight == "none"
+
+
+def test_a_bad_class_weight_is_refused_in_one_line():
+    for kind in ("logistic", "dense"):
+        with pytest.raises(UsageError, match="class weight must be 'balanced' or 'none', got 'equal'"):
+            make_head(kind, class_weight="equal")
+    assert make_head("logistic", class_weight="NONE").fit(*_data(), ["a", "b", "c"]).params()["class_weight"] == "none"
+    with pytest.raises(UsageError, match="class weights apply to the logistic and dense heads"):
+        make_head("imprint", class_weight="balanced")
+    with pytest.raises(UsageError, match="no option 'colour'"):
+        make_head("dense", colour="red")

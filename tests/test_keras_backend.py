@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import subprocess
 import sys
@@ -19,6 +21,7 @@ def test_import_imagerec_leaves_keras_alone() -> None:
     assert done.stdout.split() == ["None", "False"]
 
 
+@pytest.mark.slow  # over 4 s here
 def test_imagerecs_keras_features_choose_torch_when_nothing_was_chosen() -> None:
     done = run("from imagerec.core.keras_backend import import_keras; print(import_keras().backend.backend())")
     assert done.returncode == 0, done.stderr

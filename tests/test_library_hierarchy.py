@@ -61,3 +61,49 @@ def test_known_relations_hold():
         assert len(cranes) == 2 and cranes[0] != cranes[1]
         assert [any(BIRD in h.ancestors(s) for s in crane) for crane in cranes] == [True, False]
         assert synsets[offset + 207] == {GOLDEN_RETRIEVER} and synsets[:offset] == [set()] * offset
+
+
+def imagenet_names():
+    table = hierarchy._table()
+    return list(table.labels)
+
+
+def test_words_off_the_imagenet_tree_reach_it_through_the_rest_of_wordnet():
+    h, labels = Hierarchy(), imagenet_names()
+
+    def names(query: str) -> set[str]:
+        return {labels[i] for i in h.match(query, labels)}
+
+    dogs = names("dog")
+    assert len(dogs) == 118
+    assert names("puppy") == names("puppies") == dogs  # a puppy is a kind of dog
+    kittens = names("kitten")  # "young domestic cat"
+    assert {"tabby", "Siamese cat", "Persian cat"} <= kittens and not kittens & dogs and "lion" not in kittens
+    assert {"seashore", "lakeside"} <= names("beach")  # a beach is part of a shore
+    assert {"sports car", "convertible", "cab"} <= names("automobiles") <= names("car") == names("cars")
+    assert names("sedan") <= names("car") and "sports car" in names("sedan")
+    assert names("vehicle") >= names("car") | {"fireboat", "tractor"}
+    assert [m.relation for m in h.meanings("beaches")] == ["part of"]
+    assert h.meanings("puppy")[0][:3] == ("puppy", "kind of", "dog")
+
+
+def test_vast_wordnet_categories_that_imagenet_barely_samples_match_nothing():
+    h, labels = Hierarchy(), imagenet_names()
+    # "teacher" is a person, but ImageNet's persons are a groom, a scuba diver and a ballplayer.
+    for word in ("teacher", "democracy", "idea", "sunset"):
+        assert h.match(word, labels) == {}, word
+
+
+def test_the_word_table_is_generated_and_a_rebuild_is_identical():
+    assert resources.files("imagerec.library").joinpath("wordnet_words.json.gz").is_file()
+    wordnet = Path("/usr/share/wordnet")
+    labels = ROOT.parent / "shared" / "models" / "imagenet_labels.txt"
+    if not (wordnet / "data.noun").is_file() or not labels.is_file():
+        import pytest
+
+        pytest.skip("WordNet 3.0 (Debian wordnet-base) is not installed here")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "build_wordnet_table.py"), "--check", str(wordnet), str(labels)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

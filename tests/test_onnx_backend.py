@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imagerec import zoo
 from imagerec.backends import Backend
 from imagerec.formats.keras_onnx import EXPORT_TOLERANCE, export_keras
 from imagerec.backends.onnx import OnnxBackend
@@ -176,7 +177,8 @@ def test_a_changed_keras_file_replaces_its_old_export(tmp_path: Path, small_kera
     pre = Preprocessing(size=(16, 16), normalization="unit")
     save_model(small_keras_model, path, classes=["a", "b", "c"], preprocessing=pre)
     first = export_keras(path)
-    assert first.parent == tmp_path and first.name.startswith("m.") and first.suffix == ".onnx"
+    assert first.parent == zoo.cache_dir().parent / "onnx" and first.suffix == ".onnx"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]  # nothing written beside the user's file
     layer = small_keras_model.get_layer("classifier")
     kernel = layer.get_weights()
     layer.set_weights([kernel[0] * 2])
@@ -186,3 +188,19 @@ def test_a_changed_keras_file_replaces_its_old_export(tmp_path: Path, small_kera
         layer.set_weights(kernel)
     second = export_keras(path)
     assert second != first and second.is_file() and not first.exists()
+
+
+def test_exports_cached_beside_a_model_by_earlier_versions_are_removed(tmp_path: Path, small_keras_model) -> None:
+    import shutil
+
+    from imagerec.core.preprocessing import Preprocessing
+    from imagerec.formats.keras import save_model
+
+    path = tmp_path / "m.keras"
+    save_model(small_keras_model, path, classes=["a", "b", "c"], preprocessing=Preprocessing(size=(16, 16), normalization="unit"))
+    cached = export_keras(path)
+    legacy = tmp_path / "m.0123456789abcdef.onnx"  # how earlier versions named their cache
+    shutil.copy(cached, legacy)
+    cached.unlink()
+    export_keras(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]

@@ -17,6 +17,7 @@ from imagerec.core.preprocessing import normalize
 from imagerec.data import DatasetWarning, load_dataset, make_shapes
 from imagerec.formats.keras import read_metadata
 from imagerec.formats.keras_onnx import EXPORT_TOLERANCE
+from imagerec.training.resume import state_path_for
 
 # One thread: on a shared, busy machine two threads waiting on each other are far slower.
 SMALL = dict(arch="fast_resnet", widths=(16, 32), stem=8, image_size=24, batch_size=16, threads=1)
@@ -35,7 +36,9 @@ def held_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained(shapes: Path, tmp_path_factory: pytest.TempPathFactory):
     output = tmp_path_factory.mktemp("model") / "shapes.keras"
-    return imagerec.train(shapes, output=output, epochs=5, lr=0.1, verbose=False, **SMALL)
+    # 10 epochs: held-out accuracy 0.95-1.0 for every seed tried (0, 1, 4, 6); 5 epochs gave 0.47-0.87,
+    # too close to the 0.6 asserted below. The run is deterministic (seeded weights, one thread).
+    return imagerec.train(shapes, output=output, epochs=10, lr=0.1, verbose=False, **SMALL)
 
 
 def test_training_beats_chance_on_held_out_images(trained, held_out: Path) -> None:
@@ -46,13 +49,16 @@ def test_training_beats_chance_on_held_out_images(trained, held_out: Path) -> No
 
 
 def test_history_checkpoint_and_curves(trained) -> None:
-    assert [h["epoch"] for h in trained.history] == [1, 2, 3, 4, 5]
+    assert [h["epoch"] for h in trained.history] == list(range(1, 11))
     assert all({"loss", "accuracy", "val_loss", "val_accuracy", "images_per_second"} <= h.keys() for h in trained.history)
     assert trained.best_val_accuracy == max(h["val_accuracy"] for h in trained.history)
     with Image.open(trained.curves_path) as image:
         image.verify()
         assert image.format == "PNG"
     assert trained.state_path.is_file()
+    # The resume state is kept in the cache, not beside the model: only the model and its curves are there.
+    assert sorted(p.name for p in trained.path.parent.iterdir()) == ["shapes.curves.png", "shapes.keras"]
+    assert trained.state_path == state_path_for(trained.path)
 
 
 def test_saved_model_carries_classes_preprocessing_config_and_metrics(trained) -> None:
@@ -123,7 +129,7 @@ def test_a_state_saved_before_a_setting_existed_still_resumes(shapes: Path, tmp_
 
     output = tmp_path / "old.keras"
     imagerec.train(shapes, output=output, epochs=1, verbose=False, **SMALL)
-    state_path = output.with_name(output.name + ".state.pt")
+    state_path = state_path_for(output)
     state = torch.load(state_path, weights_only=True)
     for newer in ("cutout", "tta_shift"):  # settings added after such a state was written
         del state["config"][newer]
@@ -132,6 +138,21 @@ def test_a_state_saved_before_a_setting_existed_still_resumes(shapes: Path, tmp_
     assert [h["epoch"] for h in resumed.history] == [1, 2]
     with pytest.raises(UsageError, match="cutout=0"):  # a setting that did change is still named
         imagerec.train(shapes, output=output, epochs=3, resume=True, cutout=4, verbose=False, **SMALL)
+
+
+def test_a_state_saved_before_class_weights_resumes_unweighted_or_says_so(shapes: Path, tmp_path: Path) -> None:
+    import torch
+
+    output = tmp_path / "old.keras"
+    imagerec.train(shapes, output=output, epochs=1, verbose=False, class_weight="none", **SMALL)
+    state_path = state_path_for(output)
+    state = torch.load(state_path, weights_only=True)
+    del state["config"]["class_weight"]  # written before the setting existed, when nothing was weighted
+    torch.save(state, state_path)
+    with pytest.raises(UsageError, match="class_weight='none'"):  # the new default would change the run
+        imagerec.train(shapes, output=output, epochs=2, resume=True, verbose=False, **SMALL)
+    resumed = imagerec.train(shapes, output=output, epochs=2, resume=True, verbose=False, class_weight="none", **SMALL)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
 
 
 def test_ctrl_c_saves_state_and_resume_finishes_the_epoch(shapes: Path, tmp_path: Path) -> None:
@@ -143,7 +164,7 @@ def test_ctrl_c_saves_state_and_resume_finishes_the_epoch(shapes: Path, tmp_path
 
     with pytest.raises(KeyboardInterrupt):
         imagerec.train(shapes, output=output, epochs=1, verbose=False, callbacks=[interrupt], **SMALL)
-    state_file = output.with_name("i.keras.state.pt")
+    state_file = state_path_for(output)
     assert state_file.is_file() and not output.exists()
     steps: list[int] = []
     result = imagerec.train(shapes, output=output, epochs=1, resume=True, verbose=False,
@@ -194,6 +215,7 @@ def test_bad_settings_are_usage_errors(shapes: Path, tmp_path: Path) -> None:
         ({"epoch": 3}, "unknown training setting 'epoch'; valid settings: arch, epochs, "),
         ({"arch": "course_cnn", "widths": (8,)}, "unknown training setting 'widths'; .* course_cnn's options: width, dense, dropout$"),
         ({"epochs": "many"}, "the setting epochs takes a whole number, got 'many'"),
+        ({"class_weight": "equal"}, "^class weight must be 'balanced' or 'none', got 'equal'$"),
     ):
         with pytest.raises(UsageError, match=message):
             imagerec.train(shapes, output=out, verbose=False, **kwargs)
@@ -210,6 +232,7 @@ def test_settings_become_one_config_with_the_architectures_defaults() -> None:
     assert make_config(batch_size=128).lr == pytest.approx(defaults_for("fast_resnet")["lr"] / 2)  # the same step per image
     assert make_config(patience=0).patience is None and make_config(arch="course_cnn", patience=-1).patience == 5
     assert make_config(augment_flip=False).flip is False  # train()'s old name for the setting
+    assert make_config().class_weight == "balanced" and make_config(class_weight="None").class_weight == "none"
     assert make_config(widths=[16, 32]).arch_options == {"widths": [16, 32]}
     again = make_config(course, lr=None, epochs=7)  # None keeps the base's value
     assert again == TrainConfig(**{**course.to_dict(), "epochs": 7})
@@ -236,6 +259,9 @@ def test_cli_train_course_cnn_json(shapes: Path, tmp_path: Path) -> None:
     assert summary["config"]["activation"] == "elu" and summary["epochs_run"] == 1
     assert summary["config"]["max_minutes"] == 30 and summary["stopped"] == "completed"  # --epochs capped the budget
     assert imagerec.load(output).labels == summary["classes"]
+    # 60 images per class, 10 % held out: the training counts are shown with the weighting used.
+    assert summary["class_counts"] == {name: 54 for name in summary["classes"]}
+    assert summary["class_weight"] == "balanced"
 
 
 def test_a_users_own_keras_model(shapes: Path, tmp_path: Path) -> None:
@@ -615,3 +641,41 @@ def test_an_interrupted_budget_run_resumes_with_its_plan(shapes: Path, tmp_path:
     result = _budget_run(shapes, tmp_path, monkeypatch, clock, resume=True)
     assert len(result.history) == 6 and result.config.epochs == 6
     assert clock.lrs[-1] < 0.05 * 0.1
+
+
+# -- class weights -----------------------------------------------------------------------
+
+
+def test_class_weights_scale_each_examples_loss_by_its_class() -> None:
+    import torch
+
+    from imagerec.training.optim import class_weights, make_loss
+
+    weights = class_weights("balanced", [0] * 9 + [1], 2)  # n / (classes × count)
+    assert weights == pytest.approx([10 / 18, 10 / 2], abs=1e-4)
+    assert class_weights("none", [0, 1], 2) is None
+    out, targets = torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.tensor([0, 1])
+    plain = make_loss("categorical_crossentropy", num_classes=2, label_smoothing=0.1)
+    each = make_loss("categorical_crossentropy", num_classes=2, label_smoothing=0.1, weights=[1.0, 0.0])
+    assert float(each(out, targets)) == pytest.approx(float(plain(out[:1], targets[:1])) / 2)  # sum / batch size
+    for name in ("categorical_focal_crossentropy", "categorical_hinge", "mean_squared_error"):
+        unweighted = make_loss(name, num_classes=2)
+        ones = make_loss(name, num_classes=2, weights=[1.0, 1.0])
+        assert float(ones(out, targets)) == pytest.approx(float(unweighted(out, targets)))
+
+
+@pytest.mark.slow  # two short training runs
+def test_balanced_weights_make_a_small_class_recognised(held_out: Path, tmp_path: Path) -> None:
+    root = make_shapes(tmp_path / "few_circles", per_class=40, size=24, seed=0)
+    for extra in sorted((root / "circle").iterdir())[4:]:  # 4 circles against 40 of each other shape
+        extra.unlink()
+    circles = sorted(str(p) for p in (held_out / "circle").iterdir())
+    recall = {}
+    for weight in ("none", "balanced"):
+        run = imagerec.train(root, output=tmp_path / f"{weight}.keras", epochs=2, lr=0.1, val_data=held_out,
+                             class_weight=weight, verbose=False, **SMALL)
+        assert run.class_counts == {"circle": 4, "cross": 40, "square": 40, "triangle": 40}
+        assert read_metadata(run.path)["config"]["class_weight"] == weight
+        model = run.recognizer()
+        recall[weight] = float((model.predict_proba(circles).argmax(axis=1) == model.labels.index("circle")).mean())
+    assert recall["balanced"] > recall["none"] + 0.3, recall

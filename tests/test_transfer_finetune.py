@@ -25,10 +25,12 @@ def test_fine_tune_trains_only_the_last_layers_and_saves_a_loadable_model(shapes
     from imagerec.transfer.finetune import fine_tune
     from imagerec.transfer.backbones.keras import build_application
 
-    result = fine_tune(shapes, weights=None, input_size=64, layers=3, epochs=1, output=tmp_path / "ft.keras", verbose=False)
+    result = fine_tune(shapes, weights=None, input_size=64, layers=3, epochs=1, output=tmp_path / "ft.keras", verbose=False,
+                       class_weight="none")
     summary = result.to_dict()
     assert 0 <= summary["frozen_val_accuracy"] <= 1 and 0 <= summary["fine_tuned_val_accuracy"] <= 1
     assert summary["val_images"] == 4 and summary["epochs_run"] == 1
+    assert summary["class_counts"] == {"circle": 6, "square": 6} and summary["class_weight"] == "none"
 
     tuned = load_keras_model(result.path)
     fresh = build_application("MobileNetV2", weights=None, input_size=64, seed=0)
@@ -55,17 +57,21 @@ def test_fine_tune_refuses_what_it_cannot_do(shapes, tmp_path):
     with pytest.raises(UsageError, match=r"\.keras file"):
         fine_tune(shapes, weights=None, output=tmp_path / "x.imagerec")
     assert run_app(["learn", str(shapes), "--fine-tune", "2", "--add", str(shapes), "--to", "x.imagerec"]) == 2
+    with pytest.raises(UsageError, match="class weight must be 'balanced' or 'none', got 'equal'"):
+        fine_tune(shapes, weights=None, class_weight="equal", output=tmp_path / "x.keras")
 
 
+@pytest.mark.slow  # over 4 s here
 def test_cli_fine_tune_reports_the_gain(shapes, tmp_path, capsys):
     from imagerec.cli._app import run_app
 
     out = tmp_path / "cli.keras"
     code = run_app(["learn", str(shapes), "--backbone", "keras:MobileNetV2", "--weights", "none", "--input-size", "64",
-                    "--fine-tune", "2", "--epochs", "1", "-o", str(out), "--json"])
+                    "--fine-tune", "2", "--epochs", "1", "--class-weight", "none", "-o", str(out), "--json"])
     assert code == 0, capsys.readouterr().err
     summary = json.loads(capsys.readouterr().out)
     assert summary["path"] == str(out) and out.is_file()
+    assert summary["class_weight"] == "none" and sum(summary["class_counts"].values()) == 12
     assert summary["gain"] == pytest.approx(summary["fine_tuned_val_accuracy"] - summary["frozen_val_accuracy"], abs=1e-3)
 
 

@@ -45,6 +45,7 @@ def test_rebuilt_keras_model_embeds_like_the_int8_model(zoo_weights, photos_dir)
     assert ((reference * other).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(other, axis=1)).max() < 0.9
 
 
+@pytest.mark.slow  # over 4 s here
 def test_zoo_weights_make_a_backbone_with_its_own_digest(models_dir, photos_dir):
     from imagerec.transfer.backbones import get_backbone
     from imagerec.transfer.backbones.keras import backbone_digest

@@ -73,6 +73,10 @@ def test_upload_and_teach_in_the_browser(server, browser, photos_dir: Path, tmp_
     page.click("#key-form button")
     page.locator("#model option[value='mobilenet_v2']").wait_for(state="attached")
 
+    # Nothing taught yet: no "Keep this model" buttons, no results bar.
+    assert not page.locator("#teach-downloads").is_visible()
+    assert not page.locator("#results-bar").is_visible()
+
     page.set_input_files("#file-input", str(photos_dir / "hot_dog.jpg"))
     card = page.locator(".result.done").first
     card.wait_for()
@@ -88,6 +92,16 @@ def test_upload_and_teach_in_the_browser(server, browser, photos_dir: Path, tmp_
     page.locator(".result.failed .error").first.wait_for()
     assert "not a recognised image" in page.locator(".result.failed .error").first.inner_text()
 
+    # The results can be cleared, and they never push the teach panel out of reach.
+    assert page.locator(".result").count() == 2
+    page.click("#clear-results")
+    assert page.locator(".result").count() == 0 and not page.locator("#results-bar").is_visible()
+    page.set_input_files("#file-input", [str(photos_dir / "hot_dog.jpg")] * 12)
+    page.wait_for_function("() => document.querySelectorAll('.result.done').length === 12")
+    results_box = page.locator("#results").bounding_box()
+    assert results_box["height"] <= 0.75 * 844  # scrolls inside its panel
+    page.click("#clear-results")
+
     # Teach two classes into a new model; the page switches to it.
     few_shot = photos_dir / "few-shot"
     for label, files in (("hot dog", ["hotdog_train_0.bmp", "hotdog_train_1.bmp"]), ("cat", ["cat_train_0.bmp"])):
@@ -98,6 +112,9 @@ def test_upload_and_teach_in_the_browser(server, browser, photos_dir: Path, tmp_
             "text => document.querySelector('#teach-status').textContent.includes(text)", arg=f"Learned “{label}”"
         )
     assert page.locator("#model").input_value() == "taught"
+    picked = page.locator("#model option[value='taught']").inner_text()
+    assert picked == "taught (2 learned classes)", picked
+    assert page.locator("#teach-downloads").is_visible()
     assert "hot dog, cat" in page.locator("#teach-status").inner_text()
 
     for photo, expected in (("cat_720p.jpg", "cat"), ("hot_dog.jpg", "hot dog")):
@@ -123,4 +140,27 @@ def test_upload_and_teach_in_the_browser(server, browser, photos_dir: Path, tmp_
     print(f"screenshots: {shots} {taught}")
     assert shots.stat().st_size > 10_000 and taught.stat().st_size > 10_000
     assert not problems, problems
+    page.close()
+
+
+@pytest.mark.slow
+def test_api_docs_render_with_no_internet(server, browser):
+    page = browser.new_page()
+    page.set_default_timeout(60_000)
+    outside: list[str] = []
+
+    def only_this_server(route):
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:  # as on a machine with no internet
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_this_server)
+    page.goto(server.url + "/")
+    page.click("footer a[href='/docs']")
+    page.locator(".swagger-ui .info .title").wait_for()
+    assert "imagerec" in page.locator(".swagger-ui .info .title").inner_text()
+    page.locator(".opblock-summary-path", has_text="/v1/predict").first.wait_for()
+    assert not outside, outside
     page.close()

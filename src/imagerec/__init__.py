@@ -14,7 +14,7 @@ from .core.images import Limits, load_image
 from .core.preprocessing import Preprocessing
 from .evaluation import evaluate
 from .loading import load
-from .recognizer import FileResult, Prediction, Recognizer
+from .recognizer import Answer, FileResult, Prediction, Recognizer
 from .training import train
 from .transfer import learn
 
@@ -26,6 +26,7 @@ __all__ = [
     "Limits",
     "Preprocessing",
     "load_image",
+    "Answer",
     "FileResult",
     "Prediction",
     "Recognizer",

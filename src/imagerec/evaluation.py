@@ -11,6 +11,12 @@ folder ``hotdog/`` evaluates an ImageNet model's ``hotdog, hot dog, red
 hot`` class. A prediction of a label that is not one of the dataset's
 classes counts as wrong ("other" in the confusion matrix).
 
+``accuracy`` scores the most probable class of every image. A learned
+recognizer with a threshold also answers "unknown": ``coverage`` is the
+share of images answered with a class, ``accuracy_answered`` the accuracy on
+those, ``accuracy_overall`` the share of all images answered right (an
+"unknown" counts as not right) — in total and per class.
+
 >>> import imagerec
 >>> from imagerec.evaluation import evaluate
 >>> result = evaluate(imagerec.load("mobilenet_v2"), {"macaw": ["../shared/photos/parrot.jpg"],
@@ -39,7 +45,7 @@ from .data.datasets import Dataset, DatasetSource, load_dataset
 from .loading import load
 from .recognizer import Recognizer
 
-__all__ = ["evaluate", "Evaluation", "classification_metrics", "match_classes", "write_report"]
+__all__ = ["evaluate", "Evaluation", "classification_metrics", "add_open_set_metrics", "match_classes", "write_report"]
 
 
 @dataclass
@@ -61,10 +67,28 @@ class Evaluation:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     report_dir: Path | None = None
+    answered: np.ndarray | None = None  # per image: not "unknown" (all True without a threshold)
+    threshold: float | None = None
 
     @property
     def accuracy(self) -> float:
+        """Share of images whose most probable class is right, as if "unknown" were never answered."""
         return float(self.metrics["accuracy"])
+
+    @property
+    def coverage(self) -> float:
+        """Share of images answered with a class (not "unknown")."""
+        return float(self.metrics["open_set"]["coverage"])
+
+    @property
+    def accuracy_answered(self) -> float | None:
+        """Accuracy on the answered images; None when every image was "unknown"."""
+        return self.metrics["open_set"]["accuracy_answered"]
+
+    @property
+    def accuracy_overall(self) -> float:
+        """Share of all images answered with the right class ("unknown" counts as not right)."""
+        return float(self.metrics["open_set"]["accuracy_overall"])
 
     def to_dict(self) -> dict:
         return {
@@ -73,6 +97,10 @@ class Evaluation:
             "images": int(len(self.targets)),
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "accuracy": self.accuracy,
+            "threshold": self.threshold,
+            "coverage": self.coverage,
+            "accuracy_answered": self.accuracy_answered,
+            "accuracy_overall": self.accuracy_overall,
             f"top_{self.top_k}_accuracy": self.top_k_accuracy,
             "top_k": self.top_k,
             "macro_avg": self.metrics["macro_avg"],
@@ -199,7 +227,7 @@ def evaluate(
     pixels = dataset.arrays(recognizer.preprocessing, workers=workers, progress=False if progress is False else None)
     if not len(dataset):
         raise DatasetError("no readable images to evaluate", path=dataset.source)
-    probabilities = _predict(recognizer, pixels, dataset.paths, batch_size, progress)
+    probabilities, match = _predict(recognizer, pixels, dataset.paths, batch_size, progress)
     keep = recognizer.predictable
     if restrict:
         allowed = np.zeros(len(recognizer.labels), bool)
@@ -221,6 +249,9 @@ def evaluate(
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     top_k_accuracy = float((top == true_labels[:, None]).any(axis=1).mean())
     metrics = classification_metrics(targets, predicted, dataset.classes)
+    threshold = recognizer.threshold if match is not None else None
+    answered = np.ones(len(targets), bool) if threshold is None else match >= threshold
+    add_open_set_metrics(metrics, targets, predicted, answered)
     result = Evaluation(
         model=recognizer.name,
         data=dataset.source,
@@ -236,6 +267,8 @@ def evaluate(
         paths=list(dataset.paths),
         skipped=list(dataset.skipped),
         seconds=seconds,
+        answered=answered,
+        threshold=threshold,
     )
     if report is not None:
         write_report(result, report, pixels=pixels, mistakes=mistakes)
@@ -244,8 +277,9 @@ def evaluate(
 
 def _predict(
     recognizer: Recognizer, pixels: np.ndarray, paths: Sequence[str], batch_size: int, progress: bool | None
-) -> np.ndarray:
-    """Probabilities for the dataset's preprocessed pixels (one row per path), batch by batch.
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Probabilities for the dataset's preprocessed pixels (one row per path), batch by batch, and each
+    image's match (what the "unknown" threshold is compared with; None without a threshold).
 
     The pixels are already decoded, resized and framed with the recognizer's
     preprocessing, so they go to :meth:`Recognizer.score` as they are
@@ -253,7 +287,7 @@ def _predict(
     and near-ties are decoded again in full by :meth:`Recognizer.refine`, as
     ``predict`` does for the same files.
     """
-    chunks = []
+    chunks, matches = [], []
     # By default only a long evaluation on a terminal shows a bar.
     enabled = progress if progress is not None else (None if len(pixels) > batch_size * 4 else False)
     with progress_bar(len(pixels), "evaluating", enabled=enabled) as advance:
@@ -261,8 +295,38 @@ def _predict(
             chunk = np.ascontiguousarray(pixels[start : start + batch_size])
             scores = recognizer.refine(recognizer.score(chunk), paths[start : start + batch_size])
             chunks.append(np.asarray(scores.probabilities, dtype=np.float64))
+            if scores.confidence is not None:
+                matches.append(np.asarray(scores.confidence, dtype=np.float64))
             advance(len(chunk))
-    return np.concatenate(chunks)
+    match = np.concatenate(matches) if matches and len(matches) == len(chunks) else None
+    return np.concatenate(chunks), match
+
+
+def add_open_set_metrics(metrics: dict, targets: np.ndarray, predicted: np.ndarray, answered: np.ndarray) -> dict:
+    """Add coverage (share answered, not "unknown"), accuracy on the answered images and accuracy overall
+    (right answers over all images), in total (``metrics["open_set"]``) and per class.
+
+    >>> m = {"per_class": [{"class": "a"}, {"class": "b"}]}
+    >>> add_open_set_metrics(m, np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), np.array([True, True, False, True]))["open_set"]
+    {'coverage': 0.75, 'accuracy_answered': 0.6667, 'accuracy_overall': 0.5}
+    >>> m["per_class"][1]
+    {'class': 'b', 'coverage': 0.5, 'accuracy_answered': 1.0, 'accuracy_overall': 0.5}
+    """
+
+    def figures(rows: np.ndarray) -> dict:
+        right = (predicted[rows] == targets[rows]) & answered[rows]
+        kept = int(answered[rows].sum())
+        return {
+            "coverage": round(float(answered[rows].mean()), 4) if rows.any() else 0.0,
+            "accuracy_answered": round(float(right.sum() / kept), 4) if kept else None,
+            "accuracy_overall": round(float(right.mean()), 4) if rows.any() else 0.0,
+        }
+
+    targets, predicted, answered = np.asarray(targets), np.asarray(predicted), np.asarray(answered, bool)
+    metrics["open_set"] = figures(np.ones(len(targets), bool))
+    for c, row in enumerate(metrics["per_class"]):
+        row.update(figures(targets == c))
+    return metrics
 
 
 # -- the report ------------------------------------------------------------------
@@ -363,14 +427,37 @@ def _mistakes_png(result: Evaluation, wrong: list[int], path: Path, pixels: np.n
     return True
 
 
+def percent(value: float | None) -> str:
+    """A share as a percentage, "–" when there is none.
+
+    >>> percent(0.6667), percent(None)
+    ('66.7 %', '–')
+    """
+    return "–" if value is None else f"{value:.1%}".replace("%", " %")
+
+
+def open_set_sentence(result: Evaluation) -> str:
+    """One line on "unknown": how many images were answered and how many of those, and of all, were right."""
+    return (f"'unknown' when the match is under {result.threshold:.3f}: {percent(result.coverage)} of the images "
+            f"answered, {percent(result.accuracy_answered)} of those right, {percent(result.accuracy_overall)} "
+            f"right overall (accuracy {percent(result.accuracy)} if every image were answered)")
+
+
+def _open_set_cells(row: dict) -> str:
+    return "".join(f"<td>{percent(row[key])}</td>" for key in ("coverage", "accuracy_answered", "accuracy_overall"))
+
+
 def _html(result: Evaluation, wrong: list[int], has_sheet: bool) -> str:
     e = html.escape
     summary = result.to_dict()
+    open_set = result.threshold is not None
     rows = "\n".join(
         f"<tr><td>{e(c['class'])}</td><td>{c['precision']:.3f}</td><td>{c['recall']:.3f}</td>"
-        f"<td>{c['f1']:.3f}</td><td>{c['support']}</td></tr>"
+        f"<td>{c['f1']:.3f}</td><td>{c['support']}</td>" + (_open_set_cells(c) if open_set else "") + "</tr>"
         for c in result.metrics["per_class"]
     )
+    answered = f"<p>{e(open_set_sentence(result))}</p>" if open_set else ""
+    open_set_heads = "<th>answered</th><th>right of answered</th><th>right overall</th>" if open_set else ""
     mistakes = "\n".join(
         f"<li><code>{e(result.paths[i])}</code>: {e(result.classes[result.targets[i]])} → "
         f"{e(result.predicted_labels[i])} ({result.confidence[i]:.1%})</li>"
@@ -389,9 +476,10 @@ td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}</style></h
 <p><b>Accuracy {result.accuracy:.2%}</b>, top-{result.top_k} accuracy {result.top_k_accuracy:.2%};
 macro F1 {macro['f1']:.3f}, weighted F1 {weighted['f1']:.3f}.
 {summary['images_per_second'] or 0:.1f} images/s.</p>
+{answered}
 <h2>Confusion matrix</h2><p><a href="confusion.png"><img src="confusion.png" alt="confusion matrix"></a></p>
 <h2>Per class</h2>
-<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
+<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th>{open_set_heads}</tr>
 {rows}
 <tr><th>macro avg</th><td>{macro['precision']:.3f}</td><td>{macro['recall']:.3f}</td><td>{macro['f1']:.3f}</td><td></td></tr>
 <tr><th>weighted avg</th><td>{weighted['precision']:.3f}</td><td>{weighted['recall']:.3f}</td><td>{weighted['f1']:.3f}</td><td></td></tr>

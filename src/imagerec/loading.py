@@ -14,17 +14,30 @@ loader, and anything else is a one-line error rather than silently ignored.
 >>> imagerec.load("mobilenet_v2", typo_option=1)
 Traceback (most recent call last):
 imagerec.core.errors.UsageError: unknown option typo_option for the zoo model 'mobilenet_v2'; it takes refine_margin, workers, batch_size, threshold
+
+A name that looks like a file is a file (``pets.kears`` is a missing file, not
+an unknown zoo model), and a mistyped zoo name gets a suggestion:
+
+>>> imagerec.load("pets.kears")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+imagerec.core.errors.ModelFileError: pets.kears: no such model file (a model is a zoo name or a file ending in .tflite, .keras, ...)
+>>> imagerec.load("mobilenetv2")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+imagerec.core.errors.UnknownModelError: no model named 'mobilenetv2'; did you mean 'mobilenet_v2' or 'mobilenet_v2_tf2'? known models: ...
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .core.errors import UsageError
+from . import zoo
+from .core.errors import ModelFileError, UnknownModelError, UsageError
 from .core.images import DEFAULT_LIMITS, Limits
+from .formats import h5_recognizer as h5_format
 from .formats import keras_recognizer as keras_format
 from .formats import onnx as onnx_format
 from .formats import tflite as tflite_format
@@ -46,9 +59,10 @@ class Format:
 
 
 FORMATS: tuple[Format, ...] = (
-    Format(".tflite", "a TensorFlow Lite model", tflite_format.load_tflite, takes_labels=True),
+    Format(".tflite", "a TensorFlow Lite model", tflite_format.load_tflite, ("normalization",), takes_labels=True),
     Format(".keras", "a Keras model", keras_format.load_recognizer, ("normalization",), takes_labels=True),
     Format(".onnx", "an ONNX model exported by imagerec", onnx_format.load_exported_onnx, takes_labels=True),
+    Format(".h5", "a Keras 2 model", h5_format.load_h5, ("normalization", "architecture"), takes_labels=True),
     Format(learned_format.SUFFIX, "a learned recognizer", learned_format.load_learned),
 )
 
@@ -66,10 +80,34 @@ def format_for(model: str | os.PathLike[str]) -> Format | None:
     for candidate in FORMATS:
         if candidate.suffix == suffix:
             return candidate
-    if os.sep in text or "/" in text or Path(text).exists():
-        known = ", ".join(f.suffix for f in FORMATS)
+    if text in zoo_names():
+        return None
+    known = ", ".join(f.suffix for f in FORMATS)
+    if Path(text).exists():
         raise UsageError(f"{text}: not a model imagerec can load (expected a zoo name or a file ending in {known})")
+    if os.sep in text or "/" in text or suffix:
+        # Zoo names have no dots or slashes: this was meant as a file.
+        raise ModelFileError(f"{text}: no such model file (a model is a zoo name or a file ending in {known})", path=text)
     return None
+
+
+def zoo_names() -> list[str]:
+    """Every name and alias the zoo answers to.
+
+    >>> "mobilenet_v2" in zoo_names()
+    True
+    """
+    return [name for spec in zoo.list_models() for name in (spec.name, *spec.aliases)]
+
+
+def _did_you_mean(name: str, exc: UnknownModelError) -> UnknownModelError:
+    """``exc`` with the closest zoo names suggested, as for mistyped command names."""
+    close = difflib.get_close_matches(name, zoo_names(), n=2, cutoff=0.6)
+    if not close:
+        return exc
+    hint = " or ".join(repr(candidate) for candidate in close)
+    message = str(exc.args[0] if exc.args else exc).replace(f"{name!r};", f"{name!r}; did you mean {hint}?", 1)
+    return UnknownModelError(message, name=name)
 
 
 def load(
@@ -103,7 +141,10 @@ def load(
         what = kind.what if kind is not None else "a zoo model"
         raise UsageError(f"labels= is only for .tflite, .keras and .onnx classifiers; {what} brings its own")
     if kind is None:
-        recognizer = tflite_format.load_zoo(os.fspath(model), num_threads=num_threads, limits=limits)
+        try:
+            recognizer = tflite_format.load_zoo(os.fspath(model), num_threads=num_threads, limits=limits)
+        except UnknownModelError as exc:
+            raise _did_you_mean(os.fspath(model), exc) from None
     elif kind.takes_labels:
         recognizer = kind.loader(model, labels=labels, num_threads=num_threads, limits=limits, **options)
     else:

@@ -3,99 +3,44 @@
 Every surface that predicts — the CLI, the Python API, the HTTP service,
 evaluation and the photo library — goes through :meth:`Recognizer.score`
 (a preprocessed batch to probabilities) and :meth:`Recognizer.rank`
-(probabilities to top-k :class:`Prediction` lists, with the ignore mask
-and "unknown"). :func:`imagerec.load` (in :mod:`imagerec.loading`) opens
-model files and zoo names.
+(probabilities to one :class:`~imagerec.answers.Answer` per image: the
+top-k classes after the ignore mask, and the decision — "unknown", "not
+sure"). :func:`imagerec.load` (in :mod:`imagerec.loading`) opens model files
+and zoo names.
 
 >>> import imagerec
 >>> recognizer = imagerec.load("mobilenet_v2")
->>> [p.label for p in recognizer.predict("../shared/photos/parrot.jpg", top_k=1)[0]]
-['macaw']
+>>> answer = recognizer.predict("../shared/photos/parrot.jpg", top_k=2)[0]
+>>> answer.label, answer.index, answer.sure, [p.label for p in answer]
+('macaw', 88, True, ['macaw', 'lorikeet'])
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+from .answers import SURE_LEVEL, UNKNOWN, Answer, FileResult, Prediction
 from .backends import Backend
-from .core.errors import ImagerecError, UsageError
+from .core.errors import UsageError
 from .core.arrays import softmax
 from .core.images import DEFAULT_LIMITS, ImageSource, Limits, stack
 from .core.preprocessing import Preprocessing
 from .core.pipeline import Decoded, decode_one, batches, decode_ordered
 
-__all__ = ["Prediction", "FileResult", "Recognizer", "Scores", "softmax", "UNKNOWN", "SETTINGS"]
+__all__ = ["Prediction", "Answer", "FileResult", "Recognizer", "Scores", "softmax", "UNKNOWN", "SURE_LEVEL", "SETTINGS"]
 
 # What imagerec.load(..., **settings) may set on any recognizer it opens.
 SETTINGS = ("refine_margin", "workers", "batch_size", "threshold")
-
-# The label predicted when a recognizer with a threshold is not sure enough.
-UNKNOWN = "unknown"
 
 # A photo decoded in JPEG draft mode whose best class leads the runner-up
 # by less than this is decoded again in full and predicted again. On the
 # issue-2 benchmark that is about one photo in six, and it lifts top-1
 # agreement with a full decode from 97 % to 99.5 % (bench/predict_throughput.py).
 DEFAULT_REFINE_MARGIN = 0.1
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One label for one image: its name, probability and class index.
-
-    >>> Prediction("macaw", 0.91, 89).to_dict()
-    {'label': 'macaw', 'score': 0.91, 'index': 89}
-    """
-
-    label: str
-    score: float
-    index: int
-
-    def to_dict(self) -> dict:
-        return {"label": self.label, "score": round(float(self.score), 6), "index": int(self.index)}
-
-
-@dataclass
-class FileResult:
-    """What became of one input: its predictions, or the error that stopped it.
-
-    Every surface that answers per image uses this record: :meth:`Recognizer.predict_files`,
-    the HTTP service and the cloud comparison (:mod:`imagerec.cloud`). ``path``
-    is the file's path or the name the input goes by (``"<bytes>"``, an
-    upload's file name); ``error`` is the exception, so a caller can tell its
-    kind (``str(error)`` is the one-line message); ``seconds``, where it was
-    measured (the cloud comparison), is the time this input took.
-
-    >>> FileResult("parrot.jpg", [Prediction("macaw", 0.91, 89)]).to_dict()
-    {'path': 'parrot.jpg', 'predictions': [{'label': 'macaw', 'score': 0.91, 'index': 89}]}
-    >>> from imagerec.core.errors import ImageDecodeError
-    >>> FileResult("notes.txt", error=ImageDecodeError("not a recognised image", path="notes.txt"), seconds=0.01).to_dict()
-    {'path': 'notes.txt', 'error': 'notes.txt: not a recognised image', 'seconds': 0.01}
-    """
-
-    path: str
-    predictions: list[Prediction] = field(default_factory=list)
-    error: ImagerecError | None = None
-    seconds: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self) -> dict:
-        result: dict[str, Any] = {"path": self.path}
-        if self.error is not None:
-            result["error"] = str(self.error)
-        else:
-            result["predictions"] = [p.to_dict() for p in self.predictions]
-        if self.seconds is not None:
-            result["seconds"] = round(self.seconds, 4)
-        return result
 
 
 class Scores(NamedTuple):
@@ -123,10 +68,14 @@ class Recognizer:
     any object with ``predict_proba(embeddings)`` (and optionally
     ``confidence(embeddings)``) whose classes are ``labels``; it classifies
     the backend's embedding instead of using the backend's own scores. With
-    a ``threshold``, an image whose confidence (the head's ``confidence``,
-    else the best probability) is below it is predicted as ``"unknown"``
-    (index -1, score 1 − the best class's probability), followed by the
-    best ``top_k - 1`` classes. ``metadata`` travels with :meth:`save`.
+    a ``threshold``, an image whose match (the head's ``confidence``, else
+    the best probability) is below it gets the answer ``"unknown"``: the
+    :class:`~imagerec.answers.Answer` still ranks the classes by their own
+    probabilities and says which came closest. ``metadata`` travels with :meth:`save`.
+
+    ``skip_outputs`` leading model outputs are not classes and are dropped
+    from the probabilities (the TF-slim ImageNet models' ``background`` at
+    output 0), so ``labels[i]`` is ImageNet-1k class ``i`` as Keras numbers it.
 
     Large JPEGs are decoded in draft mode (scaled down by the decoder, many
     times faster). When that leaves a photo's best two classes within
@@ -155,6 +104,7 @@ class Recognizer:
         metadata: dict | None = None,
         task: str = "classify",
         refine_margin: float = DEFAULT_REFINE_MARGIN,
+        skip_outputs: int = 0,
     ) -> None:
         if task not in ("classify", "embed"):
             raise UsageError(f"task must be 'classify' or 'embed', got {task!r}")
@@ -179,6 +129,7 @@ class Recognizer:
         self.workers = workers
         self.batch_size = batch_size
         self.refine_margin = float(refine_margin)
+        self.skip_outputs = int(skip_outputs)
         ignored = set(ignore)
         self._keep = np.array([label not in ignored for label in self.labels], dtype=bool)
 
@@ -263,14 +214,15 @@ class Recognizer:
 
     def predict(
         self, images: ImageSource | Sequence[ImageSource], top_k: int = 5, *, min_score: float = 0.0
-    ) -> list[list[Prediction]]:
-        """The ``top_k`` most probable labels for each image, best first."""
+    ) -> list[Answer]:
+        """The answer for each image: its ``top_k`` most probable labels, best first, and the decision on them
+        (:class:`~imagerec.answers.Answer`: ``label`` is the answer, ``"unknown"`` below the threshold)."""
         if top_k < 1:
             raise UsageError(f"top_k must be at least 1, got {top_k}")
         self._require_classes()
         return self.rank(self._score_sources(images), top_k, min_score=min_score)
 
-    def predict_batch(self, batch: np.ndarray, top_k: int = 5, *, min_score: float = 0.0) -> list[list[Prediction]]:
+    def predict_batch(self, batch: np.ndarray, top_k: int = 5, *, min_score: float = 0.0) -> list[Answer]:
         """:meth:`predict` for a batch that is already preprocessed (``preprocess``, or a decode with
         this recognizer's ``preprocessing``): nothing is decoded, resized or framed again.
 
@@ -448,6 +400,9 @@ class Recognizer:
         if "confidence" in wanted:
             return Scores(self._normalized(out["scores"]), out["confidence"].reshape(len(batch))), embeddings
         probabilities = softmax(out["logits"]) if "logits" in wanted else self._normalized(out["scores"])
+        # Dropped after normalising over every output, so a class's probability
+        # is the model's own and a row may sum to a little under one.
+        probabilities = probabilities[:, self.skip_outputs:]
         confidence = None if self.threshold is None else np.where(self._keep[None, :], probabilities, 0).max(axis=1)
         return Scores(probabilities, confidence), embeddings
 
@@ -460,21 +415,28 @@ class Recognizer:
         # one; renormalising keeps scores comparable across images.
         return (scores / np.maximum(totals, 1e-12)).astype(np.float32)
 
-    def rank(self, scores: Scores, top_k: int = 5, *, min_score: float = 0.0) -> list[list[Prediction]]:
-        """The ``top_k`` predictable labels of each row of ``scores``, best first; "unknown" below the threshold."""
+    def rank(self, scores: Scores, top_k: int = 5, *, min_score: float = 0.0) -> list[Answer]:
+        """The :class:`~imagerec.answers.Answer` of each row of ``scores``: its ``top_k`` predictable classes,
+        best first, and the decision ("unknown" when the row's confidence is under the threshold).
+
+        >>> import numpy as np
+        >>> recognizer = Recognizer(None, ["cat", "dog"], Preprocessing(size=(1, 1)), threshold=0.5)
+        >>> answer = recognizer.rank(Scores(np.array([[0.7, 0.3]]), np.array([0.4])))[0]
+        >>> answer.label, answer.closest.label, [p.label for p in answer]
+        ('unknown', 'cat', ['cat', 'dog'])
+        """
         probabilities, confidence = scores
         masked = np.where(self._keep[None, :], probabilities, -np.inf)
         k = min(top_k, self.num_classes)
         # Stable sort keeps the lower class index first among equal scores.
         order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+        threshold = self.threshold if confidence is not None else None
         results = []
         for position, (row, indices) in enumerate(zip(probabilities, order)):
-            ranked = [Prediction(self.labels[i], float(row[i]), int(i)) for i in indices if row[i] >= min_score]
-            if confidence is not None and self.threshold is not None and confidence[position] < self.threshold:
-                # Not sure enough: "unknown" first, then the runners-up for context.
-                best = float(row[indices[0]]) if len(indices) else 0.0
-                ranked = [Prediction(UNKNOWN, max(0.0, 1.0 - best), -1)] + ranked[: top_k - 1]
-            results.append(ranked)
+            ranked = [Prediction(self.labels[i], float(row[i]), int(i)) for i in indices]
+            match = None if confidence is None else float(confidence[position])
+            results.append(Answer([p for p in ranked if p.score >= min_score], best=ranked[0] if ranked else None,
+                                  match=match, threshold=threshold))
         return results
 
 

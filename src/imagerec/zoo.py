@@ -3,8 +3,9 @@
 A model file is looked for, in order, in the folder named by
 ``IMAGEREC_MODEL_DIR``, then in imagerec's cache folder (``IMAGEREC_CACHE_DIR``
 or the platform's user cache), and only then downloaded from its public
-address pinned to a commit. Every file is checked against its pinned sha256
-wherever it came from; a download is streamed to a temporary name and renamed
+address pinned to a commit. Every file is checked against its pinned digest
+(sha256; md5 where the publisher gives only that, as Keras does for most of
+its Applications' weights) wherever it came from; a download is streamed to a temporary name and renamed
 into place only once complete and verified, so a partial or corrupt file is
 never used. ``IMAGEREC_OFFLINE=1`` forbids downloads.
 
@@ -42,6 +43,7 @@ __all__ = [
     "fetch",
     "download",
     "sha256_file",
+    "file_digest",
     "read_labels",
     "DEFAULT_MODEL",
 ]
@@ -54,15 +56,42 @@ _CORAL_LICENSE = "Apache-2.0 (google-coral/test_data)"
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """A file with a public address and a pinned sha256.
+    """A file with a public address and a pinned digest.
+
+    ``sha256`` holds the file's sha256 (64 hex digits) or, for files whose
+    publisher pins only an md5 (Keras Applications' weights), that md5 (32
+    hex digits): :attr:`algorithm` says which.
 
     >>> RemoteFile("a.txt", "https://example.org/a.txt", "0" * 64).filename
     'a.txt'
+    >>> RemoteFile("w.h5", "https://example.org/w.h5", "0" * 32).algorithm
+    'md5'
     """
 
     filename: str
     url: str
     sha256: str
+
+    @property
+    def algorithm(self) -> str:
+        return _algorithm(self.sha256)
+
+    @property
+    def identity(self) -> str:
+        """64 hex digits naming the file's content: its sha256, or a sha256 derived from its md5.
+
+        What a recognizer's ``sha256`` (and a learned recognizer's backbone) is keyed by.
+
+        >>> len(RemoteFile("w.h5", "https://example.org/w.h5", "0" * 32).identity)
+        64
+        """
+        if self.algorithm == "sha256":
+            return self.sha256
+        return hashlib.sha256(f"{self.algorithm}:{self.sha256}".encode()).hexdigest()
+
+
+def _algorithm(digest: str) -> str:
+    return "md5" if len(digest) == 32 else "sha256"
 
 
 @dataclass(frozen=True)
@@ -72,7 +101,9 @@ class ModelSpec:
     ``embedding_tensor`` names the tensor whose value is the image embedding;
     ``logits_tensor`` the pre-softmax scores when the model exposes them (their
     softmax is finer-grained than a uint8 softmax output). Labels equal to
-    ``background_label`` are never returned as predictions.
+    ``background_label`` are never returned as predictions; when it is the
+    first of the labels (the 1001-output ImageNet models), that output is
+    dropped, so label indices are ImageNet-1k's as Keras numbers them.
     """
 
     name: str
@@ -87,8 +118,11 @@ class ModelSpec:
     logits_tensor: str | None = None
     background_label: str | None = "background"
     label_synonyms: bool = False  # label lines read "name, synonym, ..." (ImageNet)
-    backend: str = "litert"
+    backend: str = "litert"  # "litert" (a .tflite file) or "keras" (a Keras application's weights, run as ONNX)
     aliases: tuple[str, ...] = field(default=())
+    application: str | None = None  # the keras.applications builder of a "keras" model
+    top1: float | None = None  # published ImageNet top-1 accuracy, %
+    size_mb: float | None = None  # the model file's size as published
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -104,6 +138,7 @@ class ModelSpec:
             "file": self.model.filename,
             "url": self.model.url,
             "sha256": self.model.sha256,
+            "hash": self.model.algorithm,  # "md5" where the publisher pins only that (Keras's weights)
             "license": self.license,
             "input_size": list(self.input_size),
             "preprocessing": self.preprocessing.to_dict(),
@@ -113,6 +148,9 @@ class ModelSpec:
             "embedding_tensor": self.embedding_tensor,
             "embedding_dim": self.embedding_dim,
             "logits_tensor": self.logits_tensor,
+            "application": self.application,
+            "top1": self.top1,
+            "size_mb": self.size_mb,
         }
 
 
@@ -185,7 +223,7 @@ def _offline() -> bool:
     return os.environ.get("IMAGEREC_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-_HASH_MEMO: dict[tuple[str, int, int], str] = {}
+_HASH_MEMO: dict[tuple[str, int, int, str], str] = {}
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -196,10 +234,15 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     >>> sha256_file(p)[:16]
     'ba7816bf8f01cfea'
     """
+    return file_digest(path, "sha256")
+
+
+def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    """Hex digest (``"sha256"`` or ``"md5"``) of a file, remembered per (path, size, mtime, algorithm)."""
     stat = os.stat(path)
-    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns, algorithm)
     if key not in _HASH_MEMO:
-        digest = hashlib.sha256()
+        digest = hashlib.new(algorithm)
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
@@ -218,24 +261,24 @@ def fetch(remote: RemoteFile, *, progress: bool | None = None) -> Path:
     for folder in user_dirs:
         candidate = folder / remote.filename
         if candidate.is_file():
-            actual = sha256_file(candidate)
+            actual = file_digest(candidate, remote.algorithm)
             if actual != remote.sha256:
                 raise ChecksumError(
-                    f"{candidate}: sha256 is {actual}, expected {remote.sha256}; "
+                    f"{candidate}: {remote.algorithm} is {actual}, expected {remote.sha256}; "
                     f"replace it with the file from {remote.url}",
                     path=str(candidate),
                 )
             return candidate
     cached = cache_dir() / remote.filename
     if cached.is_file():
-        if sha256_file(cached) == remote.sha256:
+        if file_digest(cached, remote.algorithm) == remote.sha256:
             return cached
         cached.unlink(missing_ok=True)  # corrupt cache entry: never used, fetched again below
     if _offline():
         places = " or ".join(str(folder) for folder in [*user_dirs, cache_dir()])
         raise OfflineError(
             f"{remote.filename} is needed but IMAGEREC_OFFLINE=1 forbids downloading it; "
-            f"put the file from {remote.url} (sha256 {remote.sha256}) in {places}",
+            f"put the file from {remote.url} ({remote.algorithm} {remote.sha256}) in {places}",
             url=remote.url,
             path=str(cached),
         )
@@ -247,12 +290,14 @@ def download(url: str, dest: str | os.PathLike[str], sha256: str, *, progress: b
 
     Raises ``DownloadError`` on network or HTTP failure and ``ChecksumError``
     when the content is not the pinned one; in both cases nothing is left at
-    ``dest`` and the temporary file is removed.
+    ``dest`` and the temporary file is removed. ``sha256`` may be an md5
+    (32 hex digits) for files pinned that way.
     """
     import httpx
 
     dest = Path(dest)
-    digest = hashlib.sha256()
+    algorithm = _algorithm(sha256)
+    digest = hashlib.new(algorithm)
     try:
         # The checksum is checked inside the block: a wrong one raises, so the
         # temporary file is removed and never renamed into place.
@@ -269,7 +314,7 @@ def download(url: str, dest: str | os.PathLike[str], sha256: str, *, progress: b
             actual = digest.hexdigest()
             if actual != sha256:
                 raise ChecksumError(
-                    f"downloaded {url} has sha256 {actual}, expected {sha256}; the file was discarded "
+                    f"downloaded {url} has {algorithm} {actual}, expected {sha256}; the file was discarded "
                     "(a truncated transfer or a changed upstream file)",
                     url=url,
                     path=str(dest),
@@ -380,3 +425,60 @@ register(
         logits_tensor="Logits/MatMul;Logits/BiasAdd",
     )
 )
+
+# Keras Applications: the course's VGG16 and ResNet50, and the models a user
+# would pick today on a CPU — EfficientNetV2 B0 (best accuracy for its cost)
+# and S (the most accurate under ~100 MB), ConvNeXt Tiny (a modern
+# convolutional net, 81 %), MobileNetV3 Large (the light one). Weights come
+# from the addresses Keras's own code uses, pinned by the hashes Keras
+# publishes beside them (keras/src/applications/*.py); top-1 and sizes are
+# from the Keras Applications table. They run through ONNX Runtime
+# (formats.keras_apps converts each once). The preprocessing is the model's
+# own: caffe (BGR minus the ImageNet mean) for VGG16/ResNet50; the others
+# rescale raw 0–255 pixels inside the network (include_preprocessing).
+_KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+_KERAS_LICENSE = "Apache-2.0 (Keras Applications weights)"
+
+
+def _keras(name: str, application: str, path: str, digest: str, *, size: int, normalization: str, top1: float,
+           size_mb: float, embedding: str, dim: int, what: str, aliases: tuple[str, ...] = ()) -> ModelSpec:
+    filename = path.rsplit("/", 1)[-1]
+    return ModelSpec(
+        name=name,
+        description=f"{what} (Keras Applications, float), ImageNet-1k; top-1 {top1} %",
+        task="classify",
+        model=RemoteFile(filename, _KERAS + path, digest),
+        license=_KERAS_LICENSE,
+        preprocessing=Preprocessing(size=(size, size), resize="crop", normalization=normalization),
+        labels=_IMAGENET_LABELS,
+        label_synonyms=True,
+        embedding_tensor=embedding,  # a Keras layer name for these
+        embedding_dim=dim,
+        backend="keras",
+        aliases=(f"keras:{application}", *aliases),
+        application=application,
+        top1=top1,
+        size_mb=size_mb,
+    )
+
+
+for _spec in (
+    _keras("vgg16", "VGG16", "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5", "64373286793e3c8b2b4e3219cbf3544b",
+           size=224, normalization="caffe", top1=71.3, size_mb=528, embedding="fc2", dim=4096, what="VGG16"),
+    _keras("resnet50", "ResNet50", "resnet/resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+           "2cb95161c43110f7111970584f804107", size=224, normalization="caffe", top1=74.9, size_mb=98,
+           embedding="avg_pool", dim=2048, what="ResNet50"),
+    _keras("efficientnet_v2_b0", "EfficientNetV2B0", "efficientnet_v2/efficientnetv2-b0.h5",
+           "21ecbf6da12460d5c40bb2f29ceb2188", size=224, normalization="uint8", top1=78.7, size_mb=29,
+           embedding="avg_pool", dim=1280, what="EfficientNetV2 B0"),
+    _keras("efficientnet_v2_s", "EfficientNetV2S", "efficientnet_v2/efficientnetv2-s.h5",
+           "e1d88a8495beba45748fedd0cecbe016", size=384, normalization="uint8", top1=83.9, size_mb=88,
+           embedding="avg_pool", dim=1280, what="EfficientNetV2 S, 384 px"),
+    _keras("convnext_tiny", "ConvNeXtTiny", "convnext/convnext_tiny.h5",
+           "8ae6e78ce2933352b1ef4008e6dd2f17bc40771563877d156bc6426c7cf503ff", size=224, normalization="uint8",
+           top1=81.3, size_mb=109.42, embedding="convnext_tiny_head_layernorm", dim=768, what="ConvNeXt Tiny"),
+    _keras("mobilenet_v3_large", "MobileNetV3Large", "mobilenet_v3/weights_mobilenet_v3_large_224_1.0_float.h5",
+           "59e551e166be033d707958cf9e29a6a7", size=224, normalization="uint8", top1=75.6, size_mb=22,
+           embedding="conv_2", dim=1280, what="MobileNetV3 Large 1.0 224"),
+):
+    register(_spec)

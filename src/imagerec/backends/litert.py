@@ -118,7 +118,9 @@ class LiteRTBackend:
 
     ``extra_outputs`` maps output names (``"embedding"``, ``"logits"``) to
     tensor names inside the model. ``num_threads`` defaults to the number of
-    cores this process may use.
+    cores this process may use. A model with a float32 input needs
+    ``normalization`` (a name in :data:`imagerec.core.preprocessing.NORMALIZATIONS`):
+    the backend turns the uint8 pixels into the floats the model wants.
     """
 
     def __init__(
@@ -127,8 +129,11 @@ class LiteRTBackend:
         *,
         num_threads: int | None = None,
         extra_outputs: Mapping[str, str] | None = None,
+        normalization: str | None = None,
     ) -> None:
         from ai_edge_litert.interpreter import Interpreter
+
+        from ..core.preprocessing import normalization as find_normalization
 
         content = model if isinstance(model, bytes) else _read_model(Path(model))
         extra = dict(extra_outputs or {})
@@ -144,12 +149,22 @@ class LiteRTBackend:
             raise ModelFileError(f"{where}: not a loadable TensorFlow Lite model ({exc})", path=str(where)) from exc
         self._lock = threading.Lock()
         self._input = self._interpreter.get_input_details()[0]
-        if self._input["dtype"] != np.uint8:
-            # Float models need normalisation; imagerec's float models run through ONNX Runtime.
+        where = str(model) if not isinstance(model, bytes) else "<bytes>"
+        self.float_input = self._input["dtype"] == np.float32
+        if not self.float_input and self._input["dtype"] != np.uint8:
             raise ModelFileError(
-                f"expected a model with a uint8 input, got {np.dtype(self._input['dtype']).name}",
-                path=str(model) if not isinstance(model, bytes) else "<bytes>",
+                f"{where}: expected a model with a uint8 or float32 input, got {np.dtype(self._input['dtype']).name}",
+                path=where,
             )
+        if self.float_input and normalization is None:
+            raise ModelFileError(
+                f"{where}: the model takes float32 pixels but says nothing of their normalisation (no TFLite "
+                "metadata); pass normalization= one of uint8, unit, tf, torch, caffe (CLI: --normalization)",
+                path=where,
+            )
+        # uint8 models scale pixels through their quantisation parameters: raw values go in.
+        self.normalization = normalization if self.float_input else "uint8"
+        self._normalize = find_normalization(self.normalization) if self.float_input else None
         details = self._interpreter.get_output_details()
         by_name = {detail["name"]: detail for detail in details}
         self._outputs: dict[str, dict] = {"scores": details[0]}
@@ -183,6 +198,8 @@ class LiteRTBackend:
                 chunk = batch[row : row + self._batch]
                 if len(chunk) < self._batch:  # the model's batch size is fixed; pad the tail
                     chunk = np.concatenate([chunk, np.zeros((self._batch - len(chunk), *expected), np.uint8)])
+                if self._normalize is not None:
+                    chunk = self._normalize.numpy(chunk)
                 self._interpreter.set_tensor(self._input["index"], chunk)
                 self._interpreter.invoke()
                 for name in outputs:

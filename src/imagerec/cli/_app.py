@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from ..core.errors import ImagerecError, UnknownModelError, UsageError
+from ..core.version import __version__
 
 app = typer.Typer(
     name="imagerec",
@@ -17,6 +18,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"imagerec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+    ),
+) -> None:
+    """Recognise what is in photos: predict, train, learn, serve, search, compare."""
+
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -48,10 +66,14 @@ def check_output_file(option: str, path: str) -> None:
 
 def run_app(argv: list[str] | None = None) -> int:
     """Run the app, turning imagerec errors into one line and an exit status."""
+    import warnings
+
     try:
         # Standalone mode lets click print its own usage errors (exit 2);
         # imagerec's errors pass through to the handlers below.
-        app(args=argv, prog_name="imagerec")
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # imagerec's own warnings as one line, not a source location
+            app(args=argv, prog_name="imagerec")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except (UsageError, UnknownModelError) as exc:
@@ -79,6 +101,18 @@ def _os_error_line(exc: OSError) -> str:
     """
     reason = exc.strerror or str(exc) or type(exc).__name__
     return f"{exc.filename}: {reason}" if exc.filename else reason
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    from ..data import DatasetWarning
+
+    if issubclass(category, DatasetWarning):
+        err_console.print("[bold yellow]warning:[/] ", end="", markup=True)
+        err_console.print(str(message), markup=False)
+    else:
+        import warnings
+
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def _print_error(message: str) -> None:

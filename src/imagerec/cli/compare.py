@@ -60,9 +60,14 @@ def compare(
     with progress(total, "comparing", enabled=False if json_output or total <= 1 else None) as advance:
         comparison = run_compare(files, built, top_k=top_k, on_result=lambda _name, _result: advance())
 
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    if not json_output:
+        # Once per provider, before the tables, which leave that provider out.
+        for name, reason in comparison.unavailable.items():
+            errors.print(f"[red]error:[/] {escape(reason)} [dim]({name} is left out of the comparison)[/]")
     if json_output:
         sys.stdout.write(json.dumps(comparison.to_dict(), ensure_ascii=False, indent=2) + "\n")
-    else:
+    elif comparison.providers:
         _print_tables(comparison, Console())
     if html:
         from ..cloud.report import write_html
@@ -73,7 +78,6 @@ def compare(
             raise fail(f"cannot write the report to {html} ({exc.strerror or exc})") from exc
         if not json_output:
             Console(stderr=True, highlight=False).print(f"report written to {escape(str(written))}")
-    errors = Console(stderr=True, highlight=False, soft_wrap=True)
     for name in comparison.providers:
         summary = comparison.summaries[name]
         if summary.errors and not json_output:

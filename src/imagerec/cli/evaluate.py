@@ -25,7 +25,7 @@ def evaluate(
     json_output: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Accuracy, top-k, per-class precision/recall/F1 and a confusion matrix on labelled images."""
-    from ..evaluation import evaluate as evaluate_api
+    from ..evaluation import evaluate as evaluate_api, open_set_sentence, percent
     from ..loading import load
 
     recognizer = load(model, num_threads=threads)
@@ -36,17 +36,30 @@ def evaluate(
         return
     console = Console()
     table = Table(title=f"{escape(result.model)} on {escape(result.data)}")
-    for name, justify in (("class", "left"), ("precision", "right"), ("recall", "right"), ("F1", "right"), ("support", "right")):
-        table.add_column(name, justify=justify)
+    open_set = result.threshold is not None  # a learned recognizer that may answer "unknown"
+    columns = ["class", "precision", "recall", "F1", "support"]
+    if open_set:
+        columns += ["answered", "right of answered", "right overall"]
+    for name in columns:
+        table.add_column(name, justify="left" if name == "class" else "right")
     for row in result.metrics["per_class"]:
-        table.add_row(escape(row["class"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
+        cells = [escape(row["class"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+                 str(row["support"])]
+        if open_set:
+            cells += [percent(row["coverage"]), percent(row["accuracy_answered"]), percent(row["accuracy_overall"])]
+        table.add_row(*cells)
     macro = result.metrics["macro_avg"]
     table.add_row("[bold]macro avg[/]", f"{macro['precision']:.3f}", f"{macro['recall']:.3f}", f"{macro['f1']:.3f}",
-                  str(len(result.targets)), end_section=True)
+                  str(len(result.targets)), *([""] * (len(columns) - 5)), end_section=True)
+    if open_set:  # over all images, not a mean of the classes
+        table.add_row("[bold]all images[/]", "", "", "", str(len(result.targets)), percent(result.coverage),
+                      percent(result.accuracy_answered), percent(result.accuracy_overall))
     console.print(table)
     console.print(
         f"accuracy [bold]{result.accuracy:.2%}[/], top-{result.top_k} accuracy {result.top_k_accuracy:.2%} "
         f"on {len(result.targets)} images ({len(result.skipped)} skipped)"
     )
+    if open_set:
+        console.print(escape(open_set_sentence(result)))
     if result.report_dir:
         console.print(f"report: {escape(str(result.report_dir / 'index.html'))}")

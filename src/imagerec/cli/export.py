@@ -1,4 +1,4 @@
-"""``imagerec export MODEL --format onnx|tflite|keras [--output PATH] [--samples PHOTO...]``."""
+"""``imagerec export MODEL --format onnx|tflite|keras [--output PATH] [--samples PHOTO...] [--force]``."""
 
 from __future__ import annotations
 
@@ -20,13 +20,14 @@ def export_command(
     ),
     tolerance: float = typer.Option(1e-4, "--tolerance", min=0.0, help="Largest allowed probability difference."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+    force: bool = typer.Option(False, "--force", help="Replace the output file (and its labels file) if it exists."),
 ) -> None:
     """Export a model as one standalone file, checked against the original."""
     from ..export import export
     from ..core.pipeline import expand_paths
 
     photos = expand_paths(samples, recursive=True) if samples else None
-    result = export(model, format.lower(), output, samples=photos, tolerance=tolerance)
+    result = export(model, format.lower(), output, samples=photos, tolerance=tolerance, force=force)
     if json_output:
         typer.echo(json.dumps(result.to_dict()))
         return

@@ -31,13 +31,14 @@ def printable(path: str) -> str:
 def index(
     root: str = typer.Argument(..., help="The library's root folder."),
     catalog: Optional[str] = typer.Option(None, "--catalog", "-c", help="Catalog file (default: ROOT/.imagerec/catalog.db)."),
-    model: List[str] = typer.Option(["mobilenet_v2"], "--model", "-m", help="Zoo model name or model file (.tflite, .imagerec); repeat for several."),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Zoo model name or model file (.tflite, .imagerec); repeat for several (default mobilenet_v2)."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Decode threads (default: one per core)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads (default: all cores)."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Labels kept per photo and model."),
     wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another indexer on the same catalog (-1: forever)."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Run decoding and inference on Ray: 'auto' or a cluster address."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON, no progress bar."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Set a damaged catalog aside and index the photos again with its models."),
 ) -> None:
     """Index (or bring up to date) the catalog of a photo library."""
     errors = Console(stderr=True, highlight=False, soft_wrap=True)  # an error line is never wrapped
@@ -45,7 +46,7 @@ def index(
         summary = index_library(
             root,
             catalog=catalog,
-            models=model,
+            models=model or ([] if rebuild else ["mobilenet_v2"]),
             workers=workers,
             num_threads=threads,
             top_k=top_k,
@@ -53,6 +54,7 @@ def index(
             ray=ray,
             on_progress=on_progress,
             on_wait=lambda holder: errors.print(f"waiting for the other indexer ({escape(holder)}) to finish…"),
+            rebuild=rebuild,
         )
     if json_output:
         sys.stdout.write(json.dumps(summary.to_dict(), ensure_ascii=False) + "\n")
@@ -62,6 +64,10 @@ def index(
         errors.print(f"[red]failed:[/] {escape(printable(path))}: {escape(error)}")
     for path, error in summary.walk_errors:
         errors.print(f"[yellow]skipped:[/] {escape(printable(path))}: {escape(error)}")
+    if summary.kept:
+        errors.print(f"[yellow]kept:[/] {summary.kept} photos in folders that could not be read (marked stale, still searchable)")
+    if summary.rebuilt_from:
+        errors.print(f"rebuilt; the damaged catalog was set aside as {escape(summary.rebuilt_from)}")
     rate = summary.decoded / summary.seconds if summary.seconds > 0 else 0.0
     out.print(
         f"{summary.seen} photos in {escape(summary.root)}: {summary.new} new, {summary.changed} changed, "

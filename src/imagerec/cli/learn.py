@@ -40,6 +40,10 @@ def learn(
     ),
     input_size: Optional[int] = typer.Option(None, "--input-size", min=32, help="Keras backbones: image side in pixels."),
     head: str = typer.Option("logistic", "--head", help="logistic | dense | imprint."),
+    class_weight: Optional[str] = typer.Option(
+        None, "--class-weight",
+        help="balanced (default for the logistic and dense heads: a class with few photos counts as much as a big one) | none.",
+    ),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Where to save the learned recognizer (NAME.imagerec)."),
     add: Optional[str] = typer.Option(None, "--add", help="Add the classes / examples in this folder ..."),
     to: Optional[str] = typer.Option(None, "--to", help="... to this learned recognizer (saved in place unless --output)."),
@@ -65,7 +69,8 @@ def learn(
 
     progress = False if json_output else None
     if fine_tune is not None:
-        _fine_tune(data, backbone, weights, input_size, fine_tune, epochs, lr, output, add, to, json_output)
+        _fine_tune(data, backbone, weights, input_size, fine_tune, epochs, lr, output, add, to, json_output,
+                   class_weight)
         return
     if add is not None or to is not None:
         if add is None or to is None:
@@ -74,6 +79,8 @@ def learn(
             raise UsageError("give either DATA (to learn a new recognizer) or --add DATA --to FILE, not both")
         if frame is not None:
             raise UsageError("--frame is set when a recognizer is learned; --add keeps the recognizer's own")
+        if class_weight is not None:
+            raise UsageError("--class-weight is set when a recognizer is learned; --add keeps the recognizer's own")
         base = load(to, num_threads=threads)
         model = add_examples(base, add, augment=augment, progress=progress)
         target = Path(output or to)
@@ -83,7 +90,7 @@ def learn(
         target = Path(output) if output else Path(f"{Path(data).name.split('.')[0] or 'learned'}.imagerec")
         model = learn_api(
             data, backbone=_backbone(backbone, weights, input_size, threads), head=head, augment=augment or 0, frame=frame,
-            threshold=_threshold(threshold),
+            threshold=_threshold(threshold), class_weight=class_weight,
             num_threads=threads, progress=progress, name=target.stem,
         )
     saved = model.save(target)
@@ -94,7 +101,8 @@ def learn(
         _print(summary)
 
 
-def _fine_tune(data, backbone, weights, input_size, layers, epochs, lr, output, add, to, json_output) -> None:
+def _fine_tune(data, backbone, weights, input_size, layers, epochs, lr, output, add, to, json_output,
+               class_weight) -> None:
     from ..transfer.finetune import fine_tune
 
     if add is not None or to is not None:
@@ -104,7 +112,8 @@ def _fine_tune(data, backbone, weights, input_size, layers, epochs, lr, output, 
     target = Path(output) if output else Path(f"{Path(data).name.split('.')[0] or 'fine_tuned'}.keras")
     chosen = None if (weights or "").lower() == "none" else (weights or "imagenet")
     result = fine_tune(data, backbone=backbone, weights=chosen, input_size=input_size, layers=layers, epochs=epochs,
-                       lr=lr, output=target, verbose=False if json_output else None)
+                       lr=lr, output=target, verbose=False if json_output else None,
+                       **({} if class_weight is None else {"class_weight": class_weight}))
     summary = result.to_dict()
     if json_output:
         sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
@@ -118,6 +127,8 @@ def _fine_tune(data, backbone, weights, input_size, layers, epochs, lr, output, 
         f"{summary['fine_tuned_val_accuracy']:.1%} on {summary['val_images']} held-out photos "
         f"(gain {summary['gain'] * 100:+.1f} points)"
     )
+    counts = ", ".join(f"{name} {count}" for name, count in summary["class_counts"].items())
+    console.print(f"training photos per class: {counts} (class weight {summary['class_weight']})", markup=False)
     console.print(f"saved {summary['path']}")
 
 
@@ -142,6 +153,8 @@ def _summary(model, path: Path) -> dict:
         "head": model.head.kind,
         "frame": model.preprocessing.frame,
         "classes": training.get("examples", {}),
+        # The head's setting (None for the imprint head, whose class means need no weights).
+        "class_weight": model.head.get_params().get("class_weight"),
         "threshold": model.threshold,
         "calibration": model.metadata.get("calibration"),
         "metrics": model.metadata.get("metrics", {}),
@@ -160,11 +173,14 @@ def _print(summary: dict) -> None:
     for label, count in summary["classes"].items():
         table.add_row(escape(label), str(count))
     console.print(table)
+    if summary.get("class_weight"):
+        console.print(f"class weight: {summary['class_weight']}")
     metrics = summary["metrics"]
     if metrics.get("held_out_accuracy") is not None:
         console.print(f"held-out accuracy: {metrics['held_out_accuracy']:.1%} on {metrics.get('held_out_examples')} photos")
     if summary["threshold"] is not None:
-        console.print(f"'unknown' below: {summary['threshold']:.3f} ({escape((summary['calibration'] or {}).get('method', ''))})")
+        console.print(f"'unknown' when the match is under {summary['threshold']:.3f} (match: similarity to the nearest "
+                      f"class, shown by predict; not a probability) ({escape((summary['calibration'] or {}).get('method', ''))})")
     for source, reason in summary["skipped"].items():
         errors.print(f"[yellow]skipped:[/] {escape(reason)}")
     console.print(f"saved {escape(summary['path'])}")

@@ -33,13 +33,17 @@ def list_command(json_output: bool = typer.Option(False, "--json", help="One JSO
             typer.echo(json.dumps({**spec.to_dict(), "local_path": _local_path(spec.model)}))
         return
     table = Table(title="imagerec models")
-    for column in ("name", "task", "input", "local", "description"):
-        table.add_column(column, overflow="fold")
+    table.add_column("name", no_wrap=True)  # the one thing a reader copies: never folded
+    for column in ("task", "input", "top-1", "size", "local"):
+        table.add_column(column)
     for spec in specs:
         marker = "✓" if _local_path(spec.model) else "–"
         name = spec.name + (" (default)" if spec.name == zoo.DEFAULT_MODEL else "")
-        table.add_row(name, spec.task, "×".join(map(str, spec.input_size)), marker, spec.description)
+        top1 = f"{spec.top1:.1f} %" if spec.top1 is not None else ""
+        size = f"{spec.size_mb:.0f} MB" if spec.size_mb is not None else ""
+        table.add_row(name, spec.task, "×".join(map(str, spec.input_size)), top1, size, marker)
     Console().print(table)
+    Console().print("[dim]imagerec models info NAME: description, licence, addresses, hashes[/]")
 
 
 @models_app.command("info")

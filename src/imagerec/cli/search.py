@@ -11,11 +11,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..library.search import Hit
+from ..library.search import DEFAULT_MIN_SCORE, Hit, why_text
 from ..library.search import duplicates as find_duplicates
 from ..library.search import search as search_photos
 from ..library.search import similar as similar_photos
-from ..library.search import suggest
+from ..library.search import explain, suggest
 from ..library.contact_sheet import write_contact_sheet
 from ._app import app, check_output_file, fail
 from .index import printable
@@ -25,23 +25,30 @@ _CATALOG_HELP = "Catalog file (default: IMAGEREC_CATALOG, or .imagerec/catalog.d
 
 @app.command()
 def search(
-    query: str = typer.Argument(..., help="What to look for: a label, a synonym or a broader word ('dog', 'bird')."),
+    query: str = typer.Argument(..., help="What to look for, terms combined with AND: things, colours, dates, cameras, places ('red bird 2019', 'dog on a beach', 'sunset iphone')."),
     catalog: Optional[str] = typer.Option(None, "--catalog", "-c", help=_CATALOG_HELP),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Only this model's predictions."),
-    min_score: float = typer.Option(0.2, "--min-score", min=0.0, max=1.0, help="Lowest label score that counts."),
+    min_score: float = typer.Option(DEFAULT_MIN_SCORE, "--min-score", min=0.0, max=1.0, help="Lowest label score that counts (the default is measured: docs/library.md)."),
     limit: int = typer.Option(50, "--limit", "-n", min=1, help="At most this many photos."),
     json_output: bool = typer.Option(False, "--json", help="One JSON object per photo (JSON Lines)."),
     html: Optional[str] = typer.Option(None, "--html", help="Also write a thumbnail contact sheet here."),
 ) -> None:
-    """Photos whose content matches a word, best first."""
+    """Photos matching every term of QUERY, best first; --json says how each term was read (`why`)."""
     if html:
         check_output_file("--html", html)
     hits = search_photos(query, catalog=catalog, model=model, min_score=min_score, limit=limit)
     _emit(hits, json_output, html, title=f"imagerec search: {query}", label=True)
     if not hits and not json_output:
-        hint = suggest(query, catalog=catalog)
+        err = Console(stderr=True, highlight=False)
+        terms = explain(query, catalog=catalog, model=model)
+        unknown = [t["term"] for t in terms if t["read_as"] == "unknown"]
+        asked = unknown or ([query] if len(terms) <= 1 else [])
+        hint = [h for word in asked for h in suggest(word, catalog=catalog)][:5]
         more = f" (did you mean: {', '.join(hint)}?)" if hint else ""
-        Console(stderr=True, highlight=False).print(f"no photos match {escape(repr(query))}{escape(more)}")
+        err.print(f"no photos match {escape(repr(query))}{escape(more)}")
+        if len(terms) > 1 or unknown:
+            for term in terms:
+                err.print(f"  {escape(term['term'])}: {escape(term['read_as'])} — {escape(term['reading'])}")
 
 
 @app.command()
@@ -107,10 +114,11 @@ def _emit(hits: Sequence[Hit], json_output: bool, html: str | None, *, title: st
         table.add_column("score", justify="right")
         if label:
             table.add_column("label", overflow="fold")
+            table.add_column("why", overflow="fold")
         for hit in hits:
             row = [escape(printable(hit.path)), f"{hit.score:.3f}"]
             if label:
-                row.append(escape(hit.label or ""))
+                row += [escape(hit.label or ""), escape(why_text(hit.why))]
             table.add_row(*row)
         Console(highlight=False).print(table)
     if html:

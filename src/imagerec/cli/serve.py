@@ -35,7 +35,20 @@ def serve(
     max_pixels: int = typer.Option(50_000_000, "--max-pixels", min=1, help="Largest image in pixels (400 above)."),
     timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds before a request is abandoned (504)."),
     max_connections: int = typer.Option(
-        512, "--max-connections", min=1, help="Open connections before new ones get 503."
+        4096, "--max-connections", min=1,
+        help="Open connections; over it the oldest one still sending headers is closed (capped by the file limit).",
+    ),
+    max_client_connections: int = typer.Option(
+        128, "--max-client-connections", min=1,
+        help="Open connections per client address; over it that client's oldest idle one is closed.",
+    ),
+    allowed_hosts: Optional[List[str]] = typer.Option(
+        None, "--allowed-host",
+        help="A Host name clients use to reach the server (repeat; '*' for any). Default: loopback names, "
+             "plus this machine's names and addresses with --host 0.0.0.0.",
+    ),
+    header_timeout: float = typer.Option(
+        5.0, "--header-timeout", min=0.1, help="Seconds a connection may take to send its request headers."
     ),
     teach: bool = typer.Option(True, "--teach/--no-teach", help="Offer POST /v1/teach (new classes from a few photos)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads per model (default: all cores)."),
@@ -46,6 +59,8 @@ def serve(
 
     from ..core.errors import UsageError
     from ..serving import ServeConfig, create_app, load_models, read_api_keys
+    from ..serving.connections import ConnectionLimits, guarded_protocol
+    from ..serving.origins import default_allowed_hosts
 
     if log_level.lower() not in LOG_LEVELS:
         raise UsageError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
@@ -63,6 +78,12 @@ def serve(
         num_threads=threads,
         api_keys=keys,
         teach=teach,
+        allowed_hosts=tuple(default_allowed_hosts(host) + list(allowed_hosts or [])),
+    )
+    limits = ConnectionLimits(
+        header_timeout=header_timeout,
+        max_connections=_within_file_limit(max_connections),
+        max_per_client=max_client_connections,
     )
     _configure_logging(log_level)
     recognizers = load_models(models or ["mobilenet_v2"], config)
@@ -75,19 +96,55 @@ def serve(
         port,
         f"{len(keys)} configured" if keys else "off",
     )
+    log.info(
+        "decoding holds at most %d MiB (%d threads × %d MiB); connections: %d, %d per client, headers within %g s",
+        config.decode_memory >> 20, config.decode_threads + 1, config.limits.decode_bytes >> 20,
+        limits.max_connections, limits.max_per_client, limits.header_timeout,
+    )
     # uvicorn's own access log prints query strings, where a ?key= would
     # appear; imagerec's access log (logger imagerec.serving.access) does not.
+    # Connections are capped by the guarded protocol, not limit_concurrency:
+    # uvicorn's cap counts sockets that never sent their headers and answers
+    # 503 to everyone, health checks included, once they fill it.
     uvicorn.run(
         application,
         host=host,
         port=port,
+        http=guarded_protocol(limits),
         access_log=False,
         log_level=log_level.lower(),
-        limit_concurrency=max_connections,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=int(timeout) + 1,
         server_header=False,
     )
+
+
+def _within_file_limit(wanted: int) -> int:
+    """Raise the open-file limit towards ``wanted`` connections; the cap that fits.
+
+    Past the limit ``accept()`` fails and nobody gets in, so the connection
+    cap stays below it with room for models, logs and the catalog.
+    """
+    import resource
+
+    spare = 128
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + spare
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    fits = max(1, soft - spare)
+    if fits < wanted:
+        logging.getLogger("imagerec.serving").warning(
+            "the open-file limit (%d) allows %d connections, not %d (raise ulimit -n)", soft, fits, wanted
+        )
+    return min(wanted, fits)
 
 
 def _configure_logging(level: str) -> None:

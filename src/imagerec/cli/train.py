@@ -43,7 +43,11 @@ def train(
     precision: str = typer.Option(
         "auto", "--precision", help="auto | float32 | bfloat16 (auto: bfloat16 where the CPU has bfloat16 matrix units, ~3× faster)."
     ),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT.state.pt (saved every epoch and on Ctrl-C)."),
+    class_weight: Optional[str] = typer.Option(
+        None, "--class-weight",
+        help="balanced (default: each image's loss weighted so that a class with few images counts as much as a big one) | none.",
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run that saves to OUTPUT from its state (saved every epoch and on Ctrl-C, in imagerec's cache folder)."),
     json_output: bool = typer.Option(False, "--json", help="No progress; print a JSON summary."),
 ) -> None:
     """Train your own network on labelled images (Keras), save it as a .keras file."""
@@ -69,12 +73,15 @@ def train(
         cutout=cutout, tta_shift=tta_shift,
         val_fraction=val_fraction, val_data=val_data, seed=seed,
         patience=patience if patience is not None else -1, max_minutes=max_minutes, resume=resume, threads=threads,
-        precision=precision, verbose=not json_output, **arch_options,
+        precision=precision, class_weight=class_weight, verbose=not json_output, **arch_options,
     )
     summary = {
         "model": str(result.path),
         "curves": str(result.curves_path) if result.curves_path else None,
+        "state": str(result.state_path),
         "classes": result.classes,
+        "class_counts": result.class_counts,
+        "class_weight": result.config.class_weight,
         "best_epoch": result.best_epoch,
         "best_val_accuracy": result.best_val_accuracy,
         "epochs_run": len(result.history),
@@ -96,6 +103,9 @@ def train(
         f"{summary['seconds']:.0f} s, {summary['images_per_second'] or 0:.0f} images/s",
         markup=True,
     )
+    counts = ", ".join(f"{name} {count}" for name, count in result.class_counts.items())
+    console.print(f"training images per class: {counts} (class weight {result.config.class_weight})", markup=False)
     if result.curves_path:
         console.print(f"learning curves: {result.curves_path}", markup=False)
+    console.print(f"resume state (for --resume; delete it to reclaim the space): {result.state_path}", markup=False)
     console.print(f"try it: imagerec predict --model {result.path} PHOTO.jpg", markup=False)

@@ -22,6 +22,10 @@ the labels side by side:
 (True, True, False)
 >>> labels_match("golden retriever", "Dog"), labels_match("daisy", "Flower"), labels_match("tabby", "Dog")
 (True, True, False)
+
+A provider that cannot be used at all (no credentials, credentials refused,
+nothing configured) is not a column of errors: it is said once, in
+``Comparison.unavailable``, and left out of the labels, agreement and costs.
 """
 
 from __future__ import annotations
@@ -264,10 +268,13 @@ class Comparison:
     agreement: list[PairAgreement]
     model: str | None = None
     prices_taken: str = pricing.PRICES_TAKEN
+    # provider → its one-line error, for providers left out (credentials, configuration)
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
-        return sum(summary.errors for summary in self.summaries.values())
+        """Photos that failed with a provider that ran, plus one per provider left out."""
+        return sum(summary.errors for summary in self.summaries.values()) + len(self.unavailable)
 
     def to_dict(self) -> dict:
         return {
@@ -284,6 +291,7 @@ class Comparison:
             "model": self.model,
             "prices": {name: pricing.PRICES[name].to_dict() for name in self.providers if name in pricing.PRICES},
             "prices_taken": self.prices_taken,
+            "unavailable": dict(self.unavailable),
         }
 
 
@@ -311,6 +319,7 @@ def compare(
         raise UsageError("no photos given")
     results: dict[str, list[FileResult]] = {}
     summaries: dict[str, ProviderSummary] = {}
+    unavailable: dict[str, str] = {}
     model = None
     for provider in providers:
         callback = (lambda result, _name=provider.name: on_result(_name, result)) if on_result else None
@@ -329,18 +338,37 @@ def compare(
         started = time.perf_counter()
         run = runner.label_files(photos, top_k=top_k, on_result=callback)
         wall = time.perf_counter() - started
+        reason = _unusable(run)
+        if reason is not None:
+            unavailable[provider.name] = reason
+            continue
         results[provider.name] = run
         summaries[provider.name] = _summarise(provider.name, run, wall, provider.requests_sent - before, setup)
-    agreement = _agreement(providers, results, top_k)
+    used = [provider for provider in providers if provider.name not in unavailable]
+    agreement = _agreement(used, results, top_k)
     return Comparison(
         photos=[describe_source(photo) for photo in photos],
-        providers=names,
+        providers=[provider.name for provider in used],
         top_k=top_k,
         results=results,
         summaries=summaries,
         agreement=agreement,
         model=model,
+        unavailable=unavailable,
     )
+
+
+def _unusable(run: list[FileResult]) -> str | None:
+    """The one-line reason when a provider answered no photo for want of credentials or configuration.
+
+    Such an error is the same for every photo, so it is said once rather than in every cell.
+    """
+    if not run or any(result.ok for result in run):
+        return None
+    error = run[0].error
+    if isinstance(error, CloudError) and error.kind in ("auth", "config"):
+        return str(error)
+    return None
 
 
 def _summarise(name: str, run: list[FileResult], wall: float, requests: int, setup: float) -> ProviderSummary:

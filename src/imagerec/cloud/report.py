@@ -63,6 +63,8 @@ def render_html(comparison: Comparison, *, thumbnails: bool = True) -> str:
         f"<p>{len(comparison.photos)} photo(s), providers: {e(', '.join(names))}; top {comparison.top_k} labels each"
         + (f"; local model: {e(comparison.model)}" if comparison.model else "")
         + ".</p>",
+        *(f"<p class='err'>{e(reason)} ({e(name)} is left out of the comparison)</p>"
+          for name, reason in comparison.unavailable.items()),
         "<h2>Labels</h2><table><tr><th>photo</th>" + "".join(f"<th>{e(n)}</th>" for n in names) + "</tr>",
     ]
     for i, photo in enumerate(comparison.photos):

@@ -15,7 +15,10 @@ ValueError`` keeps working for callers who do not know imagerec)::
     ├── OutputError(OSError)              an output file or folder cannot be written
     ├── UsageError(ValueError)            bad arguments from the caller
     ├── DatasetError(ValueError)          a training/evaluation dataset cannot be used
-    └── CloudError(OSError)               a cloud vision service refused or failed a request
+    ├── CloudError(OSError)               a cloud vision service refused or failed a request
+    └── CatalogError(OSError)             a photo catalog is missing, unreadable or from a newer imagerec
+        ├── CatalogBusyError              another process is writing to the catalog
+        └── CatalogDamagedError           the catalog file is damaged (rebuild it)
 
 Messages are one line: what was expected, what was received, where, and what
 to do about it. Context travels as attributes (``path``, ``url``) so programs
@@ -34,6 +37,9 @@ import os
 from typing import Any
 
 __all__ = [
+    "CatalogError",
+    "CatalogBusyError",
+    "CatalogDamagedError",
     "ImagerecError",
     "ImageDecodeError",
     "ImageTooLargeError",
@@ -139,3 +145,15 @@ class CloudError(ImagerecError, OSError):
 
     def __init__(self, provider: str, message: str, *, kind: str = "server", status: int | None = None) -> None:
         super().__init__(f"{provider}: {message}", provider=provider, kind=kind, status=status)
+
+
+class CatalogError(ImagerecError, OSError):
+    """The catalog file is missing, unreadable, or from a newer imagerec."""
+
+
+class CatalogBusyError(CatalogError):
+    """Another process is writing to the catalog."""
+
+
+class CatalogDamagedError(CatalogError):
+    """The catalog file is damaged; ``imagerec index ROOT --rebuild`` makes a new one."""

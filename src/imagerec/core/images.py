@@ -54,6 +54,8 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff"}
 )
 _FORMAT_NAMES = "JPEG, PNG, BMP, GIF, WebP or TIFF"
+_BYTES_PER_PIXEL = 4  # the widest raster Pillow decodes to (F, I, RGBA, CMYK)
+_DECODE_SLACK = 32 * 1024 * 1024
 
 
 # Our own pixel limit is checked before any decoding; Pillow's generic warning
@@ -76,6 +78,22 @@ class Limits:
 
     max_pixels: int = 100_000_000
     max_bytes: int = 200 * 1024 * 1024
+
+    @property
+    def decode_bytes(self) -> int:
+        """The most memory one decode for a model may take, whatever the pixel format.
+
+        The file's bytes, the stored raster (Pillow keeps at most 4 bytes a
+        pixel: float, 32-bit, RGBA and CMYK) and 32 MiB for the strips of
+        the reduction and the model-sized result — pictures that need a
+        colour conversion are shrunk before it (``bench/decode_memory.py``
+        measures it). Decoding without a model size keeps the full picture
+        and may take more.
+
+        >>> Limits(max_pixels=50_000_000, max_bytes=20 * 1024 * 1024).decode_bytes // 2**20
+        242
+        """
+        return self.max_bytes + _BYTES_PER_PIXEL * self.max_pixels + _DECODE_SLACK
 
     def check_bytes(self, size: int, where: str) -> None:
         if size > self.max_bytes:
@@ -262,6 +280,12 @@ def _decode(
     and whether draft mode scaled it down."""
     try:
         image = _open_unchecked(data)
+    except ValueError as exc:
+        if "decompressed data too large" in str(exc).lower():  # a zTXt / iTXt / iCCP bomb
+            raise ImageTooLargeError(
+                "image metadata decompresses to more than Pillow's safety limit (a decompression bomb)", path=where
+            ) from exc
+        raise ImageDecodeError(f"not a recognised image (expected {_FORMAT_NAMES})", path=where) from exc
     except Exception as exc:  # Pillow signals bad data with many exception types
         raise ImageDecodeError(f"not a recognised image (expected {_FORMAT_NAMES})", path=where) from exc
     limits.check_pixels(image.width, image.height, where)
@@ -272,10 +296,16 @@ def _decode(
         image.load()
         drafted = image.size != declared
         orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+        if preprocessing is not None and image.mode != "RGB":
+            image = _reduce_before_converting(image, preprocessing, orientation)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"image is too large to decode safely ({exc})", path=where) from exc
     except Exception as exc:  # truncated and corrupt data surface as OSError, SyntaxError, ValueError...
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "decompressed data too large" in reason.lower():  # a text chunk after the pixels
+            raise ImageTooLargeError(
+                "image metadata decompresses to more than Pillow's safety limit (a decompression bomb)", path=where
+            ) from exc
         if "truncated" in reason.lower():
             raise ImageDecodeError(f"truncated image data ({reason})", path=where) from exc
         raise ImageDecodeError(f"corrupt {image.format or 'image'} data ({reason})", path=where) from exc
@@ -355,6 +385,46 @@ def _apply_draft(image: Image.Image, preprocessing: Preprocessing) -> None:
     image.draft(None, request)
 
 
+# Modes Image.reduce() averages correctly; the others (palette indices,
+# 1-bit, 16-bit) are subsampled with NEAREST, which never mixes their values.
+_STRIP_PIXELS = 4_000_000  # reduced a strip at a time: ~16 MB of a 4-byte mode
+_REDUCIBLE = frozenset({"L", "LA", "La", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F", "LAB", "HSV"})
+
+
+def _reduce_before_converting(image: Image.Image, preprocessing: Preprocessing, orientation: int) -> Image.Image:
+    """Shrink a decoded non-RGB picture by a whole factor before its mode is converted.
+
+    Converting a 16-bit, float or transparent picture to RGB takes several
+    full-size copies (a 7000×7000 float TIFF took 1.5 GB); shrinking first
+    makes the conversion cost little, so a decode holds about one stored
+    raster (at most 4 bytes a pixel, within ``max_pixels``). At least twice
+    the size the resize policy needs is kept on each side, as draft mode does
+    for JPEG, so quality is unchanged.
+    """
+    target_h, target_w = preprocessing.size
+    if orientation in (5, 6, 7, 8):
+        target_h, target_w = target_w, target_h
+    width, height = image.size
+    if preprocessing.resize == "crop":
+        scale = max(target_w / width, target_h / height)
+        need_w, need_h = math.ceil(width * scale), math.ceil(height * scale)
+    else:
+        need_w, need_h = target_w, target_h
+    factor = min(width // (2 * need_w), height // (2 * need_h))
+    if factor < 2:
+        return image
+    if image.mode not in _REDUCIBLE:
+        return image.resize((width // factor, height // factor), Image.Resampling.NEAREST)
+    # Strip by strip: reduce() copies a transparent picture whole (to
+    # premultiply its alpha) and would double the peak.
+    rows = max(1, _STRIP_PIXELS // (width * factor)) * factor
+    reduced = Image.new(image.mode, (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(height, top + rows))).reduce(factor)
+        reduced.paste(strip, (0, top // factor))
+    return reduced
+
+
 def to_rgb(image: Image.Image, where: str = "<image>") -> Image.Image:
     """Convert any Pillow mode to RGB; transparency is composited on white.
 
@@ -427,7 +497,7 @@ def _array_to_rgb(array: np.ndarray, preprocessing: Preprocessing | None) -> np.
 
 
 def resize(image: Image.Image, preprocessing: Preprocessing) -> Image.Image:
-    """Resize by the policy in ``preprocessing`` (bilinear, antialiased), inside its frame if it has one.
+    """Resize by the policy in ``preprocessing`` (bilinear or Lanczos, antialiased), inside its frame if it has one.
 
     >>> from PIL import Image
     >>> resize(Image.new("RGB", (640, 480)), Preprocessing(size=(224, 224))).size
@@ -445,15 +515,16 @@ def resize(image: Image.Image, preprocessing: Preprocessing) -> Image.Image:
     width, height = image.size
     if (width, height) == (target_w, target_h):
         return image
+    resample = Image.Resampling.LANCZOS if preprocessing.resample == "lanczos" else Image.Resampling.BILINEAR
     if preprocessing.resize == "squash":
-        return image.resize((target_w, target_h), Image.Resampling.BILINEAR)
+        return image.resize((target_w, target_h), resample)
     scale = max(target_w / width, target_h / height)
     # Crop in source coordinates first so only the kept pixels are resampled.
     # min/max: float rounding can put the box 1e-14 outside the image, which Pillow refuses.
     crop_w, crop_h = min(width, target_w / scale), min(height, target_h / scale)
     left, top = max(0.0, (width - crop_w) / 2), max(0.0, (height - crop_h) / 2)
     box = (left, top, left + crop_w, top + crop_h)
-    return image.resize((target_w, target_h), Image.Resampling.BILINEAR, box=box)
+    return image.resize((target_w, target_h), resample, box=box)
 
 
 def stack(arrays: list[np.ndarray]) -> np.ndarray:

@@ -21,7 +21,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -29,7 +29,10 @@ from .errors import ImageDecodeError
 from .images import DEFAULT_LIMITS, IMAGE_SUFFIXES, ImageSource, Limits, describe_source, load_model_input
 from .preprocessing import Preprocessing
 
-__all__ = ["Decoded", "decode_one", "decode_ordered", "batches", "default_workers", "expand_paths"]
+__all__ = ["Decoded", "decode_one", "decode_ordered", "batches", "default_workers", "expand_paths", "ordered_map"]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -156,3 +159,29 @@ def _walk(folder: str, recursive: bool) -> Iterator[str]:
     if recursive:
         for sub in subfolders:
             yield from _walk(sub, recursive)
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int | None = None) -> Iterator[R]:
+    """``map(fn, items)`` on a thread pool, in order, at most ``window`` items ahead.
+
+    >>> list(ordered_map(lambda x: x * x, range(5), workers=2))
+    [0, 1, 4, 9, 16]
+    """
+    iterator = iter(items)
+    if workers <= 1:
+        yield from map(fn, iterator)
+        return
+    window = window or workers * 4
+    pending: deque[Future[R]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagerec-map") as pool:
+        try:
+            for item in islice(iterator, window):
+                pending.append(pool.submit(fn, item))
+            while pending:
+                done = pending.popleft().result()
+                for item in islice(iterator, 1):
+                    pending.append(pool.submit(fn, item))
+                yield done
+        finally:
+            for future in pending:
+                future.cancel()

@@ -34,6 +34,7 @@ from .errors import UsageError
 __all__ = ["Preprocessing", "Normalization", "NORMALIZATIONS", "normalization", "normalize", "ResizePolicy"]
 
 ResizePolicy = Literal["crop", "squash"]
+RESAMPLE_FILTERS = ("bilinear", "lanczos")  # Pillow filters a Preprocessing may name
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -171,11 +172,16 @@ class Preprocessing:
     resize: ResizePolicy = "crop"
     normalization: str = "uint8"
     frame: int = 0
+    # The resampling filter: "lanczos" for models whose own code resizes that
+    # way (Teachable Machine's ImageOps.fit), so scores match theirs.
+    resample: str = "bilinear"
 
     def __post_init__(self) -> None:
         normalization(self.normalization)
         if self.resize not in ("crop", "squash"):
             raise UsageError(f"resize policy must be 'crop' or 'squash', got {self.resize!r}")
+        if self.resample not in RESAMPLE_FILTERS:
+            raise UsageError(f"resample must be one of {', '.join(RESAMPLE_FILTERS)}, got {self.resample!r}")
         height, width = self.size
         if height <= 0 or width <= 0:
             raise UsageError(f"preprocessing size must be positive, got {self.size}")
@@ -196,6 +202,8 @@ class Preprocessing:
         # Only when set: files and cache keys written before frames existed stay valid.
         if self.frame:
             described["frame"] = self.frame
+        if self.resample != "bilinear":
+            described["resample"] = self.resample
         return described
 
     @classmethod
@@ -205,4 +213,5 @@ class Preprocessing:
             resize=data.get("resize", "crop"),
             normalization=data.get("normalization", "uint8"),
             frame=int(data.get("frame", 0)),
+            resample=data.get("resample", "bilinear"),
         )

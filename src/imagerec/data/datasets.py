@@ -23,8 +23,6 @@ import csv
 import hashlib
 import json
 import os
-import tarfile
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +34,7 @@ from .. import zoo
 from ..core.errors import DatasetError
 from ..core.fs import atomic_path, atomic_write_text
 from ..core.images import IMAGE_SUFFIXES
+from .archives import extract_archive
 from ..core.pipeline import decode_ordered, expand_paths
 from ..core.preprocessing import Preprocessing
 from ..core.progress import progress as progress_bar
@@ -285,7 +284,7 @@ def load_dataset(source: DatasetSource, *, min_per_class: int = 1) -> Dataset:
         if path.is_dir():
             dataset = _from_folder(path)
         elif name.endswith((".tar.gz", ".tgz", ".tar")):
-            dataset = _from_folder(_extract(path), source_name=str(path))
+            dataset = _from_folder(extract_archive(path, datasets_dir() / "extracted"), source_name=str(path))
         elif name.endswith(".csv"):
             dataset = _from_csv(path)
         else:
@@ -406,43 +405,6 @@ def _from_csv(path: Path) -> Dataset:
     if skipped:
         _warn_skipped(skipped)
     return Dataset(paths, np.array(targets, dtype=np.int64), classes, skipped, source=str(path))
-
-
-def _extract(archive: Path) -> Path:
-    """Extract ``archive`` once into the cache (keyed by its sha256); return the folder.
-
-    The archive is unpacked into a staging folder that is renamed into place
-    once complete: a folder, so :func:`~imagerec.core.fs.atomic_path` (one
-    file) does not apply, and ``.complete`` inside it marks a finished one.
-    """
-    try:
-        digest = zoo.sha256_file(archive)
-    except OSError as exc:
-        raise DatasetError(f"{archive}: cannot read ({exc.strerror or exc})", path=str(archive)) from exc
-    target = datasets_dir() / "extracted" / digest[:32]
-    if (target / ".complete").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=target.parent))
-    try:
-        with tarfile.open(archive) as tar:
-            # The "data" filter refuses absolute paths, "..", device files and
-            # links that leave the folder: an archive cannot write elsewhere.
-            tar.extractall(staging, filter="data")
-        (staging / ".complete").write_text(str(archive))
-        try:
-            os.replace(staging, target)
-        except OSError:
-            if not (target / ".complete").is_file():  # another process won the race otherwise
-                raise
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise DatasetError(f"{archive}: cannot extract the archive ({exc})", path=str(archive)) from exc
-    finally:
-        if staging.exists():
-            import shutil
-
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def _check(dataset: Dataset, min_per_class: int) -> None:

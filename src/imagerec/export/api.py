@@ -6,6 +6,12 @@ destination and says how to score a batch with it; :func:`export` scores
 the sample images with both the source and the written file, and renames
 the file into place only when they agree (:mod:`imagerec.export.check`).
 
+Class names also go to a text file named after the exported file
+(``pets.onnx`` → ``pets.onnx.labels.txt``), so exports of two models to two
+formats never share one. An export never replaces a file that is already
+there (the model file, or a labels file with other names in it) unless
+``force=True`` (``--force``): it stops with a one-line error before any work.
+
 >>> export("model.keras", "coreml")
 Traceback (most recent call last):
 imagerec.core.errors.UsageError: unknown export format 'coreml'; expected one of onnx, tflite, keras
@@ -18,14 +24,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..core.errors import ModelFileError, UsageError
+from ..core.errors import ModelFileError, OutputError, UsageError
 from ..core.fs import atomic_path, atomic_write_text
 from ..core.images import ImageSource
 from . import keras, onnx, tflite
 from .check import TOLERANCE, ExportCheck, Written, compare, sample_batch, synthetic_samples
 from .sources import LearnedSource, TrainedNetwork, open_source
 
-__all__ = ["export", "ExportResult", "ExportCheck", "FORMATS", "ROUTES", "TOLERANCE", "synthetic_samples"]
+__all__ = ["export", "ExportResult", "ExportCheck", "FORMATS", "ROUTES", "TOLERANCE", "labels_path_for", "synthetic_samples"]
 
 FORMATS = ("onnx", "tflite", "keras")
 
@@ -71,14 +77,16 @@ def export(
     *,
     samples: Sequence[ImageSource] | None = None,
     tolerance: float = TOLERANCE,
+    force: bool = False,
 ) -> ExportResult:
     """Export ``model`` (a ``.keras`` / ``.imagerec`` path or a learned Recognizer) as ``format``.
 
     ``output`` defaults to the source file's name with the new suffix (in
     the current folder for a recognizer in memory). Class names are also
-    written beside it as ``<name>.labels.txt``, one a line. The file is
+    written beside it as ``<file name>.labels.txt``, one a line. The file is
     checked on ``samples`` (default: :func:`synthetic_samples`) and only
     written when its scores are within ``tolerance`` of the source's.
+    Existing files are replaced only with ``force=True``.
     """
     if format not in FORMATS:
         raise UsageError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
@@ -87,6 +95,10 @@ def export(
     if route is None:
         raise UsageError(_why_not(source, format))
     dest = _destination(output, model, source, f".{format}")
+    labels_file = labels_path_for(dest)
+    labels_text = "".join(f"{label}\n" for label in source.labels)
+    if not force:
+        _refuse_to_replace(dest, labels_file, labels_text)
     batch, sample_source = sample_batch(samples, source.preprocessing)
     expected = source.score(batch)
     with atomic_path(dest) as tmp:
@@ -96,8 +108,37 @@ def export(
                         expected.confidence, got.confidence)
         if not check.ok:  # leaving the block by an exception keeps nothing
             raise ModelFileError(_failure(dest, format, check), path=str(dest))
-    labels_path = atomic_write_text(dest.with_suffix(".labels.txt"), "".join(f"{label}\n" for label in source.labels))
+    labels_path = atomic_write_text(labels_file, labels_text)
     return ExportResult(dest, format, source.description, labels_path, check, written.inputs, written.outputs)
+
+
+def labels_path_for(dest: str | os.PathLike[str]) -> Path:
+    """Where the class names of an export to ``dest`` go: beside it, named after the whole file name.
+
+    >>> labels_path_for("out/pets.onnx").as_posix()
+    'out/pets.onnx.labels.txt'
+    """
+    dest = Path(dest)
+    return dest.with_name(dest.name + ".labels.txt")
+
+
+def _refuse_to_replace(dest: Path, labels_file: Path, labels_text: str) -> None:
+    """Stop, before any work, rather than silently replace a file someone may still want."""
+    if dest.exists():
+        raise OutputError(
+            f"{dest} already exists; pass --force (force=True) to replace it, or choose another --output", path=str(dest)
+        )
+    if labels_file.exists():
+        try:
+            same = labels_file.read_text(encoding="utf-8") == labels_text
+        except (OSError, UnicodeDecodeError):
+            same = False
+        if not same:  # identical names lose nothing; other names would be lost
+            raise OutputError(
+                f"{labels_file} already exists with other class names; pass --force (force=True) to replace it, "
+                "or choose another --output",
+                path=str(labels_file),
+            )
 
 
 def _why_not(source: Source, format: str) -> str:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..core.errors import ImagerecError, ModelFileError, OutputError, UsageError
+from ..core.metadata import KerasMetadata, parse_json, validate_block
 from ..core.preprocessing import Preprocessing
 from ..core.fs import atomic_path, prepare_output_folder
 from ..core.keras_backend import import_keras
@@ -109,20 +110,21 @@ def read_metadata(path: str | os.PathLike[str]) -> dict | None:
             info = archive.getinfo(METADATA_NAME)
             if info.file_size > 16 * 1024 * 1024:
                 raise ModelFileError(f"{where}: {METADATA_NAME} is implausibly large", path=where)
-            metadata = json.loads(archive.read(METADATA_NAME))
+            raw = archive.read(METADATA_NAME)
     except FileNotFoundError as exc:
         raise ModelFileError(f"{where}: no such model file", path=where) from exc
     except (zipfile.BadZipFile, OSError) as exc:
         raise ModelFileError(f"{where}: not a .keras file (expected a zip archive written by Keras)", path=where) from exc
-    except ValueError as exc:
-        raise ModelFileError(f"{where}: {METADATA_NAME} is not valid JSON ({exc})", path=where) from exc
+    metadata = parse_json(raw, where, METADATA_NAME)
     version = metadata.get("version") if isinstance(metadata, dict) else None
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise ModelFileError(
             f"{where}: imagerec metadata version {version!r} is newer than this imagerec understands "
             f"({FORMAT_VERSION}); upgrade imagerec",
             path=where,
         )
+    # Checked here, before the caller converts the network (seconds), not after.
+    validate_block(metadata, KerasMetadata, where, METADATA_NAME)
     return metadata
 
 

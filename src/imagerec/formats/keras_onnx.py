@@ -78,11 +78,12 @@ def export_keras(
     ``shift_average`` also averages copies shifted by that many pixels, as
     :func:`imagerec.data.prediction_views` lays out.
 
-    Where it goes: ``path`` if given; else beside a ``.keras`` file as
-    ``<name>.<sha256[:16]>.onnx`` (or in the cache when that folder is
-    read-only); else, for a model in memory, in the cache keyed by
-    :func:`keras_model_digest`. An existing export with the same key is
-    reused without importing Keras's exporter. With ``check`` the export
+    Where it goes: ``path`` if given; else in imagerec's cache folder
+    (``onnx/`` beside the zoo's ``models/``), never beside the user's file:
+    for a ``.keras`` file as ``<digest of its path>.<sha256[:16]>.onnx``
+    (a changed file replaces its earlier export), for a model in memory
+    keyed by :func:`keras_model_digest`. An existing export with the same
+    key is reused without importing Keras's exporter. With ``check`` the export
     is verified: ONNX Runtime's outputs must match Keras's within
     :data:`EXPORT_TOLERANCE` on a fixed random batch, or ``ModelFileError``.
     """
@@ -100,12 +101,13 @@ def export_keras(
     if shift_average:  # only then, so earlier exports keep their names
         recipe += f":shift{int(shift_average)}"
     stamp = hashlib.sha256(recipe.encode()).hexdigest()
+    cache = zoo.cache_dir().parent / "onnx"
     if path is not None:
         dest = Path(path)
-    elif source_file is not None and os.access(source_file.parent, os.W_OK):
-        dest = source_file.with_name(f"{source_file.stem}.{stamp[:16]}.onnx")
+    elif source_file is not None:
+        dest = cache / f"{_path_key(source_file)}.{stamp[:16]}.onnx"
     else:
-        dest = zoo.cache_dir().parent / "onnx" / f"{stamp[:32]}.onnx"
+        dest = cache / f"{stamp[:32]}.onnx"
     with _EXPORT_LOCK:
         if dest.is_file() and _export_stamp(dest) == stamp:
             return dest
@@ -116,17 +118,27 @@ def export_keras(
         dest.parent.mkdir(parents=True, exist_ok=True)
         views = prediction_views(flip_average, shift_average)
         _export(model, dest, stamp, embedding_layer, output_name, views, check, opset)
-        if source_file is not None and path is None and dest.parent == source_file.parent:
-            _remove_stale_exports(source_file, keep=dest)
+        if source_file is not None and path is None:
+            _remove_stale_exports(cache, _path_key(source_file), keep=dest)
+            # Earlier versions cached beside the model file: those copies are never read again.
+            _remove_stale_exports(source_file.parent, re.escape(source_file.stem), keep=None)
     return dest
 
 
-def _remove_stale_exports(source: Path, keep: Path) -> None:
-    """Delete earlier exports of a ``.keras`` file that has since changed (``<stem>.<16 hex>.onnx``)."""
-    pattern = re.compile(re.escape(source.stem) + r"\.[0-9a-f]{16}\.onnx")
-    for candidate in source.parent.glob(f"{source.stem}.*.onnx"):
+def _path_key(source: Path) -> str:
+    """The cache name of a model file's exports: a digest of its absolute path."""
+    return hashlib.sha256(os.fspath(source.resolve()).encode()).hexdigest()[:16]
+
+
+def _remove_stale_exports(folder: Path, prefix: str, keep: Path | None) -> None:
+    """Delete imagerec's exports named ``<prefix>.<16 hex>.onnx`` in ``folder``, except ``keep``."""
+    pattern = re.compile(prefix + r"\.[0-9a-f]{16}\.onnx")
+    for candidate in folder.glob("*.onnx"):
         if candidate != keep and pattern.fullmatch(candidate.name) and _export_stamp(candidate) is not None:
-            candidate.unlink(missing_ok=True)
+            try:
+                candidate.unlink(missing_ok=True)
+            except OSError:  # a read-only folder: leaving it costs only disk space
+                pass
 
 
 def _export_stamp(path: Path) -> str | None:

@@ -12,7 +12,6 @@ imagerec.core.errors.ModelFileError: no-such.onnx: no such model file
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -20,6 +19,7 @@ from typing import Sequence
 from .. import zoo
 from ..backends.onnx import OnnxBackend
 from ..core.errors import ModelFileError
+from ..core.metadata import ExportedMetadata, parse_json, validate_block
 from ..core.images import DEFAULT_LIMITS, Limits
 from ..core.preprocessing import Preprocessing
 from ..recognizer import Recognizer
@@ -44,16 +44,19 @@ def load_exported_onnx(path: str | os.PathLike[str], *, labels: str | os.PathLik
     if not where.is_file():
         raise ModelFileError(f"{where}: no such model file", path=str(where))
     backend = OnnxBackend(where, num_threads=num_threads)
-    try:
-        info = json.loads(backend.metadata["imagerec"])
-        names = list(info["labels"]) if labels is None else read_labels(labels)
-        preprocessing = Preprocessing.from_dict(info["preprocessing"])
-    except (KeyError, TypeError, ValueError) as exc:
+    if "imagerec" not in backend.metadata:
         raise ModelFileError(
             f"{where}: not an ONNX model written by `imagerec export` (no imagerec metadata); "
             "run other ONNX models with imagerec.backends.onnx.OnnxBackend", path=str(where),
-        ) from exc
+        )
+    info = parse_json(backend.metadata["imagerec"], str(where), "imagerec metadata")
+    block = validate_block(info, ExportedMetadata, str(where), "imagerec metadata")
+    try:
+        names = list(block.labels) if labels is None else read_labels(labels)
+        preprocessing = Preprocessing.from_dict(info["preprocessing"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{where}: its imagerec metadata is invalid ({exc})", path=str(where)) from exc
     if backend.output_dim("scores") != len(names):
         raise ModelFileError(f"{where}: {backend.output_dim('scores')} outputs but {len(names)} labels", path=str(where))
     return Recognizer(backend, names, preprocessing, name=where.stem, sha256=zoo.sha256_file(where),
-                      threshold=info.get("threshold"), metadata=info, limits=limits)
+                      threshold=block.threshold, metadata=info, limits=limits)

@@ -16,7 +16,7 @@ from .catalog import SCHEMA_VERSION, Catalog, CatalogBusyError, CatalogError, de
 from .contact_sheet import write_contact_sheet
 from .hierarchy import Hierarchy
 from .indexer import IndexSummary, index_library
-from .search import DuplicateGroup, Hit, duplicates, search, similar, suggest
+from .search import DuplicateGroup, Hit, duplicates, explain, search, similar, suggest
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -29,6 +29,7 @@ __all__ = [
     "IndexSummary",
     "default_catalog_path",
     "duplicates",
+    "explain",
     "find_catalog",
     "index_library",
     "search",

@@ -12,21 +12,18 @@ The same :func:`analyse` runs locally and inside Ray actors.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
-from typing import Callable, Collection, Iterable, Iterator, Sequence, TypeVar
+from typing import Collection, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from ..core.errors import ImageDecodeError
 from ..core.preprocessing import Preprocessing
 from ..core.images import load_image, stack
-from ..core.pipeline import batches, default_workers
+from ..core.pipeline import batches, default_workers, ordered_map
 from ..recognizer import Recognizer, Scores
+from .facts import Facts, colour_view, facts_of
 from .walker import Entry
 
 __all__ = ["Analysed", "ModelOutput", "analyse", "model_outputs", "ordered_map"]
@@ -56,50 +53,9 @@ class Analysed:
     camera: str | None = None
     error: str | None = None
     known: bool = False  # the catalog already has this content: nothing was decoded
+    facts: "Facts | None" = None  # colours, GPS position... (library.facts)
     outputs: list[ModelOutput] | None = None
     arrays: dict[Preprocessing, np.ndarray] = field(default_factory=dict, repr=False)
-
-
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int | None = None) -> Iterator[R]:
-    """``map(fn, items)`` on a thread pool, in order, at most ``window`` items ahead."""
-    iterator = iter(items)
-    if workers <= 1:
-        yield from map(fn, iterator)
-        return
-    window = window or workers * 4
-    pending: deque[Future[R]] = deque()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagerec-index") as pool:
-        try:
-            for item in islice(iterator, window):
-                pending.append(pool.submit(fn, item))
-            while pending:
-                done = pending.popleft().result()
-                for item in islice(iterator, 1):
-                    pending.append(pool.submit(fn, item))
-                yield done
-        finally:
-            for future in pending:
-                future.cancel()
-
-
-def read_facts(image) -> tuple[int, int, str | None, str | None]:
-    """Upright width and height, EXIF date taken and camera of an opened PIL image."""
-    width, height = image.size
-    taken = camera = None
-    try:
-        exif = image.getexif()
-        if exif.get(0x0112, 1) in (5, 6, 7, 8):  # stored turned by 90°
-            width, height = height, width
-        details = exif.get_ifd(0x8769)
-        taken = details.get(36867) or details.get(36868) or exif.get(306)
-        make, model = exif.get(271), exif.get(272)
-        camera = " ".join(str(part).strip("\x00 ") for part in (make, model) if part) or None
-        if isinstance(taken, bytes):
-            taken = taken.decode("ascii", "replace")
-        taken = str(taken).strip("\x00 ") if taken else None
-    except Exception:  # broken EXIF must not fail a photo that decodes fine
-        pass
-    return width, height, taken, camera
 
 
 def probe(
@@ -109,9 +65,7 @@ def probe(
     known: Collection[str],
     limits,
 ) -> Analysed:
-    """Read one file; decode it for each preprocessing unless its hash is ``known``."""
-    from PIL import Image
-
+    """Read one file; decode it for each preprocessing unless its hash is ``known``; read its facts."""
     result = Analysed(entry)
     path = os.path.join(root, entry.path)
     try:
@@ -123,13 +77,15 @@ def probe(
         if result.sha256 in known:
             result.known = True
             return result
-        try:
-            with Image.open(io.BytesIO(data)) as header:
-                result.width, result.height, result.taken_at, result.camera = read_facts(header)
-        except Exception:
-            pass  # load_image below says what is wrong with the file
         for preprocessing in dict.fromkeys(preprocessings):
             result.arrays[preprocessing] = load_image(data, preprocessing, limits=limits)
+        try:
+            result.facts = facts_of(data, colour_view(result.arrays))
+            facts = result.facts
+            result.width, result.height, result.taken_at, result.camera = (
+                facts.width, facts.height, facts.taken_at, facts.camera)
+        except Exception:  # broken EXIF or the like must not fail a photo that decodes fine
+            pass
     except ImageDecodeError as exc:
         result.error = exc.reason if exc.path in (None, "<bytes>", "<image>") else str(exc)
         result.arrays.clear()

@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
 import json
 import os
 import sqlite3
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,13 +41,20 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ..core.sqlite import open_database
-from ..core.errors import ImagerecError, UsageError
+from ..core.errors import CatalogBusyError, CatalogError, UsageError
+from .damage import CatalogDamagedError, GuardedConnection
+from .writer_lock import WriterLock
 from .schema import MIGRATIONS, SCHEMA_VERSION, statements
+
+# The error text of a row kept, though not seen, because its folder could not be read.
+STALE = "stale: its folder could not be read at the last index run"
 
 __all__ = [
     "Catalog",
     "CatalogError",
     "CatalogBusyError",
+    "CatalogDamagedError",
+    "STALE",
     "FileRow",
     "ModelRow",
     "SCHEMA_VERSION",
@@ -62,12 +67,6 @@ CATALOG_DIRNAME = ".imagerec"
 CATALOG_FILENAME = "catalog.db"
 
 
-class CatalogError(ImagerecError, OSError):
-    """The catalog file is missing, unreadable, or from a newer imagerec."""
-
-
-class CatalogBusyError(CatalogError):
-    """Another process is writing to the catalog."""
 
 
 
@@ -152,7 +151,7 @@ class Catalog:
         readonly: bool = False,
     ) -> None:
         self.path = Path(path)
-        self._lock_handle = None
+        self._writer = WriterLock(self.lock_path, self.path)
         self._changed = False
         self._models_cache: tuple[tuple, list] | None = None
         exists = self.path.is_file()
@@ -166,7 +165,9 @@ class Catalog:
             except OSError as exc:
                 raise _unwritable(self.path, exc) from exc
         try:
-            self.db = open_database(self.path, readonly=readonly, pragmas=("PRAGMA foreign_keys = ON",))
+            self.db = GuardedConnection(
+                open_database(self.path, readonly=readonly, pragmas=("PRAGMA foreign_keys = ON",)), self.path
+            )
             version = self.schema_version
         except sqlite3.DatabaseError as exc:
             if not readonly and isinstance(exc, sqlite3.OperationalError) and not os.access(self.path.parent, os.W_OK):
@@ -259,51 +260,11 @@ class Catalog:
         return self.path.with_name(self.path.name + ".lock")
 
     def acquire_lock(self, wait: float | None = 0.0, on_wait=None) -> None:
-        """Become the one writer: wait up to ``wait`` seconds (``None``: forever).
-
-        The lock is an OS file lock, so it disappears with its process, even
-        on SIGKILL: a killed indexer never leaves the catalog locked.
-        """
-        import fcntl
-
-        try:
-            handle = open(self.lock_path, "a+", encoding="utf-8")
-        except OSError as exc:
-            raise _unwritable(self.lock_path, exc) from exc
-        deadline = None if wait is None else time.monotonic() + wait
-        told = False
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    handle.close()
-                    raise CatalogError(f"{self.lock_path}: cannot lock the catalog ({exc})") from exc
-                if deadline is not None and time.monotonic() >= deadline:
-                    holder = _read_holder(self.lock_path)
-                    handle.close()
-                    raise CatalogBusyError(
-                        f"{self.path}: another indexer ({holder}) is writing to this catalog; "
-                        "wait for it to finish or pass --wait SECONDS",
-                        path=str(self.path),
-                    ) from None
-                if on_wait is not None and not told:
-                    on_wait(_read_holder(self.lock_path))
-                    told = True
-                time.sleep(0.2)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} since {now()}\n")
-        handle.flush()
-        self._lock_handle = handle
+        """Become the one writer: wait up to ``wait`` seconds (``None``: forever); see :class:`WriterLock`."""
+        self._writer.acquire(wait, on_wait)
 
     def release_lock(self) -> None:
-        if self._lock_handle is not None:
-            with contextlib.suppress(OSError):
-                self._lock_handle.truncate(0)
-            self._lock_handle.close()  # closing releases the flock
-            self._lock_handle = None
+        self._writer.release()
 
     # -- meta and root -----------------------------------------------------
 
@@ -354,8 +315,10 @@ class Catalog:
         from ..core.version import __version__
 
         key = (recognizer.name, recognizer.sha256 or "")
-        row = self.db.execute("SELECT id FROM models WHERE name = ? AND sha256 = ?", key).fetchone()
+        row = self.db.execute("SELECT id, labels FROM models WHERE name = ? AND sha256 = ?", key).fetchone()
         if row:
+            if json.loads(row[1]) == ["background", *recognizer.labels]:
+                self._drop_background(int(row[0]), recognizer)
             return int(row[0])
         dim = None
         if recognizer.can_embed:
@@ -377,6 +340,23 @@ class Catalog:
                 ),
             )
         return int(cursor.lastrowid)
+
+    def _drop_background(self, model_id: int, recognizer) -> None:
+        """Renumber a catalog written when ImageNet models kept their ``background`` output 0.
+
+        Label indices are now ImageNet-1k's (Egyptian cat 285, not 286), so the
+        stored predictions move down by one with the model's label list; the
+        background itself was never stored. Two steps keep the primary key unique.
+        """
+        with self.transaction():
+            self.db.execute("UPDATE predictions SET label = -label WHERE model_id = ?", (model_id,))
+            self.db.execute("UPDATE predictions SET label = -label - 1 WHERE model_id = ?", (model_id,))
+            self.db.execute(
+                "UPDATE models SET labels = ?, synonyms = ? WHERE id = ?",
+                (json.dumps(list(recognizer.labels), ensure_ascii=False),
+                 json.dumps([list(names) for names in recognizer.synonyms], ensure_ascii=False), model_id),
+            )
+        self._models_cache = None
 
     def models(self) -> list[ModelRow]:
         key = tuple(self.db.execute("SELECT count(*), max(id) FROM models").fetchone())
@@ -409,7 +389,12 @@ class Catalog:
     # -- runs --------------------------------------------------------------
 
     def start_run(self, model_names: Sequence[str]) -> int:
+        """Record a run as ``running``; runs still ``running`` were killed (the caller holds the lock)."""
         with self.transaction():
+            self.db.execute(
+                "UPDATE runs SET status = 'failed', summary = coalesce(summary, ?) WHERE status = 'running'",
+                (json.dumps({"error": "interrupted: the indexer stopped before finishing (killed?)"}),),
+            )
             cursor = self.db.execute(
                 "INSERT INTO runs (started_at, status, models) VALUES (?, 'running', ?)",
                 (now(), json.dumps(list(model_names))),
@@ -496,6 +481,11 @@ class Catalog:
             (new_path, size, mtime_ns, now(), file_id),
         )
 
+    def mark_stale(self, file_ids: Sequence[int]) -> None:
+        """Mark rows kept only because their folder could not be read; other rows lose the mark."""
+        self.db.execute("UPDATE files SET error = NULL WHERE status = 'ok' AND error = ?", (STALE,))
+        self.db.executemany("UPDATE files SET error = ? WHERE id = ?", [(STALE, i) for i in file_ids])
+
     def mark_gone(self, file_ids: Sequence[int]) -> None:
         self._changed = self._changed or bool(file_ids)
         self.db.executemany("UPDATE files SET status = 'gone' WHERE id = ?", [(i,) for i in file_ids])
@@ -575,11 +565,3 @@ def normalized_f16(vector: np.ndarray) -> np.ndarray:
     values = np.asarray(vector, np.float32).ravel()
     norm = float(np.linalg.norm(values))
     return (values / norm if norm > 0 else values).astype(np.float16)
-
-
-def _read_holder(path: Path) -> str:
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError:
-        text = ""
-    return text or "another process"

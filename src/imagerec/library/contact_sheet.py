@@ -23,7 +23,8 @@ from ..core.errors import ImageDecodeError
 from ..core.fs import atomic_write_text
 from ..core.images import load_pil
 from ..core.pipeline import default_workers
-from .analysis import ordered_map
+from ..core.pipeline import ordered_map
+from .search import why_text
 
 __all__ = ["write_contact_sheet", "thumbnail_data_uri"]
 
@@ -33,7 +34,7 @@ h1 { font-size: 1.3rem; } .grid { display: flex; flex-wrap: wrap; gap: 12px; }
 figure { margin: 0; width: 200px; background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 6px; }
 figure img { width: 200px; height: 150px; object-fit: contain; background: #eee; display: block; }
 figcaption { font-size: 0.75rem; word-break: break-all; margin-top: 4px; }
-.score { font-weight: 600; } .missing { width: 200px; height: 150px; background: #eee; display: flex;
+.score { font-weight: 600; } .why { color: #555; } .description { font-style: italic; } .missing { width: 200px; height: 150px; background: #eee; display: flex;
   align-items: center; justify-content: center; color: #a00; font-size: 0.7rem; text-align: center; }
 """
 
@@ -53,7 +54,8 @@ def thumbnail_data_uri(path: str | os.PathLike[str], size: int = 200) -> str:
 
 
 def write_contact_sheet(hits: Sequence, out: str | os.PathLike[str], *, title: str = "imagerec") -> Path:
-    """Write ``hits`` (objects with ``file``, ``path``, ``score`` and maybe ``label``) as HTML."""
+    """Write ``hits`` (objects with ``file``, ``path``, ``score`` and maybe ``label``, ``why``, ``description``) as HTML:
+    under each photo, its score and label, why it matched and its generated description."""
 
     def figure(hit) -> str:
         try:
@@ -63,6 +65,11 @@ def write_contact_sheet(hits: Sequence, out: str | os.PathLike[str], *, title: s
         caption = f'<span class="score">{hit.score:.3f}</span>'
         if getattr(hit, "label", None):
             caption += f" {html.escape(hit.label)}"
+        why = why_text(getattr(hit, "why", None) or [])
+        if why:
+            caption += f'<br><span class="why">{html.escape(why)}</span>'
+        if getattr(hit, "description", None):
+            caption += f'<br><span class="description">{html.escape(hit.description)}</span>'
         caption += f"<br>{html.escape(hit.path)}"
         return f"<figure>{picture}<figcaption>{caption}</figcaption></figure>"
 

@@ -10,12 +10,22 @@ needs no download and works offline. Labels of other models
 (a learned "pets" recognizer, say) use the hierarchy through their names
 when a name is a WordNet noun in that set ("dog", "cat", "bird").
 
+Words that name nothing on that tree reach it through the rest of WordNet:
+``wordnet_words.json.gz`` (same build script, read only when such a word is
+asked for) sends every other WordNet noun to the tree synsets it means —
+"puppy" is a kind of dog, a "beach" is part of a shore, a "kitten" is
+described as a young domestic cat — and holds WordNet's irregular plurals.
+
 >>> from imagerec.library.hierarchy import Hierarchy
 >>> h = Hierarchy()
 >>> sorted(h.match("dog", ["golden retriever", "tabby", "dog"]))
 [0, 2]
 >>> h.match("Hot-Dogs", ["hotdog"], [("hotdog", "hot dog", "red hot")])
 {0: 'hot dog'}
+>>> h.match("puppies", ["golden retriever", "tabby"])
+{0: 'dog'}
+>>> [(m.word, m.relation, m.name) for m in h.meanings("kittens")]
+[('kitten', 'described as', 'domestic cat')]
 """
 
 from __future__ import annotations
@@ -27,9 +37,19 @@ from functools import cache, lru_cache
 from importlib import resources
 from typing import NamedTuple, Sequence
 
-__all__ = ["Hierarchy", "normalize", "word_forms"]
+__all__ = ["Hierarchy", "Meaning", "normalize", "word_forms"]
 
 _DATA_FILE = "wordnet_imagenet.json.gz"
+_WORDS_FILE = "wordnet_words.json.gz"
+
+
+class Meaning(NamedTuple):
+    """How a query word reaches the tree: ``word`` is ``relation`` the synset named ``name``."""
+
+    word: str
+    relation: str  # "is" (a name on the tree), "kind of", "part of", "described as"
+    name: str
+    synset: int
 
 
 class _Table(NamedTuple):
@@ -48,6 +68,15 @@ def _table() -> _Table:
     data = json.loads(gzip.decompress(raw))
     synsets = {offset: (tuple(lemmas), tuple(parents)) for offset, lemmas, parents in data["synsets"]}
     return _Table(tuple(data["labels"]), tuple(data["classes"]), synsets)
+
+
+@cache
+def _words() -> tuple[dict[str, tuple[tuple[int, str], ...]], dict[str, str]]:
+    """The rest of WordNet: word -> ((tree synset, relation), ...), and irregular plural -> singular."""
+    raw = resources.files(__package__ or "imagerec.library").joinpath(_WORDS_FILE).read_bytes()
+    data = json.loads(gzip.decompress(raw))
+    words = {word: tuple((offset, how) for offset, how in links) for word, links in data["words"]}
+    return words, dict(data["plurals"])
 
 
 def normalize(text: str) -> str:
@@ -178,7 +207,37 @@ class Hierarchy:
             for offset in sorted(self._by_lemma.get(form, ())):
                 for index in by_synset.get(offset, ()):
                     found.setdefault(index, form)
+        if not found:  # a word off the tree: through the rest of WordNet, named by where it led
+            for meaning in self.meanings(query):
+                for index in by_synset.get(meaning.synset, ()):
+                    found.setdefault(index, meaning.name)
         return found
+
+    def meanings(self, query: str) -> list[Meaning]:
+        """What ``query`` means on the tree, most literal reading first; [] when nothing.
+
+        A name on the tree means its synsets (relation ``"is"``); any other
+        WordNet noun means the tree synsets the word table sends it to.
+        """
+        forms = self._forms(query)
+        direct = [Meaning(form, "is", form, offset) for form in forms for offset in sorted(self._by_lemma.get(form, ()))]
+        if direct:
+            return direct
+        words = _words()[0]
+        for form in forms:
+            if form in words:
+                return [Meaning(form, how, self._synsets[offset][0][0], offset) for offset, how in words[form]]
+        return []
+
+    def _forms(self, query: str) -> list[str]:
+        """:func:`word_forms` plus WordNet's own irregular plurals (``noun.exc``)."""
+        forms = word_forms(query)
+        if forms[0] and forms[0] not in self._by_lemma:
+            plurals = _words()[1]
+            head, _, last = forms[0].rpartition(" ")
+            if last in plurals:
+                forms.append((head + " " if head else "") + plurals[last])
+        return list(dict.fromkeys(forms))
 
     @lru_cache(maxsize=16)
     def _lookup(self, labels: tuple[str, ...], synonyms: tuple[tuple[str, ...], ...] | None):

@@ -34,6 +34,9 @@ from ..recognizer import Recognizer
 from ..loading import load
 from .analysis import Analysed, analyse
 from .catalog import Catalog, FileRow, default_catalog_path
+from .damage import set_aside, write_recipe
+from .describe import describe_missing
+from .facts import fill_missing_facts, put_facts
 from .walker import Entry, walk
 
 __all__ = ["IndexSummary", "index_library", "load_models"]
@@ -57,8 +60,12 @@ class IndexSummary:
     failed: int = 0
     updated: int = 0  # unchanged files analysed by a model added to the catalog
     decoded: int = 0  # photos actually decoded and recognised
+    facts_added: int = 0  # photos indexed earlier given their colours, place... (library.facts) this run
+    kept: int = 0  # not seen, but kept (marked stale): their folder could not be read
     failures: list[tuple[str, str]] = field(default_factory=list)
     walk_errors: list[tuple[str, str]] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # folders (relative; "" is the root) that could not be read
+    rebuilt_from: str | None = None  # a damaged catalog set aside by rebuild=True
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -100,6 +107,7 @@ def index_library(
     ray: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     on_wait: Callable[[str], None] | None = None,
+    rebuild: bool = False,
 ) -> IndexSummary:
     """Bring the catalog of ``root`` up to date and say what changed.
 
@@ -108,6 +116,11 @@ def index_library(
     ``ray`` runs decoding and inference on a Ray cluster (``"auto"`` or an
     address); the catalog is still written here, by this process.
     ``on_progress(done, total)`` is called after each batch.
+
+    ``rebuild`` sets the catalog aside (renamed ``catalog.db.damaged-TIME``)
+    and indexes the photos into a new one with the models it was indexed
+    with before (``models`` adds to them): the way out of a damaged catalog.
+    A folder that cannot be read keeps its photos' rows, marked stale.
     """
     started = time.perf_counter()
     root_path = Path(root)
@@ -116,13 +129,21 @@ def index_library(
     if top_k < 1:
         raise UsageError(f"top_k must be at least 1, got {top_k}")
     catalog_path = Path(catalog) if catalog is not None else default_catalog_path(root_path)
+    salvage = set_aside(catalog_path) if rebuild else None
+    if salvage is not None and salvage.models:
+        given = [m for m in models if not isinstance(m, (str, os.PathLike)) or os.fspath(m) not in {s for s, _ in salvage.models}]
+        models = [source for source, _ in salvage.models] + list(given)
+    models = models or (("mobilenet_v2",) if rebuild else ())
     loaded = load_models(models, num_threads=num_threads)
     recognizers = [recognizer for recognizer, _ in loaded]
     with Catalog(catalog_path, root=root_path) as cat:
         cat.acquire_lock(wait, on_wait)
         model_ids = [cat.register_model(r, top_k, source) for r, source in loaded]
+        write_recipe(catalog_path, [(m.source, m.top_k) for m in cat.models()])  # what --rebuild would need
         run_id = cat.start_run([r.name for r in recognizers])
         summary = IndexSummary(str(root_path.resolve()), str(catalog_path), [r.name for r in recognizers])
+        if salvage is not None and salvage.set_aside_as is not None:
+            summary.rebuilt_from = str(salvage.set_aside_as)
         try:
             run = _Run(cat, root_path, recognizers, model_ids, summary, top_k, batch_size, workers, ray, on_progress)
             run.sources = [source for _, source in loaded]
@@ -156,6 +177,12 @@ class _Run:
         todo, self.kinds = self._plan(entries, rows, complete_ids)
         present = {entry.path for entry in entries}
         self.vanished = {path: row for path, row in rows.items() if row.status != "gone" and path not in present}
+        # Not seen because a folder could not be read (permissions, a mount
+        # hiccup) is not deleted: those rows stay, marked stale.
+        kept = [row for path, row in self.vanished.items() if self._unreadable(path)]
+        for row in kept:
+            del self.vanished[row.path]
+        self.summary.kept = len(kept)
         self.vanished_by_sha: dict[str, list[FileRow]] = defaultdict(list)
         for row in self.vanished.values():
             if row.sha256:
@@ -172,11 +199,21 @@ class _Run:
                 self.on_progress(done, len(todo))
         with self.cat.transaction():
             self.cat.mark_gone([row.id for row in self.vanished.values()])
+            self.cat.mark_stale([row.id for row in kept])
             self.cat.drop_orphans()
         self.summary.removed = len(self.vanished)
+        # Contents from before the facts existed (an older catalog): read again, not recognised again.
+        self.summary.facts_added = fill_missing_facts(self.cat, str(self.root), workers=self.workers)
+        describe_missing(self.cat)  # titles and descriptions: from the catalog alone, no photo is read
 
     def _walk_error(self, path: str, exc: OSError) -> None:
         self.summary.walk_errors.append((path, exc.strerror or str(exc)))
+        relative = os.path.relpath(path, self.root).replace(os.sep, "/")
+        self.summary.unreadable.append("" if relative == "." else relative)
+
+    def _unreadable(self, path: str) -> bool:
+        """Whether ``path`` (relative) lies in, or is, something the walk could not read."""
+        return any(not folder or path == folder or path.startswith(folder + "/") for folder in self.summary.unreadable)
 
     def _plan(self, entries: list[Entry], rows: dict[str, FileRow], complete_ids: set[int]):
         todo: list[Entry] = []
@@ -224,6 +261,8 @@ class _Run:
             if item.outputs is None:  # known when read, yet gone from the catalog since: cannot happen with the lock
                 raise RuntimeError(f"{entry.path}: content vanished from the catalog during indexing")
             content_id = self.cat.put_content(item.sha256, item.width, item.height, item.taken_at, item.camera)
+            if item.facts is not None:
+                put_facts(self.cat, content_id, item.facts)
             for model_id, output in zip(self.model_ids, item.outputs):
                 self.cat.put_analysis(content_id, model_id, zip(output.labels, output.scores), output.embedding)
             self.complete[item.sha256] = content_id

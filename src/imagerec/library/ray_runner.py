@@ -12,12 +12,17 @@ The workers must see the library under the same path as the driver (a
 shared or network file system) and be able to load the models (zoo models
 from ``IMAGEREC_MODEL_DIR`` or the cache; ``.imagerec`` files by path).
 
+Ray's own logs (start-up, the execution plan, its workers' output) go to its
+session folder (``/tmp/ray/session_latest/logs``), not to the user's
+terminal; ``IMAGEREC_RAY_VERBOSE=1`` shows them there too.
+
 >>> from imagerec.library import index_library
 >>> index_library("/shared/photos", ray="auto")   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import Collection, Iterator, Sequence
@@ -200,8 +205,10 @@ def connect(address: str) -> bool:
         raise UsageError("--ray needs Ray: pip install 'imagerec[ray]'") from exc
     if ray.is_initialized():
         return False
+    verbose = _verbose()
     try:
-        ray.init(address=None if address == "local" else address, log_to_driver=False, include_dashboard=False)
+        ray.init(address=None if address == "local" else address, log_to_driver=verbose, include_dashboard=False,
+                 logging_level=logging.INFO if verbose else logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImagerecError(
@@ -209,6 +216,21 @@ def connect(address: str) -> bool:
             "pass its address, or use --ray local"
         ) from exc
     return True
+
+
+def _verbose() -> bool:
+    return os.environ.get("IMAGEREC_RAY_VERBOSE", "").lower() in ("1", "true", "yes")
+
+
+def _quiet_ray_data(context) -> None:
+    """Ray Data's execution logs to its log file only (its console handler is raised to errors)."""
+    if _verbose():
+        return
+    context.print_on_execution_start = False
+    context.enable_auto_log_stats = False
+    for handler in logging.getLogger("ray.data").handlers:
+        if handler.get_name() == "console":
+            handler.setLevel(logging.ERROR)
 
 
 def analyse_on_ray(
@@ -239,6 +261,7 @@ def analyse_on_ray(
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
+        _quiet_ray_data(context)
         # A worker's own exception (not Ray Data's UserCodeException wrapper)
         # travels back, so worker_error() can name it.
         context.raise_original_map_exception = True

@@ -86,6 +86,29 @@ MIGRATIONS: tuple[str, ...] = (
         JOIN models m ON m.id = p.model_id
         WHERE f.status = 'ok';
     """,
+    # 2 -> 3: what a photo is besides its labels (library/facts.py), its generated title and
+    # description (library/describe.py), and the cameras and places seen (for reading queries).
+    # Rows from version 2 keep facts NULL until the next index run computes them.
+    """
+    ALTER TABLE contents ADD COLUMN latitude REAL;
+    ALTER TABLE contents ADD COLUMN longitude REAL;
+    ALTER TABLE contents ADD COLUMN place TEXT;
+    ALTER TABLE contents ADD COLUMN facts INTEGER;
+    ALTER TABLE contents ADD COLUMN title TEXT;
+    ALTER TABLE contents ADD COLUMN description TEXT;
+    CREATE TABLE colours (
+        content_id INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
+        colour TEXT NOT NULL,
+        share REAL NOT NULL,
+        PRIMARY KEY (content_id, colour)
+    ) WITHOUT ROWID;
+    CREATE INDEX colours_by_name ON colours (colour, share DESC);
+    CREATE INDEX contents_by_taken ON contents (taken_at);
+    CREATE INDEX contents_by_camera ON contents (camera);
+    CREATE INDEX contents_by_place ON contents (place);
+    CREATE TABLE terms (kind TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, value)) WITHOUT ROWID;
+    INSERT OR IGNORE INTO terms (kind, value) SELECT DISTINCT 'camera', camera FROM contents WHERE camera IS NOT NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

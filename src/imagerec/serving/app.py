@@ -19,8 +19,11 @@ import time
 from typing import AsyncIterator, Iterable, Mapping, Sequence
 
 from fastapi import FastAPI, Request
+from starlette.requests import ClientDisconnect
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..core.version import __version__
 from ..core.errors import UsageError
@@ -28,6 +31,7 @@ from ..recognizer import Recognizer
 from .auth import ApiKeys
 from .config import ServeConfig
 from .metrics import Metrics
+from .origins import CrossOriginGuard
 from .payloads import BodyBudget
 from .routers import predict, system, teach, ui, vision
 from .routers._http import ApiError, error_response
@@ -83,7 +87,9 @@ def create_app(
         yield
         registry.close()
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc from the Swagger UI and ReDoc files that
+    # fastapi-offline ships, not from a CDN, so the API page works with no internet.
+    app = FastAPIOffline(
         title="imagerec",
         version=__version__,
         description="Recognise what is in images. Cloud-Vision-compatible `images:annotate`, plus `/v1/predict`.",
@@ -98,6 +104,10 @@ def create_app(
     for module in (predict, vision, system, teach, ui):
         app.include_router(module.router)
     _install_error_handlers(app)
+    # The last added runs first: log everything, then check Host, then Origin.
+    app.add_middleware(CrossOriginGuard, api_keys=app.state.api_keys)
+    if config.allowed_hosts is not None and "*" not in config.allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts), www_redirect=False)
     app.add_middleware(AccessMiddleware, metrics=metrics)
     return app
 
@@ -121,6 +131,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             message = f"no such route: {request.method} {request.url.path}"
         return error_response(exc.status_code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect):
+        # Not a server error: the caller hung up mid-upload; nobody reads the answer.
+        logging.getLogger("imagerec.serving").info("client disconnected during the request to %s", request.url.path)
+        return error_response(400, "the client disconnected before the request was complete")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -48,9 +48,15 @@ class ServeConfig:
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # never printed
     teach: bool = True
     max_taught_models: int = 8
+    # Without keys, callers are told apart only by address: one address (other
+    # than this machine's) may create this many taught models.
+    max_taught_per_client: int = 3
+    # Host headers answered (port excluded); None answers any. `imagerec serve`
+    # derives the list from the address it listens on.
+    allowed_hosts: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "max_queue", "max_images", "max_top_k", "max_request_bytes", "max_image_bytes", "max_pixels", "max_taught_models", "max_inflight_bytes"):
+        for name in ("max_batch", "max_queue", "max_images", "max_top_k", "max_request_bytes", "max_image_bytes", "max_pixels", "max_taught_models", "max_inflight_bytes", "max_taught_per_client"):
             value = getattr(self, name)
             if value < 1:
                 raise UsageError(f"{name} must be at least 1, got {value}")
@@ -67,6 +73,24 @@ class ServeConfig:
     @property
     def limits(self) -> Limits:
         return Limits(max_pixels=self.max_pixels, max_bytes=self.max_image_bytes)
+
+    @property
+    def decode_threads(self) -> int:
+        from ..core.pipeline import default_workers
+
+        return self.decode_workers or default_workers()
+
+    @property
+    def decode_memory(self) -> int:
+        """The most memory all decodes together may take: decode threads × one decode's bound.
+
+        The threads are ``decode_threads`` plus the one low-priority thread
+        for big pictures without a draft mode.
+
+        >>> ServeConfig(decode_workers=2).decode_memory // 2**20
+        728
+        """
+        return (self.decode_threads + 1) * self.limits.decode_bytes
 
 
 def read_api_keys(path: str | os.PathLike[str]) -> tuple[str, ...]:

@@ -225,6 +225,8 @@ def parse_json(body: bytes) -> Any:
         raise UsageError(f"the request body is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
     except RecursionError:
         raise UsageError("the request body nests JSON arrays or objects too deeply") from None
+    except ValueError as exc:  # Python's cap on integer digits (sys.get_int_max_str_digits)
+        raise UsageError(f"the request body holds a number too long to read ({str(exc).split(';')[0]})") from None
 
 
 async def parse_predict(headers: Mapping[str, str], body: bytes, max_images: int) -> PredictRequest:

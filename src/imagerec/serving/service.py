@@ -32,7 +32,6 @@ import numpy as np
 
 from ..core.errors import ImageDecodeError, ImagerecError, ImageTooLargeError, UnknownModelError, UsageError
 from ..core.images import load_model_input, stack
-from ..core.pipeline import default_workers
 from ..recognizer import FileResult, Prediction, Recognizer
 from .batching import BatcherClosedError, BatchStats, MicroBatcher, QueueFullError
 from .config import ServeConfig
@@ -75,12 +74,14 @@ class ModelHost:
         config: ServeConfig,
         metrics: Metrics,
         decode_pool: ThreadPoolExecutor,
+        heavy_pool: ThreadPoolExecutor | None = None,
     ) -> None:
         self.name = name
         self.recognizer = recognizer
         self.config = config
         self.metrics = metrics
         self._pool = decode_pool
+        self._heavy_pool = heavy_pool or decode_pool
         self._lock = threading.Lock()
         self._admitted = 0
         self._decoding = 0  # admitted images not yet handed to the batcher
@@ -158,13 +159,16 @@ class ModelHost:
             self._decoding -= 1
 
     async def _predict_one(self, loop: asyncio.AbstractEventLoop, image: NamedImage, top_k: int) -> FileResult:
-        # Three ranked labels at least (one may be "unknown"), so a draft-mode near-tie can be seen and refined.
+        # Three ranked classes at least, so a draft-mode near-tie can be seen and refined.
         depth = max(top_k, 3)
         try:
             if image.error is not None:
                 return FileResult(image.name, error=image.error)
             try:
-                array, approximate = await loop.run_in_executor(self._pool, self._decode, image, False)
+                decoded = await loop.run_in_executor(self._pool, self._decode_unless_heavy, image)
+                if decoded is None:  # a big picture without draft mode: decoded when the CPU is otherwise idle
+                    decoded = await loop.run_in_executor(self._heavy_pool, self._decode, image, False)
+                array, approximate = decoded
             except ImagerecError as exc:
                 return FileResult(image.name, error=exc)
             future = self.batcher.submit((array, depth))
@@ -190,6 +194,9 @@ class ModelHost:
         except ImagerecError:
             return first  # decoded once already, so this cannot happen short of running out of memory
         return await asyncio.wrap_future(self.batcher.submit((array, depth)))
+
+    def _decode_unless_heavy(self, image: NamedImage) -> tuple[np.ndarray, bool] | None:
+        return None if _heavy(image.content) else self._decode(image, False)
 
     def _decode(self, image: NamedImage, exact: bool) -> tuple[np.ndarray, bool]:
         size = len(image.content)
@@ -225,12 +232,17 @@ class ModelRegistry:
         self._hosts: dict[str, ModelHost] = {}
         self._lock = threading.Lock()
         self.decode_pool = ThreadPoolExecutor(
-            max_workers=config.decode_workers or default_workers(), thread_name_prefix="imagerec-serve-decode"
+            max_workers=config.decode_threads, thread_name_prefix="imagerec-serve-decode"
+        )
+        # One low-priority thread for big pictures that have no cheap reduced
+        # decode (PNG, TIFF, WebP...): a stream of them cannot starve photos.
+        self.heavy_pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="imagerec-serve-heavy", initializer=_lower_priority
         )
 
     def add(self, name: str, recognizer: Recognizer, *, replace: bool = False) -> ModelHost:
         """Serve ``recognizer`` as ``name``; ``replace`` swaps out an existing one."""
-        host = ModelHost(name, recognizer, self.config, self.metrics, self.decode_pool)
+        host = ModelHost(name, recognizer, self.config, self.metrics, self.decode_pool, self.heavy_pool)
         with self._lock:
             old = self._hosts.get(name)
             if old is not None and not replace:
@@ -271,3 +283,34 @@ class ModelRegistry:
         for host in self.hosts:
             host.close()
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        self.heavy_pool.shutdown(wait=False, cancel_futures=True)
+
+
+HEAVY_PIXELS = 4_000_000  # above this, a picture JPEG draft mode cannot shrink is decoded at low priority
+
+
+def _heavy(content: bytes) -> bool:
+    """Whether decoding ``content`` costs far more than a photo: many pixels and no draft mode.
+
+    Only the header is read. JPEGs never are (draft mode decodes them at
+    the model's scale); what Pillow cannot open goes the normal way, to its error.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(content)) as probe:
+            return probe.format not in ("JPEG", "MPO") and probe.width * probe.height > HEAVY_PIXELS
+    except Exception:
+        return False
+
+
+def _lower_priority() -> None:
+    """Lower the calling thread's CPU priority (Linux: the nice value is per thread)."""
+    import os
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 15)
+        except OSError:
+            pass

@@ -50,9 +50,14 @@ class Teacher:
         self.backbone = backbone
         self._lock = asyncio.Lock()
         self._taught: set[str] = set()
+        self._created_by: dict[str, set[str]] = {}
 
-    async def teach(self, model: str, label: str, images: Sequence[NamedImage]) -> ModelHost:
-        """Serve ``model`` with ``label`` learned from ``images``; returns its host."""
+    async def teach(self, model: str, label: str, images: Sequence[NamedImage], *, client: str | None = None) -> ModelHost:
+        """Serve ``model`` with ``label`` learned from ``images``; returns its host.
+
+        ``client`` (an anonymous caller's address) may create at most
+        ``max_taught_per_client`` models, so no one caller fills every slot.
+        """
         label = label.strip()
         if not label or len(label) > 100:
             raise UsageError("the class name must be 1 to 100 characters")
@@ -72,6 +77,12 @@ class Teacher:
                 raise UsageError(
                     f"this server already holds {len(self._taught)} taught models (the limit); add classes to one of them"
                 )
+            mine = self._created_by.get(client, set()) if client is not None else set()
+            if existing is None and client is not None and len(mine) >= self.config.max_taught_per_client:
+                raise UsageError(
+                    f"you already created {len(mine)} taught models (the limit per caller without an API key); "
+                    f"add classes to {sorted(mine)[0]!r}"
+                )
             preprocessing = existing.preprocessing if existing is not None else _backbone_preprocessing(self.backbone)
             loop = asyncio.get_running_loop()
             arrays = await asyncio.gather(
@@ -81,6 +92,8 @@ class Teacher:
             # Replacing closes the old host, which finishes its queued images
             # first: done on a worker thread so the event loop never waits.
             host = await asyncio.to_thread(self.registry.add, model, recognizer, replace=existing is not None)
+            if existing is None and client is not None:
+                self._created_by.setdefault(client, set()).add(model)
             self._taught.add(model)
             return host
 

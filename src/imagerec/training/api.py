@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..architectures import build
 from ..core.errors import UsageError
@@ -36,6 +39,8 @@ from ..core.preprocessing import Preprocessing
 from ..data.datasets import Dataset, DatasetSource, load_dataset
 from . import time_budget
 from .config import TrainConfig, make_config
+from .report import split_line
+from .resume import adopt_legacy_state
 from .trainer import RunFiles, Trainer, TrainingData
 from .whitening import whiten_from_data
 
@@ -59,6 +64,7 @@ class TrainResult:
     seconds: float
     stopped: str  # "completed", "early_stopping", "time_budget"
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    class_counts: dict[str, int] = field(default_factory=dict)  # training images per class (the split's training part)
 
     def recognizer(self, **settings: Any):
         """The saved model as a :class:`~imagerec.recognizer.Recognizer` (ONNX Runtime); ``settings`` as for ``configure``."""
@@ -105,7 +111,7 @@ def train(
     ``lr``, ``loss``, ``activation``, ``label_smoothing``, ``weight_decay``,
     ``schedule``, ``flip``, ``translate``, ``cutout``, ``tta``, ``tta_shift``,
     ``lookahead``, ``val_fraction``, ``seed``, ``patience``, ``max_minutes``,
-    ``normalization``, ``precision``...) and the keyword options of the
+    ``normalization``, ``precision``, ``class_weight``...) and the keyword options of the
     architecture's builder (``widths=(128, 384, 384)`` for ``fast_resnet``);
     any other keyword is a :class:`~imagerec.core.errors.UsageError` naming
     the valid ones. Settings left out or ``None`` take the architecture's
@@ -128,9 +134,14 @@ def train(
     bfloat16 (weights, batch-norm statistics and the loss stay float32) on
     CPUs with bfloat16 matrix units (Intel AMX or AVX-512 BF16), where
     training is about 3× faster, and in float32 elsewhere; ``"float32"`` and
-    ``"bfloat16"`` force one.
+    ``"bfloat16"`` force one. ``class_weight="balanced"`` (the default)
+    weighs each training image's loss by ``n / (classes × count)`` of its
+    class, so a class with few images is not drowned by a big one;
+    ``"none"`` weighs them alike.
 
-    ``resume`` continues from ``<output>.state.pt``. ``threads`` sets
+    ``resume`` continues from the run's saved state (written after every
+    epoch and on Ctrl-C to imagerec's cache folder, not beside the model:
+    ``TrainResult.state_path`` says where). ``threads`` sets
     PyTorch's thread count (default: the cores this process may use; on a
     machine busy with other work, 1 can be much faster, as threads that
     wait for each other get descheduled). ``callbacks`` are called
@@ -167,6 +178,11 @@ def train(
     preprocessing = Preprocessing(size=(config.image_size, config.image_size), resize=config.resize,
                                   normalization=config.normalization)
     progress = False if verbose is False else None  # quiet means no decode bar either (--json)
+    if verbose or (verbose is None and sys.stderr.isatty()):  # lines, so a log shows what the run is doing
+        print(f"decoding {len(train_set) + len(val_set)} images of {len(dataset.classes)} classes at "
+              f"{config.image_size}×{config.image_size} px", file=sys.stderr, flush=True)
+        print(split_line(train=len(train_set), val=len(val_set), classes=len(dataset.classes),
+                         val_fraction=None if val_data is not None else config.val_fraction), file=sys.stderr, flush=True)
     decoded = TrainingData.decode(dataset, train_set, val_set, preprocessing, workers=workers, progress=progress)
 
     import torch
@@ -179,6 +195,7 @@ def train(
         whiten_from_data(keras_model, decoded.x_train, config.normalization)
     trainer = Trainer(model=keras_model, config=config, data=decoded, files=files, started=started,
                       epochs_cap=epochs_cap, verbose=verbose, callbacks=callbacks)
+    adopt_legacy_state(files.model, files.state, resume=resume)  # earlier versions kept it beside the model
     if resume:
         trainer.load_state()
     else:
@@ -191,6 +208,8 @@ def train(
         config=config, history=trainer.history, best_epoch=trainer.best_epoch,
         best_val_accuracy=trainer.best_accuracy, curves_path=curves, state_path=files.state,
         seconds=seconds, stopped=trainer.stopped, skipped=decoded.skipped,
+        class_counts={name: int(count) for name, count in
+                      zip(decoded.classes, np.bincount(decoded.y_train, minlength=len(decoded.classes)))},
     )
 
 

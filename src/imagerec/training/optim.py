@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core.errors import UsageError
-from .config import LOSSES, OPTIMIZERS, SCHEDULES
+from .config import CLASS_WEIGHTS, LOSSES, OPTIMIZERS, SCHEDULES
 
-__all__ = ["Lookahead", "make_loss", "make_optimizer", "schedule_factor"]
+__all__ = ["Lookahead", "class_weights", "make_loss", "make_optimizer", "schedule_factor"]
 
 
 def make_optimizer(
@@ -139,24 +139,63 @@ class Lookahead:
                 variable.copy_(average)
 
 
+def class_weights(mode: str, targets: Sequence[int], num_classes: int) -> list[float] | None:
+    """Each class's loss weight for ``mode`` (``"balanced"``: ``n / (classes × count)``, scikit-learn's
+    ``compute_class_weight``), or None for ``"none"``.
+
+    >>> class_weights("balanced", [0, 0, 0, 1], 2), class_weights("none", [0, 1], 2)
+    ([0.6667, 2.0], None)
+    """
+    if mode == "none":
+        return None
+    if mode not in CLASS_WEIGHTS:
+        raise UsageError(f"class weight must be 'balanced' or 'none', got {mode!r}")
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    targets = np.asarray(targets)
+    present = np.unique(targets)
+    weights = np.ones(num_classes)
+    weights[present] = compute_class_weight("balanced", classes=present, y=targets)
+    return [round(float(w), 4) for w in weights]
+
+
 def make_loss(name: str, *, num_classes: int, label_smoothing: float = 0.0,
-              outputs_logits: bool = True) -> Callable[[Any, Any], Any]:
+              outputs_logits: bool = True, weights: Sequence[float] | None = None) -> Callable[[Any, Any], Any]:
     """``loss(outputs, targets)`` for integer ``targets``; a Keras loss name.
 
     ``outputs_logits`` says whether the model's outputs are pre-softmax
-    scores (the numerically stable path) or probabilities.
+    scores (the numerically stable path) or probabilities. ``weights``, one
+    per class, multiply each example's loss by its class's weight before the
+    batch mean (Keras's ``class_weight``: the sum is divided by the batch size).
 
     >>> import torch
     >>> loss = make_loss("categorical_crossentropy", num_classes=2)
     >>> round(float(loss(torch.tensor([[0.0, 0.0]]), torch.tensor([1]))), 4)   # log 2
     0.6931
+    >>> weighted = make_loss("categorical_crossentropy", num_classes=2, weights=[1.0, 3.0])
+    >>> round(float(weighted(torch.tensor([[0.0, 0.0]]), torch.tensor([1]))), 4)
+    2.0794
     """
-    import torch
-    import torch.nn.functional as F
-
     name = name.lower()
     if name not in LOSSES:
         raise UsageError(f"unknown loss {name!r}; choose from {', '.join(LOSSES)}")
+    per_example = _per_example_loss(name, num_classes, label_smoothing, outputs_logits)
+    if weights is None:
+        return lambda out, targets: per_example(out, targets).mean()
+    import torch
+
+    if len(weights) != num_classes:
+        raise UsageError(f"{len(weights)} class weights for {num_classes} classes")
+    class_weight = torch.tensor(list(weights), dtype=torch.float32)
+    return lambda out, targets: (per_example(out, targets) * class_weight[targets]).mean()
+
+
+def _per_example_loss(name: str, num_classes: int, label_smoothing: float,
+                      outputs_logits: bool) -> Callable[[Any, Any], Any]:
+    """``loss(outputs, targets)``: the loss of each example of the batch (a vector)."""
+    import torch
+    import torch.nn.functional as F
 
     def log_probs(out):
         return torch.log_softmax(out, dim=-1) if outputs_logits else torch.log(out.clamp_min(1e-7))
@@ -168,15 +207,15 @@ def make_loss(name: str, *, num_classes: int, label_smoothing: float = 0.0,
     if name in ("categorical_crossentropy", "sparse_categorical_crossentropy", "crossentropy"):
         def crossentropy(out, targets):
             if outputs_logits:
-                return F.cross_entropy(out, targets, label_smoothing=label_smoothing)
-            return -(soft_targets(targets) * log_probs(out)).sum(dim=-1).mean()
+                return F.cross_entropy(out, targets, label_smoothing=label_smoothing, reduction="none")
+            return -(soft_targets(targets) * log_probs(out)).sum(dim=-1)
 
         return crossentropy
     if name == "categorical_focal_crossentropy":
         def focal(out, targets, gamma: float = 2.0, alpha: float = 0.25):
             logp = log_probs(out)
             p = logp.exp()
-            return -(alpha * soft_targets(targets) * (1 - p) ** gamma * logp).sum(dim=-1).mean()
+            return -(alpha * soft_targets(targets) * (1 - p) ** gamma * logp).sum(dim=-1)
 
         return focal
     if name == "categorical_hinge":
@@ -185,13 +224,13 @@ def make_loss(name: str, *, num_classes: int, label_smoothing: float = 0.0,
             y = soft_targets(targets)
             pos = (y * p).sum(dim=-1)
             neg = ((1 - y) * p).amax(dim=-1)
-            return F.relu(neg - pos + 1).mean()
+            return F.relu(neg - pos + 1)
 
         return hinge
 
     def mse(out, targets):
         p = torch.softmax(out, dim=-1) if outputs_logits else out
-        return ((p - soft_targets(targets)) ** 2).mean()
+        return ((p - soft_targets(targets)) ** 2).mean(dim=-1)
 
     return mse
 

@@ -1,15 +1,22 @@
-"""What a training run shows and leaves behind: a progress bar per epoch, and the learning curves.
+"""What a training run shows and leaves behind: lines saying what it does, a bar per epoch, the learning curves.
 
-The epoch bar is not :func:`imagerec.core.progress.progress` (the bar every
-other long loop uses): it stays on screen when the epoch ends, as the
-run's log, and shows the running loss, accuracy and speed beside the
-steps. Without a terminal each epoch is one line on stderr, and nothing
-at all when the run is quiet (``--json``).
+Before the first step the run says what it is doing, one line each, on a
+terminal or not: the images it decodes, the split, and the plan (epochs,
+steps, batch). The epoch bar is not :func:`imagerec.core.progress.progress`
+(the bar every other long loop uses): it stays on screen when the epoch
+ends, as the run's log, and shows the running loss, accuracy and speed
+beside the steps; its last state adds the whole run's progress and the
+time left. Without a terminal each epoch is one line on stderr with the
+same. Nothing at all is printed when the run is quiet (``--json``).
 
 >>> record = {"epoch": 1, "loss": 1.25, "accuracy": 0.5, "images_per_second": 80.0,
 ...           "val_loss": 1.5, "val_accuracy": 0.25}
 >>> epoch_line(record, epochs=3)
 'epoch 1/3: loss 1.2500  acc 50.00%  80 img/s  val_loss 1.5000  val_acc 25.00%'
+>>> run_progress(done=1, planned=4, seconds=90.0)
+'run 25%, 1 min 30 s so far, about 4 min 30 s left'
+>>> split_line(train=90, val=10, classes=4, val_fraction=0.1)
+'split: 90 training and 10 validation images (10% held out, stratified), 4 classes'
 """
 
 from __future__ import annotations
@@ -23,7 +30,51 @@ import numpy as np
 
 from ..core.fs import atomic_path
 
-__all__ = ["EpochProgress", "epoch_line", "plot_curves"]
+__all__ = ["EpochProgress", "duration", "epoch_line", "plan_line", "plot_curves", "run_progress", "split_line"]
+
+
+def duration(seconds: float) -> str:
+    """``"45 s"``, ``"3 min 05 s"``, ``"1 h 02 min"``: a span a person reads at a glance.
+
+    >>> duration(4.2), duration(185), duration(3720)
+    ('4 s', '3 min 05 s', '1 h 02 min')
+    """
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def split_line(*, train: int, val: int, classes: int, val_fraction: float | None) -> str:
+    """The line saying how the images were split (``val_fraction`` None: a validation set was given)."""
+    how = f"{val_fraction:.0%} held out, stratified" if val_fraction is not None else "validation set given"
+    return f"split: {train} training and {val} validation images ({how}), {classes} classes"
+
+
+def plan_line(*, arch: str, epochs: int, steps: int, batch: int, size: int, threads: int) -> str:
+    """The line saying what the run is about to do.
+
+    >>> plan_line(arch="fast_resnet", epochs=10, steps=97, batch=512, size=32, threads=2)
+    'plan: fast_resnet, 10 epochs of 97 steps (batch 512, 32×32 px), 2 threads'
+    """
+    return (f"plan: {arch}, {epochs} epoch{'s' if epochs != 1 else ''} of {steps} step{'s' if steps != 1 else ''} "
+            f"(batch {batch}, {size}×{size} px), {threads} thread{'s' if threads != 1 else ''}")
+
+
+def run_progress(*, done: int, planned: int, seconds: float, session_epochs: int | None = None,
+                 session_seconds: float | None = None) -> str:
+    """The whole run's progress after ``done`` of ``planned`` epochs and ``seconds`` spent in all.
+
+    The time left is extrapolated from this session's epochs when given
+    (a resumed run's earlier sessions may have run on another machine).
+    """
+    per_epoch = (session_seconds / session_epochs if session_epochs and session_seconds is not None
+                 else seconds / max(1, done))
+    left = per_epoch * max(0, planned - done)
+    text = f"run {done / max(1, planned):.0%}, {duration(seconds)} so far"
+    return text + (f", about {duration(left)} left" if done < planned else ", done")
 
 
 def epoch_line(record: Mapping[str, float], epochs: int) -> str:
@@ -70,9 +121,10 @@ class EpochProgress:
                  f"{partial['seen'] / max(1e-9, partial['seconds']):.0f} img/s")
         self.bar.update(self.task, completed=step, stats=stats)
 
-    def finish(self, record: Mapping[str, float]) -> None:
-        """Show the epoch's record: in the bar on a terminal, as a line on stderr otherwise."""
-        text = epoch_line(record, self.epochs)
+    def finish(self, record: Mapping[str, float], run: str = "") -> None:
+        """Show the epoch's record (and ``run``, the whole run's progress): in the bar on a terminal,
+        as a line on stderr otherwise."""
+        text = epoch_line(record, self.epochs) + (f"  · {run}" if run else "")
         if self.bar is not None:
             self.bar.update(self.task, completed=self.steps, stats=text.split(": ", 1)[1])
         elif self.verbose:

@@ -1,4 +1,9 @@
-"""The resume state of a training run: the ``<model>.state.pt`` file, and the checks before resuming.
+"""The resume state of a training run: the ``.state.pt`` file, where it lives, and the checks before resuming.
+
+The state of a run saving its model to ``pets.keras`` is kept in imagerec's
+cache folder (``training/`` beside the zoo's ``models/``; see
+:func:`state_path_for`), not beside the model: it is tens of megabytes a
+user did not ask for. ``train --resume`` with the same output finds it.
 
 The state is a dict of tensors and plain values (weights, optimizer state,
 history, where in the epoch the run stopped) saved with ``torch.save`` and
@@ -14,26 +19,51 @@ differs is named.
 >>> write_state(path, {"version": STATE_VERSION, "epoch": 2})
 >>> read_state(path)["epoch"]
 2
+>>> state_path_for("pets.keras").parent.name, state_path_for("pets.keras").name.startswith("pets.keras.")
+('training', True)
 >>> model_difference(None, [], [(3, 3)], [(3, 4)])
 'a weight of shape [3, 3] is [3, 4] now'
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
+from .. import zoo
 from ..core.errors import ImagerecError, UsageError
 from ..core.fs import atomic_path
 from .config import RESUMABLE_CHANGES, TrainConfig
 
-__all__ = ["STATE_VERSION", "check_same_run", "model_difference", "model_signature", "read_state", "write_state"]
+__all__ = ["STATE_VERSION", "adopt_legacy_state", "state_path_for", "check_same_run", "model_difference", "model_signature", "read_state", "write_state"]
 
 STATE_VERSION = 1
+
+
+def state_path_for(model: str | os.PathLike[str]) -> Path:
+    """Where the resume state of a run saving its model to ``model`` lives: the cache, keyed by the absolute path."""
+    where = Path(model).resolve()
+    key = hashlib.sha256(os.fspath(where).encode()).hexdigest()[:16]
+    return zoo.cache_dir().parent / "training" / f"{where.name}.{key}.state.pt"
+
+
+def adopt_legacy_state(model: str | os.PathLike[str], state: Path, *, resume: bool) -> None:
+    """Move a state file that an earlier version left beside ``model`` to ``state`` (resuming),
+    or remove it (a new run replaces it, as it always did)."""
+    legacy = Path(model).with_name(Path(model).name + ".state.pt")
+    if not legacy.is_file():
+        return
+    if resume and not state.is_file():
+        state.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(legacy, state)
+    else:
+        legacy.unlink(missing_ok=True)
 
 
 def write_state(path: str | os.PathLike[str], state: dict) -> None:
@@ -62,6 +92,10 @@ def read_state(path: str | os.PathLike[str]) -> dict:
     return state
 
 
+# Settings whose default trains differently from runs saved before the setting existed.
+SETTINGS_BEFORE_THEY_EXISTED = {"class_weight": "none"}
+
+
 def check_same_run(state: dict, *, path: Path, config: TrainConfig, classes: Sequence[str], data_digest: str,
                    model: Any, variables: Sequence[Any]) -> None:
     """Refuse to resume a run whose data, settings or model differ from the saved ones, naming what differs."""
@@ -73,8 +107,10 @@ def check_same_run(state: dict, *, path: Path, config: TrainConfig, classes: Seq
         return json.loads(json.dumps(value, sort_keys=True, default=str))
 
     saved, current = state["config"], config.to_dict()
-    # A setting added after the state was saved had its default then.
-    saved = {**{f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}, **saved}
+    # A setting added after the state was saved had its default then, or, where the
+    # default changed the training, the value that trains as those runs did.
+    saved = {**{f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}, **SETTINGS_BEFORE_THEY_EXISTED,
+             **saved}
     differ = [key for key in current if key not in RESUMABLE_CHANGES and plain(saved.get(key)) != plain(current[key])]
     if differ:
         was = ", ".join(f"{key}={saved.get(key)!r}" for key in differ)

@@ -12,8 +12,8 @@ written; Ctrl-C writes it too.
 
 >>> import os, tempfile
 >>> files = RunFiles.beside(os.path.join(tempfile.mkdtemp(), "shapes.keras"))
->>> files.state.name, files.curves.name
-('shapes.keras.state.pt', 'shapes.curves.png')
+>>> files.curves.name, files.state.parent.name  # the resume state lives in the cache
+('shapes.curves.png', 'training')
 """
 
 from __future__ import annotations
@@ -37,13 +37,14 @@ from ..data.datasets import Dataset
 from ..data.views import apply_view, prediction_views
 from . import time_budget
 from .config import TrainConfig
-from .optim import Lookahead, make_loss, make_optimizer, schedule_factor
-from .report import EpochProgress, plot_curves
+from .optim import Lookahead, class_weights, make_loss, make_optimizer, schedule_factor
+from .report import EpochProgress, plan_line, plot_curves, run_progress
 from .resume import (
     STATE_VERSION,
     check_same_run,
     model_signature,
     read_state,
+    state_path_for,
     write_state,
 )
 from .torch_graph import ModelRunner
@@ -55,7 +56,7 @@ Callback = Callable[[str, dict], None]
 
 @dataclass
 class RunFiles:
-    """Where a run writes: the model, its resume state beside it, and its learning curves."""
+    """Where a run writes: the model, its learning curves beside it, and its resume state in the cache."""
 
     model: Path
     state: Path
@@ -71,8 +72,7 @@ class RunFiles:
         prepare_output_folder(model.parent, what="the model")
         if model.is_dir():
             raise OutputError(f"{model}: is a folder; give a file name ending in .keras for the model", path=str(model))
-        return cls(model=model, state=model.with_name(model.name + ".state.pt"),
-                   curves=model.with_name(model.stem + ".curves.png"))
+        return cls(model=model, state=state_path_for(model), curves=model.with_name(model.stem + ".curves.png"))
 
 
 @dataclass
@@ -146,7 +146,8 @@ class Trainer:
                                         norm_lr_scale=config.bias_lr_scale)
         self.lookahead = Lookahead(self.runner.variables(), self.batch_size) if config.lookahead else None
         self.loss_fn = make_loss(config.loss, num_classes=len(data.classes), label_smoothing=config.label_smoothing,
-                                 outputs_logits=self.runner.outputs_logits)
+                                 outputs_logits=self.runner.outputs_logits,
+                                 weights=class_weights(config.class_weight, data.y_train, len(data.classes)))
         # Alternating flip: each image is mirrored in every other epoch (which ones first is fixed by the seed).
         self.first_mirror = np.random.default_rng([config.seed, 1]).random(len(data.x_train)) < 0.5
         self.epoch = 0  # completed epochs
@@ -161,6 +162,7 @@ class Trainer:
         self.planned = config.epochs  # the epochs the schedule spans (fitted to a time budget, if any)
         self.budget: time_budget.TimeBudget | None = None
         self._start: float | None = None
+        self._session_epochs = 0  # epochs run in this session (the time left is extrapolated from them)
 
     @property
     def model(self) -> Any:
@@ -259,6 +261,9 @@ class Trainer:
         if self.epoch >= self.planned:
             self._say(f"already trained for {self.epoch} epochs; pass more --epochs to continue")
             return
+        self._say(plan_line(arch=config.arch, epochs=self.planned, steps=self.steps_per_epoch, batch=self.batch_size,
+                            size=config.image_size, threads=self._torch.get_num_threads())
+                  + (f", at most {config.max_minutes:g} minutes" if config.max_minutes is not None else ""))
         try:
             while self.epoch < self.planned:
                 epoch_start = time_budget.clock()
@@ -313,7 +318,10 @@ class Trainer:
             if self.lookahead is not None:
                 self.lookahead.copy_back()  # validate and checkpoint the averaged weights
             record = self._epoch_record()
-            bar.finish(record)
+            self._session_epochs += 1
+            bar.finish(record, run_progress(done=self.epoch + 1, planned=self.planned,
+                                            seconds=self.elapsed_before + self._elapsed(),
+                                            session_epochs=self._session_epochs, session_seconds=self._elapsed()))
         self.epoch += 1
         self.step = 0
         self.partial = {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}

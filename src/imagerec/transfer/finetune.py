@@ -33,6 +33,7 @@ from ..core.keras_backend import import_keras
 from ..core.preprocessing import Preprocessing
 from ..data.datasets import Dataset, load_dataset
 from .backbones.keras import APPLICATIONS, build_application, keras_backbone
+from .heads import check_class_weight
 from .learning import learn
 
 __all__ = ["FineTuneResult", "fine_tune"]
@@ -63,6 +64,7 @@ class FineTuneResult:
             "fine_tuned_val_accuracy": round(self.fine_tuned_val_accuracy, 4),
             "gain": round(self.gain, 4), "val_images": self.val_images, "layers": self.layers,
             "trainable_weights": self.trainable_weights, "epochs_run": len(self.train.history),
+            "class_counts": dict(self.train.class_counts), "class_weight": self.train.config.class_weight,
             "best_epoch": self.train.best_epoch, "seconds": round(self.train.seconds, 1),
             "skipped": [{"path": path, "reason": reason} for path, reason in self.skipped],
         }
@@ -82,6 +84,7 @@ def fine_tune(
     seed: int = 0,
     output: str | os.PathLike[str] = "fine_tuned.keras",
     max_minutes: float | None = None,
+    class_weight: str = "balanced",
     verbose: bool | None = None,
 ) -> FineTuneResult:
     """Fine-tune the last ``layers`` layers of a Keras backbone on ``data`` (see the module doc).
@@ -89,6 +92,8 @@ def fine_tune(
     ``data`` is anything :func:`imagerec.data.load_dataset` reads (a class
     folder, CSV, ``.tar.gz``, a dict of paths). A stratified
     ``val_fraction`` (from ``seed``) is held out for both measurements.
+    ``class_weight`` ("balanced" or "none") weighs the classes in both the
+    frozen head and the fine-tuning loss (see :func:`imagerec.train`).
     """
     # training sits above transfer (it trains whole networks); only fine-tuning needs it.
     from ..training import train
@@ -98,6 +103,7 @@ def fine_tune(
     application = backbone.split(":", 1)[1]
     if application not in APPLICATIONS:
         raise UsageError(f"unknown Keras backbone {application!r}; choose one of {', '.join(APPLICATIONS)}")
+    class_weight = check_class_weight(class_weight)  # before minutes of embedding
     if layers < 1:
         raise UsageError(f"--fine-tune needs at least 1 layer to unfreeze, got {layers}")
     if Path(output).suffix.lower() != ".keras":
@@ -118,7 +124,8 @@ def fine_tune(
     # 1. The frozen recognizer, and its accuracy on the held-out images.
     frozen_backbone = keras_backbone(application, weights=weights, input_size=size, seed=seed)
     # No frame: the fine-tuned network is trained (by train()) on unframed pictures.
-    frozen = learn(train_set, backbone=frozen_backbone, head="logistic", frame=0, threshold=None, progress=verbose)
+    frozen = learn(train_set, backbone=frozen_backbone, head="logistic", head_options={"class_weight": class_weight},
+                   frame=0, threshold=None, progress=verbose)
     if frozen.labels != list(dataset.classes):
         missing = [c for c in dataset.classes if c not in frozen.labels]
         raise DatasetError(f"{dataset.source}: no readable training image for class(es) "
@@ -148,7 +155,7 @@ def fine_tune(
         train_set, model=model, val_data=val_set, output=output, epochs=epochs, batch_size=batch_size,
         image_size=size, normalization=spec.normalization, optimizer="adam", lr=lr, label_smoothing=0.0,
         weight_decay=0.0, schedule="constant", tta=False, patience=None, max_minutes=max_minutes,
-        seed=seed, verbose=verbose,
+        seed=seed, verbose=verbose, class_weight=class_weight,
     )
     return FineTuneResult(
         path=Path(result.path), classes=list(dataset.classes), frozen_val_accuracy=frozen_accuracy,

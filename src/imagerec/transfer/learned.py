@@ -15,10 +15,17 @@ match ``manifest.sha256``; an array whose bytes, shape or dtype differ from
 the manifest; and a backbone whose sha256 is not the one the head was
 learned on. The checksums catch corruption and careless edits; they are not
 a signature (anyone can recompute them), so only load files you trust as
-much as any model file. Against a hostile file: arrays are read with
-``allow_pickle=False`` after their ``.npy`` header is checked against the
-manifest (so no array is allocated bigger than its bytes), and the zip may
-not unpack to more than 4 GiB nor the manifest exceed 16 MiB.
+much as any model file.
+
+Against a hostile file, everything cheap is checked before anything costly,
+in this order: the zip's directory (no two members with one name or one
+place in the file, at most 4 GiB unpacked), the manifest (at most 16 MiB,
+bounded JSON, its sha256, then :class:`~imagerec.core.metadata.LearnedManifest`),
+the memory the arrays will take once loaded (declared shapes, at most 1 GiB
+in all, each member's size agreeing with its shape before it is read), each
+array's sha256 and ``.npy`` header (read with ``allow_pickle=False``; no NaN
+or infinity), the backbone's sha256 as far as it can be known without
+building it (zoo and Keras backbones) — and only then is a backbone built.
 
 >>> import imagerec, tempfile, os
 >>> photos = "../shared/photos/few-shot"
@@ -44,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import ChecksumError, ModelFileError, UnknownModelError, UsageError
+from ..core.metadata import LearnedManifest, parse_json, validate_block
 from ..core.fs import atomic_path
 from ..core.images import DEFAULT_LIMITS, Limits
 from ..core.preprocessing import Preprocessing
@@ -64,7 +72,8 @@ SUFFIX = ".imagerec"
 # Bounds that keep a hostile file from exhausting memory.
 _MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 _MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
-_ARRAY_DTYPES = {"float16", "float32", "float64", "int64", "int32", "uint8", "bool"}
+_MAX_ARRAY_BYTES = 1024 * 1024 * 1024  # all arrays, as they will sit in memory
+_MAX_NPY_HEADER = 64 * 1024
 
 
 class LearnedRecognizer(Recognizer):
@@ -149,10 +158,18 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         raise ModelFileError(
             f"{path}: not a learned recognizer (expected a {SUFFIX} zip written by imagerec learn)", path=str(path)
         ) from exc
-    total = sum(info.file_size for info in archive.infolist())
+    infos = archive.infolist()
+    total = sum(info.file_size for info in infos)
+    problem = None
     if total > _MAX_TOTAL_BYTES:
+        problem = f"unpacks to {total:,} bytes, over the {_MAX_TOTAL_BYTES:,} limit"
+    elif len({info.filename for info in infos}) != len(infos):
+        problem = "holds two members with the same name"
+    elif len({info.header_offset for info in infos}) != len(infos):  # one member's bytes under several names
+        problem = "lists one member's bytes under several names"
+    if problem:
         archive.close()
-        raise ModelFileError(f"{path}: unpacks to {total:,} bytes, over the {_MAX_TOTAL_BYTES:,} limit", path=str(path))
+        raise ModelFileError(f"{path}: {problem}; not a file imagerec wrote", path=str(path))
     return archive
 
 
@@ -172,10 +189,7 @@ def _read_member(archive: zipfile.ZipFile, name: str, path: Path, limit: int | N
 
 def _verified_manifest(archive: zipfile.ZipFile, path: Path) -> dict:
     raw = _read_member(archive, "manifest.json", path, _MAX_MANIFEST_BYTES)
-    try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: manifest.json is not valid JSON ({exc})", path=str(path)) from exc
+    manifest = parse_json(raw, str(path), "manifest.json")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a learned recognizer (manifest format is not {FORMAT!r})", path=str(path))
     version = manifest.get("format_version")
@@ -195,20 +209,35 @@ def _verified_manifest(archive: zipfile.ZipFile, path: Path) -> dict:
             "refusing to load it — learn the recognizer again or restore the original file",
             path=str(path),
         )
-    for key, kind in (("backbone", dict), ("labels", list), ("head", dict), ("arrays", dict)):
-        if key not in manifest:
-            raise ModelFileError(f"{path}: manifest has no {key!r} entry", path=str(path))
-        if not isinstance(manifest[key], kind):
-            raise ModelFileError(f"{path}: the manifest's {key!r} entry is not a {kind.__name__}", path=str(path))
+    validate_block(manifest, LearnedManifest, str(path), "manifest")
+    _check_array_sizes(archive, manifest, path)
     return manifest
 
 
+def _check_array_sizes(archive: zipfile.ZipFile, manifest: dict, path: Path) -> None:
+    """Refuse, before reading any array, what they would cost: each name counted as it will be held."""
+    entries = manifest["arrays"].values()
+    files = [entry["file"] for entry in entries]
+    if len(set(files)) != len(files):  # one member read under two names would multiply memory
+        raise ModelFileError(f"{path}: the manifest names one array file for two arrays", path=str(path))
+    needed = {entry["file"]: math.prod(entry["shape"]) * np.dtype(entry["dtype"]).itemsize for entry in entries}
+    if sum(needed.values()) > _MAX_ARRAY_BYTES:
+        raise ModelFileError(f"{path}: its arrays would take {sum(needed.values()):,} bytes of memory, over the "
+                             f"{_MAX_ARRAY_BYTES:,} limit", path=str(path))
+    for file, size in needed.items():
+        try:
+            stored = archive.getinfo(file).file_size
+        except KeyError:
+            raise ModelFileError(f"{path}: {file} is missing; the file is incomplete or not a learned recognizer",
+                                 path=str(path)) from None
+        if not size < stored <= size + _MAX_NPY_HEADER:
+            raise ModelFileError(f"{path}: {file} is {stored:,} bytes, which cannot hold the array the manifest "
+                                 f"describes ({size:,} bytes of data)", path=str(path))
+
+
 def _read_arrays(archive: zipfile.ZipFile, manifest: dict, path: Path) -> dict[str, np.ndarray]:
-    arrays, files = {}, set()
+    arrays = {}
     for name, entry in manifest["arrays"].items():
-        if not _valid_description(entry) or entry["file"] in files:  # one member read twice could multiply memory
-            raise ModelFileError(f"{path}: array {name!r} has an unsupported description {entry!r}", path=str(path))
-        files.add(entry["file"])
         blob = _read_member(archive, entry["file"], path)
         if hashlib.sha256(blob).hexdigest() != entry.get("sha256"):
             raise ChecksumError(
@@ -216,15 +245,13 @@ def _read_arrays(archive: zipfile.ZipFile, manifest: dict, path: Path) -> dict[s
                 "modified — learn the recognizer again or restore the original file",
                 path=str(path),
             )
-        arrays[name] = _npy_array(blob, entry, path)
+        array = _npy_array(blob, entry, path)
+        del blob
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ModelFileError(f"{path}: {entry['file']} holds NaN or infinite values; the head is damaged",
+                                 path=str(path))
+        arrays[name] = array
     return arrays
-
-
-def _valid_description(entry: object) -> bool:
-    return (
-        isinstance(entry, dict) and entry.get("dtype") in _ARRAY_DTYPES and isinstance(entry.get("file"), str)
-        and isinstance(entry.get("shape"), list) and all(isinstance(n, int) and n >= 0 for n in entry["shape"])
-    )
 
 
 def _npy_array(blob: bytes, entry: dict, path: Path) -> np.ndarray:
@@ -287,19 +314,17 @@ def _backbone(manifest: dict, path: Path, num_threads: int | None):
     if (described.get("kind") or "zoo") not in KINDS:  # the first files had no kind: a zoo model
         raise ModelFileError(f"{path}: backbone kind {described['kind']!r} is not one of {', '.join(KINDS)}; "
                              "a newer imagerec may read it", path=str(path))
+    known = _backbone_sha256_unbuilt(described, path)  # before building: a Keras backbone takes seconds
+    if known is not None and known != expected_sha:
+        _wrong_backbone(path, name, expected_sha, known)
     try:
         backbone = rebuild_backbone(described, num_threads=num_threads)
     except UnknownModelError:
         raise
-    except (KeyError, TypeError, AttributeError) as exc:  # options that are not the builder's
+    except (KeyError, TypeError, AttributeError, RecursionError) as exc:  # options that are not the builder's
         raise ModelFileError(f"{path}: the manifest's backbone entry is invalid ({exc})", path=str(path)) from exc
     if backbone.sha256 != expected_sha:
-        raise ChecksumError(
-            f"{path}: learned on backbone {name!r} with sha256 {expected_sha[:16]}…, but the {name!r} here has "
-            f"sha256 {backbone.sha256[:16]}…; its embeddings would not match — learn the recognizer again "
-            "with this backbone",
-            path=str(path),
-        )
+        _wrong_backbone(path, name, expected_sha, backbone.sha256)
     try:
         preprocessing = Preprocessing.from_dict(manifest.get("preprocessing") or described["preprocessing"])
     except (UsageError, KeyError, TypeError, ValueError) as exc:
@@ -313,3 +338,37 @@ def _backbone(manifest: dict, path: Path, num_threads: int | None):
             path=str(path),
         )
     return dataclasses.replace(backbone, preprocessing=preprocessing)
+
+
+def _wrong_backbone(path: Path, name: str, expected: str, actual: str) -> None:
+    raise ChecksumError(
+        f"{path}: learned on backbone {name!r} with sha256 {expected[:16]}…, but the {name!r} here has "
+        f"sha256 {actual[:16]}…; its embeddings would not match — learn the recognizer again with this backbone",
+        path=str(path),
+    )
+
+
+def _backbone_sha256_unbuilt(described: dict, path: Path) -> str | None:
+    """The sha256 the described backbone will have, where it is known without building it (else None)."""
+    from .. import zoo
+
+    kind = described.get("kind") or "zoo"
+    if kind == "zoo":
+        return zoo.get(described["name"]).model.identity  # UnknownModelError for a name the zoo lacks
+    if kind != "keras":
+        return None
+    from .backbones.keras import APPLICATIONS, backbone_digest
+
+    options = dict(described.get("options") or {})
+    application = options.pop("application", None) or str(described["name"]).removeprefix("keras:")
+    if application not in APPLICATIONS:
+        raise ModelFileError(f"{path}: backbone {application!r} is not a Keras application imagerec knows", path=str(path))
+    size = options.get("input_size") or APPLICATIONS[application].default_size
+    try:
+        height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        return backbone_digest(application, weights=options.get("weights", "imagenet"), pooling=options.get("pooling", "avg"),
+                               size=(height, width), seed=int(options.get("seed", 0)))
+    except (TypeError, ValueError, IndexError, OSError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"{path}: the manifest's backbone options are invalid ({exc})", path=str(path)) from exc

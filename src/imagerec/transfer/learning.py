@@ -142,6 +142,7 @@ def learn(
     backbone: str | Backbone | Recognizer = "mobilenet_v2",
     head: str | Head = "logistic",
     head_options: dict | None = None,
+    class_weight: str | None = None,
     augment: int = 0,
     frame: int | None = None,
     threshold: float | str | None = "auto",
@@ -161,13 +162,21 @@ def learn(
     recognizer with an embedding (a server reuses its model). ``head``:
     ``"logistic"`` (C by cross-validation), ``"dense"`` (the course's Keras
     head) or ``"imprint"`` (class means; one photo per class is enough).
+    ``class_weight``: ``"balanced"`` (the logistic and dense heads' default)
+    weighs each class's photos by ``n / (classes × count)``, so a class taught
+    with few photos is not drowned by a big one; ``"none"`` weighs photos alike;
+    None: the head's default (the imprint head's class means need none).
     ``augment``: extra flipped / cropped copies of each photo (0–7).
     ``frame``: pixels of grey frame around every picture at the backbone's
     input size (None: :func:`~imagerec.transfer.backbones.base.default_frame`,
     16 at 224; 0: none); the recognizer keeps it for its predictions.
     ``threshold``: ``"auto"`` calibrates the "unknown" threshold on held-out
     examples and left-out classes; a number fixes it; None never answers
-    "unknown". Undecodable images are skipped and listed in
+    "unknown". The threshold is compared with each photo's *match* (cosine
+    similarity to the nearest class's mean, shown beside every answer), not
+    with a probability. One class is learned only with a threshold (it
+    answers its class or "unknown"); "auto" then needs 2 photos of it.
+    Undecodable images are skipped and listed in
     ``recognizer.metadata["training"]["skipped"]`` (``on_error="raise"``
     stops instead).
 
@@ -177,6 +186,8 @@ def learn(
     >>> model.labels
     ['cat', 'parrot']
     """
+    options = {**(head_options or {}), **({} if class_weight is None else {"class_weight": class_weight})}
+    model = make_head(head, **options)  # before embedding: a wrong option fails now, not minutes later
     sources, labels, classes = gather(data)
     backbone = get_backbone(backbone, num_threads=num_threads)
     backbone = backbone.framed(default_frame(backbone.preprocessing) if frame is None else frame)
@@ -185,12 +196,13 @@ def learn(
     if empty:
         raise UsageError(f"no readable image left for class(es) {', '.join(map(repr, empty))}; see the skipped files")
     y = np.array([classes.index(label) for label in labels], np.int64)
-    model = make_head(head, **(head_options or {}))
     variants = embeddings.shape[1]
     model.fit(embeddings.reshape(-1, embeddings.shape[2]), np.repeat(y, variants), classes)
     # Held-out scores use the original photos only: augmented copies of a
     # held-out photo must not sit in the training folds.
     value, calibration, metrics = _calibrate(model, embeddings[:, 0], y, classes, threshold, seed)
+    if len(classes) == 1 and value is None:
+        raise UsageError(_one_class_reason(classes[0], threshold))
     metadata = {
         "backbone": backbone.describe(),
         "created": timestamp(),
@@ -207,6 +219,19 @@ def learn(
         backbone.backend, classes, backbone.preprocessing, name=name, sha256=None,
         head=model, threshold=value, metadata=metadata,
     )
+
+
+def _one_class_reason(label: str, threshold) -> str:
+    """Why one class cannot be learned without a threshold: every photo would be that class.
+
+    >>> _one_class_reason("my snack", None)
+    "one class ('my snack') without a threshold would call every photo 'my snack': use threshold 'auto' or a number, or teach a second class"
+    """
+    if threshold is None:
+        return (f"one class ({label!r}) without a threshold would call every photo {label!r}: "
+                "use threshold 'auto' or a number, or teach a second class")
+    return (f"one class ({label!r}) from a single photo leaves nothing to calibrate 'unknown' on: "
+            "give at least 2 photos of it, a second class, or a threshold number")
 
 
 def _rate(result) -> float | None:

@@ -11,8 +11,14 @@ Request (any of):
 ``model`` and ``top_k`` may also be query parameters. Response::
 
     {"model": "mobilenet_v2",
-     "results": [{"name": "cat.jpg", "predictions": [{"label": ..., "score": ..., "index": ...}]},
+     "results": [{"name": "cat.jpg", "label": "Egyptian cat", "index": 285, "score": 0.83, "sure": true,
+                  "unknown": false, "predictions": [{"label": ..., "score": ..., "index": ...}]},
                  {"name": "notes.txt", "error": {"code": 400, "status": "INVALID_ARGUMENT", "message": ...}}]}
+
+Each result is :meth:`imagerec.answers.Answer.to_dict` — the same fields as
+``imagerec predict --json``: the answer (``label``, ``index``, ``score``,
+``sure``, ``unknown``; ``closest``, ``match`` and ``threshold`` for a learned
+recognizer) and the ranked classes with their own probabilities.
 
 The status is 200 when at least one image was recognised; when every image
 failed it is that of the first failure (400 not an image, 413 too many
@@ -58,7 +64,7 @@ async def predict(
     results = []
     for outcome in outcomes:
         if outcome.ok:
-            results.append({"name": outcome.path, "predictions": [p.to_dict() for p in outcome.predictions]})
+            results.append({"name": outcome.path, **outcome.predictions.to_dict()})
         else:
             metrics(request).errors.inc(route="/v1/predict", kind="image")
             results.append({"name": outcome.path, "error": image_error(outcome.error)})

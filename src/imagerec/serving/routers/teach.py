@@ -11,6 +11,7 @@ by ``/v1/models`` and usable by every prediction route.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -38,7 +39,8 @@ async def teach(request: Request) -> JSONResponse:
                     request.stream(), request.headers.get("content-length"), settings.max_request_bytes, ticket
                 )
                 images, fields = await payloads.parse_form(request.headers, body, settings.max_images)
-                host = await teacher.teach(fields.get("model") or DEFAULT_MODEL, fields.get("label", ""), images)
+                host = await teacher.teach(fields.get("model") or DEFAULT_MODEL, fields.get("label", ""), images,
+                                           client=_anonymous_caller(request))
     except (ImagerecError, TimeoutError) as exc:
         raise api_error(exc, settings) from exc
     recognizer = host.recognizer
@@ -46,3 +48,19 @@ async def teach(request: Request) -> JSONResponse:
     return JSONResponse(
         {"model": host.describe(), "classes": list(recognizer.labels), "examples": examples, "label": fields["label"].strip()}
     )
+
+
+def _anonymous_caller(request: Request) -> str | None:
+    """The address whose share of taught-model slots a request counts against, if any.
+
+    Callers with a key are trusted, and so is this machine (its browser
+    pages are same-origin: cross-origin ones are refused before this);
+    anyone else without a key gets ``max_taught_per_client`` new models.
+    """
+    if request.app.state.api_keys.enabled:
+        return None
+    address = request.client.host if request.client else "-"
+    try:
+        return None if ipaddress.ip_address(address).is_loopback else address
+    except ValueError:
+        return address

@@ -15,8 +15,10 @@ As in Cloud Vision, an unusable image gives that entry an ``error``
 (google.rpc.Status: ``code`` 3 = INVALID_ARGUMENT) and the call still
 answers 200; a malformed call (not JSON, no ``requests``, more than 16
 images) is refused with 400 and ``{"error": {"code", "message", "status"}}``.
-``mid`` is left out: imagerec's labels have no Knowledge Graph ids. The
-optional ``model`` query parameter picks a served model.
+``mid`` is left out: imagerec's labels have no Knowledge Graph ids. An
+image a learned recognizer answers "unknown" for gets no labels (``{}``, as
+Cloud Vision answers when no label passes its threshold). The optional
+``model`` query parameter picks a served model.
 """
 
 from __future__ import annotations
@@ -59,9 +61,12 @@ async def annotate(
             metrics(request).errors.inc(route="/v1/images:annotate", kind="image")
             responses.append({"error": rpc_status(outcome.error)})
             continue
-        labels = [
+        # An "unknown" image has no label above the threshold, so none is returned
+        # (Cloud Vision leaves labelAnnotations out when nothing qualifies).
+        answer = outcome.predictions
+        labels = [] if answer.unknown else [
             {"description": p.label, "score": round(p.score, 6), "topicality": round(p.score, 6)}
-            for p in outcome.predictions[: item.max_results]
+            for p in answer[: item.max_results]
         ]
-        responses.append({"labelAnnotations": labels})
+        responses.append({"labelAnnotations": labels} if labels else {})
     return JSONResponse({"responses": responses})

@@ -51,7 +51,10 @@ async function loadModels(select) {
   for (const model of reply.body.models) {
     const option = document.createElement("option");
     option.value = model.name;
-    const kind = model.learned ? `taught, ${model.labels} class${model.labels === 1 ? "" : "es"}` : `${model.labels} labels`;
+    // "taught (3 learned classes)", never "taught (taught, 3 classes)".
+    const kind = model.learned
+      ? `${model.labels} learned class${model.labels === 1 ? "" : "es"}`
+      : `${model.labels} labels`;
     option.textContent = `${model.name} (${kind})`;
     modelSelect.append(option);
   }
@@ -60,9 +63,24 @@ async function loadModels(select) {
 
 // -- recognising --------------------------------------------------------------
 
+// The answer above the bars: the label, "not sure" under the server's sure
+// level, or "unknown" with the taught class that came closest. The bars
+// below are the classes' own probabilities (they never add up past 100 %).
+function answerLine(result) {
+  const line = document.createElement("div");
+  line.className = "answer" + (result.unknown ? " unknown" : result.sure === false ? " unsure" : "");
+  if (result.unknown) {
+    line.textContent = result.closest ? `unknown — closest: ${result.closest.label}` : "unknown";
+    if (result.match != null) line.title = `match ${result.match.toFixed(3)} is under the threshold ${result.threshold.toFixed(3)}`;
+  } else {
+    line.textContent = result.sure === false ? `${result.label} — not sure` : result.label;
+  }
+  return line;
+}
+
 function predictionRow(prediction) {
   const row = document.createElement("div");
-  row.className = "prediction" + (prediction.index < 0 ? " unknown" : "");
+  row.className = "prediction";
   const label = document.createElement("span");
   label.className = "label";
   label.textContent = prediction.label;
@@ -112,14 +130,30 @@ function fill(card, result, model) {
     return;
   }
   card.item.classList.add("done");
+  if (result.label != null) card.body.append(answerLine(result));
   for (const prediction of result.predictions) card.body.append(predictionRow(prediction));
 }
+
+function showResultsBar() {
+  const count = results.children.length;
+  $("#results-bar").hidden = count === 0;
+  $("#results-count").textContent = `${count} photo${count === 1 ? "" : "s"}`;
+}
+
+$("#clear-results").addEventListener("click", () => {
+  for (const image of results.querySelectorAll("img")) URL.revokeObjectURL(image.src);
+  results.replaceChildren();
+  say(status, "");
+  showResultsBar();
+});
 
 async function recognise(files) {
   const images = [...files].filter((file) => file.size > 0);
   if (!images.length) return;
   const cards = images.map(resultCard);
   results.prepend(...cards.map((card) => card.item));
+  results.scrollTop = 0;
+  showResultsBar();
   say(status, `Recognising ${images.length} photo${images.length > 1 ? "s" : ""}…`);
   const model = modelSelect.value;
   let failures = 0;
@@ -209,6 +243,10 @@ for (const button of document.querySelectorAll("#teach-downloads button")) {
   button.addEventListener("click", async () => {
     const format = button.dataset.format;
     const teachStatus = $("#teach-status");
+    if (!taughtModel) {  // the buttons are hidden until then; never ask for /v1/models//file
+      say(teachStatus, "Teach something first: there is no taught model to keep yet.", true);
+      return;
+    }
     button.disabled = true;
     say(teachStatus, `Preparing ${taughtModel}.${format}…`);
     try {

@@ -48,13 +48,16 @@ import numpy as np
 
 from ...core.arrays import l2_normalize
 from ...core.errors import ModelFileError, UsageError
-from .base import DenseLayer, Head
+from .base import CLASS_WEIGHTS, DEFAULT_CLASS_WEIGHT, DenseLayer, Head, check_class_weight
 from .calibration import Calibration, calibrate, held_out_scores
 from .dense import DenseHead
 from .imprint import ImprintHead
 from .logistic import LogisticHead, one_standard_error_choice, shrunk_scale
 
 __all__ = [
+    "CLASS_WEIGHTS",
+    "DEFAULT_CLASS_WEIGHT",
+    "check_class_weight",
     "Head",
     "DenseLayer",
     "LogisticHead",
@@ -76,15 +79,25 @@ HEADS: dict[str, type[Head]] = {"logistic": LogisticHead, "dense": DenseHead, "i
 
 
 def make_head(kind: str | Head, **options) -> Head:
-    """A new head by name (``"logistic"``, ``"dense"``, ``"imprint"``), or ``kind`` itself.
+    """A new head by name (``"logistic"``, ``"dense"``, ``"imprint"``), or ``kind`` itself; ``options`` are its settings.
 
-    >>> make_head("imprint").kind
-    'imprint'
+    An option the head does not take is a one-line ``UsageError``.
+
+    >>> make_head("imprint").kind, make_head("logistic", class_weight="none").class_weight
+    ('imprint', 'none')
     """
     if isinstance(kind, Head):
-        return kind
+        # Options over a given head make a new one (checked by its constructor), never change the caller's.
+        return make_head(kind.kind, **{**kind.get_params(), **options}) if options else kind
     if kind not in HEADS:
         raise UsageError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
+    valid = HEADS[kind]._param_names()
+    for name in options:
+        if name == "class_weight" and name not in valid:
+            raise UsageError(f"class weights apply to the logistic and dense heads; the {kind} head's class means "
+                             "do not depend on how many photos a class has")
+        if name not in valid:
+            raise UsageError(f"the {kind} head has no option {name!r}; it takes {', '.join(valid)}")
     return HEADS[kind](**options)
 
 

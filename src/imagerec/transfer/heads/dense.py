@@ -16,7 +16,7 @@ import numpy as np
 from ...core.arrays import l2_normalize, softmax
 from ...core.keras_backend import import_keras
 from ...core.pipeline import default_workers
-from .base import DenseLayer, StoredExamplesHead, check_shapes
+from .base import DEFAULT_CLASS_WEIGHT, DenseLayer, StoredExamplesHead, check_class_weight, check_shapes
 
 __all__ = ["DenseHead"]
 
@@ -29,6 +29,9 @@ class DenseHead(StoredExamplesHead):
     cosine-decayed learning rate, label smoothing, dropout on the input too,
     and batches of up to 256 (``batch_size=None`` picks ``n / 16`` for small
     sets, so a few dozen photos still get several steps an epoch).
+    ``class_weight="balanced"`` (the default) weighs each example's loss by
+    ``n / (classes × count)`` of its class (scikit-learn's
+    ``compute_sample_weight``); ``"none"`` weighs them alike.
     Predictions are computed in NumPy from the saved weights.
 
     >>> rng = np.random.default_rng(0)
@@ -45,7 +48,7 @@ class DenseHead(StoredExamplesHead):
     def __init__(
         self, *, units: int = 1024, dropout: float = 0.5, input_dropout: float = 0.2, epochs: int = 30,
         batch_size: int | None = None, learning_rate: float = 2e-3, weight_decay: float = 1e-4,
-        label_smoothing: float = 0.1, seed: int = 0,
+        label_smoothing: float = 0.1, seed: int = 0, class_weight: str | None = DEFAULT_CLASS_WEIGHT,
     ) -> None:
         self.units = units
         self.dropout = dropout
@@ -56,6 +59,8 @@ class DenseHead(StoredExamplesHead):
         self.weight_decay = weight_decay
         self.label_smoothing = label_smoothing
         self.seed = seed
+        check_class_weight(class_weight)  # now: fitting comes after minutes of embedding
+        self.class_weight = class_weight  # as given, as scikit-learn's clone() requires
 
     def fit(self, X: np.ndarray, y: np.ndarray, labels: Sequence[str] | None = None) -> "DenseHead":
         keras = import_keras()
@@ -97,10 +102,18 @@ class DenseHead(StoredExamplesHead):
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=self.label_smoothing),
         )
         targets = np.eye(classes, dtype=np.float32)[y]
-        model.fit((Xn - mean) / scale, targets, epochs=self.epochs, batch_size=batch, verbose=0, shuffle=True)
+        model.fit((Xn - mean) / scale, targets, epochs=self.epochs, batch_size=batch, verbose=0, shuffle=True,
+                  sample_weight=self._sample_weight(y))
         (W1, b1), (W2, b2) = [layer.get_weights() for layer in model.layers if layer.get_weights()]
         self.mean_, self.scale_ = mean.astype(np.float32), scale.astype(np.float32)
         self.W1_, self.b1_, self.W2_, self.b2_ = (np.asarray(a, np.float32) for a in (W1, b1, W2, b2))
+
+    def _sample_weight(self, y: np.ndarray) -> np.ndarray | None:
+        if check_class_weight(self.class_weight) != "balanced":
+            return None
+        from sklearn.utils.class_weight import compute_sample_weight
+
+        return compute_sample_weight("balanced", y).astype(np.float32)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         Z = (l2_normalize(X) - self.mean_) / self.scale_
@@ -116,7 +129,7 @@ class DenseHead(StoredExamplesHead):
         ]
 
     def params(self) -> dict:
-        return self.get_params()
+        return {**self.get_params(), "class_weight": check_class_weight(self.class_weight)}
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
@@ -126,7 +139,7 @@ class DenseHead(StoredExamplesHead):
 
     @classmethod
     def from_state(cls, params: dict, arrays: dict[str, np.ndarray], labels: Sequence[str]) -> "DenseHead":
-        head = cls(**params)
+        head = cls(**{"class_weight": "none", **params})  # files from before class weights: unweighted
         head.mean_, head.scale_ = arrays["mean"], arrays["scale"]
         head.W1_, head.b1_, head.W2_, head.b2_ = arrays["W1"], arrays["b1"], arrays["W2"], arrays["b2"]
         head.X_, head.y_ = arrays["examples"], arrays["targets"]

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from ...core.arrays import l2_normalize, softmax
-from .base import DenseLayer, StoredExamplesHead, check_shapes
+from .base import DEFAULT_CLASS_WEIGHT, DenseLayer, StoredExamplesHead, check_class_weight, check_shapes
 
 __all__ = ["LogisticHead", "one_standard_error_choice", "shrunk_scale"]
 
@@ -69,7 +69,11 @@ class LogisticHead(StoredExamplesHead):
     (:func:`one_standard_error_choice`); a number fixes it. The C used is
     ``C_`` after fitting. (On CIFAR-10 the best C for all 45,000 images was
     0.001 on ``mobilenet_v2`` and 0.003 on ``mobilenet_multi``; C ≥ 1 only
-    costs more iterations.) ``tol`` is the solver's: 1e-3 fits all 45,000 ×
+    costs more iterations.) ``class_weight="balanced"`` (the default) weighs
+    each class's examples by ``n / (classes × count)``, so a class taught
+    with few photos is not drowned by a big one, and C is then chosen by
+    balanced accuracy (the mean recall); ``"none"`` weighs every example
+    alike. ``tol`` is the solver's: 1e-3 fits all 45,000 ×
     3,392 in 29 s instead of 90 s, at 84.8 % instead of 85.1 %.
 
     >>> rng = np.random.default_rng(0)
@@ -94,6 +98,7 @@ class LogisticHead(StoredExamplesHead):
         tol: float = 1e-4,
         scale_prior: float = 1000.0,
         seed: int = 0,
+        class_weight: str | None = DEFAULT_CLASS_WEIGHT,
     ) -> None:
         self.C = C
         self.Cs = Cs
@@ -103,6 +108,8 @@ class LogisticHead(StoredExamplesHead):
         self.tol = tol
         self.scale_prior = scale_prior
         self.seed = seed
+        check_class_weight(class_weight)  # now: fitting comes after minutes of embedding
+        self.class_weight = class_weight  # as given, as scikit-learn's clone() requires
 
     def clone(self) -> "LogisticHead":
         head = super().clone()
@@ -132,7 +139,7 @@ class LogisticHead(StoredExamplesHead):
         scale = shrunk_scale(Xn, self.scale_prior)
         Z = (Xn - mean) / scale
         self.C_ = float(self.C) if self.C is not None else self._choose_C(Z, y)
-        model = LogisticRegression(C=self.C_, max_iter=self.max_iter, tol=self.tol)
+        model = LogisticRegression(C=self.C_, max_iter=self.max_iter, tol=self.tol, class_weight=self._sklearn_weight())
         model.fit(Z, y)
         W, b = model.coef_.astype(np.float64), model.intercept_.astype(np.float64)
         if W.shape[0] == 1:  # binary: sigmoid(w·x+b) is softmax([0, w·x+b])
@@ -163,12 +170,19 @@ class LogisticHead(StoredExamplesHead):
             if folds < 2:
                 return float(Cs[len(Cs) // 2])
         splitter = StratifiedKFold(folds, shuffle=True, random_state=self.seed)
+        # Balanced weights aim at every class's recall, so C is judged by the mean recall too.
+        scoring = "balanced_accuracy" if self._sklearn_weight() else "accuracy"
         scores = [
-            cross_val_score(LogisticRegression(C=C, max_iter=self.max_iter, tol=self.tol), Z, y, cv=splitter).mean()
+            cross_val_score(LogisticRegression(C=C, max_iter=self.max_iter, tol=self.tol, class_weight=self._sklearn_weight()),
+                            Z, y, cv=splitter, scoring=scoring).mean()
             for C in Cs
         ]
         self.cv_scores_ = {str(C): float(score) for C, score in zip(Cs, scores)}
         return one_standard_error_choice(Cs, scores, len(Z))
+
+    def _sklearn_weight(self) -> str | None:
+        # scikit-learn computes n / (classes × count) itself, per fit and per cross-validation fold.
+        return "balanced" if check_class_weight(self.class_weight) == "balanced" else None
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return softmax(l2_normalize(X) @ self.weights_.T + self.bias_)
@@ -178,7 +192,8 @@ class LogisticHead(StoredExamplesHead):
 
     def params(self) -> dict:
         return {"C": self.C_, "Cs": list(self.Cs), "cv": self.cv, "max_iter": self.max_iter, "tol": self.tol,
-                "scale_prior": self.scale_prior, "seed": self.seed}
+                "scale_prior": self.scale_prior, "seed": self.seed,
+                "class_weight": check_class_weight(self.class_weight)}
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights_, "bias": self.bias_, "examples": self.X_, "targets": self.y_}
@@ -186,10 +201,11 @@ class LogisticHead(StoredExamplesHead):
     @classmethod
     def from_state(cls, params: dict, arrays: dict[str, np.ndarray], labels: Sequence[str]) -> "LogisticHead":
         # Files written before a setting existed load with the behaviour they were fitted with
-        # (no scale_prior: every feature scaled by its own deviation).
+        # (no scale_prior: every feature scaled by its own deviation; no class_weight: unweighted).
         head = cls(params["C"], Cs=params.get("Cs", (params["C"],)), cv=params.get("cv", 5),
                    max_iter=params.get("max_iter", 500), tol=params.get("tol", 1e-4),
-                   scale_prior=params.get("scale_prior", 0.0), seed=params.get("seed", 0))
+                   scale_prior=params.get("scale_prior", 0.0), seed=params.get("seed", 0),
+                   class_weight=params.get("class_weight", "none"))
         head.C_ = float(params["C"])
         head.weights_, head.bias_ = arrays["weights"], arrays["bias"]
         head.X_, head.y_ = arrays["examples"], arrays["targets"]

@@ -1,0 +1,135 @@
+"""Keras Applications as zoo models: verified downloads (from a local server), ONNX answers equal Keras's predict."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+
+import numpy as np
+import pytest
+
+import imagerec
+from imagerec import zoo
+from imagerec.core.errors import ChecksumError, OfflineError
+
+NAME = "mobilenet_v3_large"  # the lightest of the Keras models in the zoo
+
+
+def keras2_weights_file(model) -> bytes:
+    """``model``'s weights laid out as Keras 2's ``save_weights`` (and so Keras's published files) lay them out."""
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        names = []
+        for layer in model.layers:
+            weights = layer.trainable_weights + layer.non_trainable_weights
+            group = handle.create_group(layer.name)
+            weight_names = [f"{layer.name}/{w.name}:0" for w in weights]
+            group.attrs["weight_names"] = np.array([n.encode() for n in weight_names])
+            for name, weight in zip(weight_names, weights):
+                group.create_dataset(name, data=np.asarray(weight.numpy()))
+            names.append(layer.name)
+        handle.attrs["layer_names"] = np.array([n.encode() for n in names])
+        handle.attrs["backend"] = b"tensorflow"
+        handle.attrs["keras_version"] = b"2.4.0"
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def random_network():
+    """A randomly initialised MobileNetV3Large with its classifier, and its weights file in Keras 2's layout."""
+    from imagerec.core.keras_backend import import_keras
+
+    keras = import_keras()
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV3Large(weights=None, include_top=True)
+    return model, keras2_weights_file(model)
+
+
+@pytest.fixture
+def served(random_network, http_server, tmp_path, monkeypatch):
+    """The zoo's spec pointed at the local server, whose file has its own md5; a fresh cache, downloads allowed."""
+    _, content = random_network
+    original = zoo.get(NAME)
+    path = "/keras-applications/mobilenet_v3/" + original.model.filename
+    http_server.routes[path] = (200, {}, content)
+    remote = zoo.RemoteFile(original.model.filename, http_server.url + path, hashlib.md5(content).hexdigest())
+    zoo.register(dataclasses.replace(original, model=remote), replace=True)
+    monkeypatch.setenv("IMAGEREC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("IMAGEREC_OFFLINE", "0")
+    yield http_server, remote, content
+    zoo.register(original, replace=True)
+
+
+@pytest.mark.slow
+def test_a_keras_model_is_downloaded_verified_and_answers_as_keras_predict(random_network, served, photos_dir, tmp_path):
+    model, _ = random_network
+    server, remote, _ = served
+    recognizer = imagerec.load(NAME)
+    assert len(server.requests) == 1
+    assert recognizer.labels[285] == "Egyptian cat"  # Keras's ImageNet indices
+    batch = recognizer.preprocess([photos_dir / "parrot.jpg", photos_dir / "cat_720p.jpg"])
+    expected = np.asarray(model.predict(batch.astype(np.float32), verbose=0))  # include_preprocessing: raw pixels
+    got = recognizer.predict_proba(batch)
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-6)
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+    imagerec.load(NAME)  # the second time: the cached export, no download
+    assert len(server.requests) == 1
+    from imagerec.transfer.backbones import get_backbone
+
+    backbone = get_backbone(NAME)  # what `imagerec learn --backbone mobilenet_v3_large` uses
+    assert backbone.dim == 1280 and backbone.run(batch).shape == (2, 1280)
+    from imagerec.transfer.learning import learn
+
+    shots = photos_dir / "few-shot"
+    data = {"cat": [shots / "cat_train_0.bmp"], "hot dog": [shots / "hotdog_train_0.bmp", shots / "hotdog_train_1.bmp"]}
+    learned = learn(data, backbone=NAME, threshold=None)
+    saved = learned.save(tmp_path / "mine.imagerec")
+    again = imagerec.load(saved)
+    np.testing.assert_allclose(again.predict_proba(batch), learned.predict_proba(batch), atol=1e-5)
+
+
+def test_a_file_with_another_hash_is_discarded(served):
+    server, remote, content = served
+    server.routes[remote.url.removeprefix(server.url)] = (200, {}, content[:-10] + b"0123456789")
+    with pytest.raises(ChecksumError, match="md5"):
+        zoo.fetch(remote)
+    assert not (zoo.cache_dir() / remote.filename).exists()
+
+
+def test_offline_the_error_names_the_file_and_where_to_put_it(served, monkeypatch):
+    _, remote, _ = served
+    monkeypatch.setenv("IMAGEREC_OFFLINE", "1")
+    with pytest.raises(OfflineError) as caught:
+        zoo.fetch(remote)
+    message = str(caught.value)
+    assert remote.filename in message and str(zoo.cache_dir()) in message and remote.sha256 in message
+
+
+def test_a_file_in_the_model_dir_is_used_without_downloading(served, tmp_path, monkeypatch):
+    server, remote, content = served
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / remote.filename).write_bytes(content)
+    monkeypatch.setenv("IMAGEREC_MODEL_DIR", str(folder))
+    assert zoo.fetch(remote) == folder / remote.filename
+    assert server.requests == []
+
+
+def test_every_keras_model_is_listed_with_size_top1_and_input(capsys):
+    from imagerec.cli import run_app
+
+    assert run_app(["models", "list", "--json"]) == 0
+    import json
+
+    listed = {row["name"]: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
+    for name in ("vgg16", "resnet50", "efficientnet_v2_b0", "efficientnet_v2_s", "convnext_tiny", NAME):
+        assert listed[name]["top1"] > 70 and listed[name]["size_mb"] > 0 and listed[name]["backend"] == "keras"
+    assert listed["efficientnet_v2_s"]["input_size"] == [384, 384]
+    assert listed["vgg16"]["preprocessing"]["normalization"] == "caffe"
+
+
+def test_keras_names_are_accepted_as_aliases():
+    assert zoo.get("keras:ResNet50").name == "resnet50"
