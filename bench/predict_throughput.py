@@ -10,13 +10,29 @@ one run, each the median of ``--runs`` runs:
 (b) imagerec's Python API: ``Recognizer.predict_files`` (draft-mode JPEG
     decoding on a thread per core, overlapped with batched inference; the
     photos whose best two classes come within ``refine_margin`` are decoded
-    again in full and predicted again), and the same with refinement off.
+    again at "fine" detail, 1/2 scale, and those that still tie in full),
+    the same with the refinement before issue 24 (near-ties straight to a
+    full decode), and the same with refinement off.
 
-It prints the ratio b/a, where the time goes (decode vs inference), and how
-often (b)'s top-1 agrees with a full-decode reference (no draft mode, same
-crop). Results are also written to ``bench/results/predict_throughput.json``.
+It prints the ratio b/a, where the time goes (decode vs inference), the
+limit those two rates imply and each run's share of it, and how often (b)'s
+top-1 agrees with a full-decode reference (no draft mode, same crop).
+Results are also written to ``bench/results/predict_throughput.json``.
+
+The limit: decode alone and inference alone are each measured over both
+cores (a decode thread per core; the interpreter's threads), so each alone
+already keeps every core busy and the two cannot run side by side at full
+speed. The limit is therefore the *serial* one, ``1 / (1/decode + 1/inference)``
+photos/s (the core-seconds per photo add up); ``min(decode, inference)``
+would be the limit only if they ran on separate hardware (inference on a GPU).
 
     python bench/predict_throughput.py --photos 200 --runs 3
+    python bench/predict_throughput.py --photos 200 --profile   # where the core-seconds go
+
+``--profile`` instead runs (b) once under cProfile on one decode thread and
+one interpreter thread (so every core-second is seen by the profiler) and
+sums the time per kind of work: JPEG decoding, resampling, inference, file
+reads, and the rest (Python overhead).
 """
 
 from __future__ import annotations
@@ -119,6 +135,17 @@ def inference_only(recognizer, batch: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
+def straight_to_full(recognizer):
+    """A copy that refines as before issue 24: a draft-mode near-tie is decoded in full at once."""
+    before = copy.copy(recognizer)
+
+    def next_detail(margin: float, decoded_at: str = "draft"):
+        return "full" if decoded_at == "draft" and margin < before.refine_margin else None
+
+    before.next_detail = next_detail
+    return before
+
+
 def reference(recognizer, paths: list[Path]) -> dict[str, np.ndarray]:
     """Probabilities from a full decode (no draft mode) with the same crop, and
     from perturbations of it that show the noise floor of top-1 agreement on
@@ -128,11 +155,12 @@ def reference(recognizer, paths: list[Path]) -> dict[str, np.ndarray]:
     at a time (a 12-megapixel decode is 36 MB)."""
     from PIL import ImageOps
 
-    from imagerec.core.images import load_pil, resize
+    from imagerec.core.images import load_image, load_pil, resize
 
     pre = recognizer.preprocessing
-    arrays: dict[str, list[np.ndarray]] = {"reference": [], "bicubic": [], "jpeg95": [], "draft_quarter": []}
+    arrays: dict[str, list[np.ndarray]] = {"reference": [], "bicubic": [], "jpeg95": [], "draft_quarter": [], "fine": []}
     for path in paths:
+        arrays["fine"].append(load_image(path, pre, detail="fine"))
         full = load_pil(path)  # no preprocessing given: no draft mode
         bilinear = np.asarray(resize(full, pre))
         arrays["reference"].append(bilinear)
@@ -161,6 +189,47 @@ def _jpeg_round_trip(array: np.ndarray) -> np.ndarray:
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 
+# cProfile's name for the C functions doing each kind of work (substrings of the entry).
+_KINDS = (
+    ("decode (JPEG, libjpeg-turbo)", ("ImagingDecoder",)),
+    ("resize + turn upright", ("'resize' of", "'transpose' of", "'reduce' of")),
+    ("inference (LiteRT invoke)", ("Invoke", "invoke")),
+    ("file reads", ("'read' of", "read_bytes")),
+    ("copies (stack, asarray, convert)", ("numpy", "'convert' of", "'copy' of", "tobytes")),
+)
+
+
+def profile(recognizer, paths: list[Path]) -> None:
+    """One (b) run under cProfile, single-threaded; prints the seconds per kind of work."""
+    import cProfile
+    import pstats
+
+    recognizer.workers = 1
+    profiler = cProfile.Profile()
+    profiler.enable()
+    start = time.perf_counter()
+    for _ in recognizer.predict_files(paths, top_k=1):
+        pass
+    wall = time.perf_counter() - start
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats  # {(file, line, name): (calls, ncalls, tottime, cumtime, callers)}
+    totals = {kind: 0.0 for kind, _ in _KINDS}
+    other = 0.0
+    for (file, _, name), (_, _, tottime, _, _) in stats.items():
+        entry = f"{file}:{name}"
+        kind = next((k for k, marks in _KINDS if any(m in entry for m in marks)), None)
+        if kind is None:
+            other += tottime
+        else:
+            totals[kind] += tottime
+    print(f"\nprofile: {len(paths)} photos, one decode thread, one inference thread, {wall:.1f} s "
+          f"({wall / len(paths) * 1000:.1f} ms a photo, profiler overhead included)")
+    for kind, seconds in [*totals.items(), ("Python (everything else)", other)]:
+        print(f"  {kind:<34} {seconds:6.2f} s  {seconds / wall:5.0%}")
+    print("\n  top functions by own time:")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(8)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=200)
@@ -169,6 +238,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="inference threads (default: one per core)")
     parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "imagerec-bench-photos")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "predict_throughput.json")
+    parser.add_argument("--profile", action="store_true", help="profile one run instead of timing (see above)")
     args = parser.parse_args()
 
     print(f"building {args.photos} photo-like 4000×3000 JPEGs in {args.folder} …", file=sys.stderr)
@@ -176,8 +246,14 @@ def main() -> None:
     recognizer = imagerec.load("mobilenet_v2", num_threads=args.threads)
     recognizer.workers = args.workers
     model_path = SHARED / "models" / "mobilenet_v2_1.0_224_quant.tflite"
+    if args.profile:
+        profile(imagerec.load("mobilenet_v2", num_threads=1), paths)
+        return
 
     naive_times, naive_decode, api_times, draft_times, decode_times, infer_times = [], [], [], [], [], []
+    before_times: list[float] = []
+    before = straight_to_full(recognizer)
+    before_top1: list[int] = []
     batch = recognizer.preprocess(paths)
     draft_only = copy.copy(recognizer)
     draft_only.refine_margin = 0.0
@@ -191,16 +267,23 @@ def main() -> None:
         api_times.append(seconds)
         seconds, draft_top1 = imagerec_api(draft_only, paths)
         draft_times.append(seconds)
+        seconds, before_top1 = imagerec_api(before, paths)
+        before_times.append(seconds)
         decode_times.append(decode_only(recognizer, paths))
         infer_times.append(inference_only(recognizer, batch))
-        print(f"run {run + 1}: naive {naive_times[-1]:.1f} s, imagerec {api_times[-1]:.1f} s, refinement off {draft_times[-1]:.1f} s", file=sys.stderr)
+        print(f"run {run + 1}: naive {naive_times[-1]:.1f} s, imagerec {api_times[-1]:.1f} s, before {before_times[-1]:.1f} s, refinement off {draft_times[-1]:.1f} s", file=sys.stderr)
 
     probabilities = reference(recognizer, paths)
     ref = probabilities["reference"]
     ref_top1 = ref.argmax(axis=1)
     agreement = float(np.mean(np.array(api_top1) == ref_top1))
     agreement_draft = float(np.mean(np.array(draft_top1) == ref_top1))
-    refined_share = float(np.mean(recognizer.margins(recognizer.predict_proba(batch)) < recognizer.refine_margin))
+    near = recognizer.margins(recognizer.predict_proba(batch)) < recognizer.refine_margin
+    refined_share = float(np.mean(near))
+    from imagerec.recognizer import FULL_DECODE_SHARE
+
+    full_share = float(np.mean(near & (recognizer.margins(probabilities["fine"]) < recognizer.refine_margin * FULL_DECODE_SHARE)))
+    agreement_before = float(np.mean(np.array(before_top1) == ref_top1))
     ordered = np.sort(ref, axis=1)
     clear = (ordered[:, -1] - ordered[:, -2]) >= 0.05  # a top-1 not within 5 points of the runner-up
     agreement_clear = float(np.mean(np.array(api_top1)[clear] == ref_top1[clear]))
@@ -211,6 +294,10 @@ def main() -> None:
     a = n / statistics.median(naive_times)
     b = n / statistics.median(api_times)
     b0 = n / statistics.median(draft_times)
+    b_before = n / statistics.median(before_times)
+    decode_rate = n / statistics.median(decode_times)
+    infer_rate = n / statistics.median(infer_times)
+    limit = 1 / (1 / decode_rate + 1 / infer_rate)  # serial: each alone keeps both cores busy
     result = {
         "photos": n,
         "runs": args.runs,
@@ -219,12 +306,19 @@ def main() -> None:
         "imagerec_photos_per_s": round(b, 2),
         "ratio_b_over_a": round(b / a, 2),
         "refine_margin": recognizer.refine_margin,
-        "share_decoded_again_in_full": round(refined_share, 4),
+        "share_decoded_again_fine": round(refined_share, 4),
+        "share_decoded_again_in_full": round(full_share, 4),
+        "before_issue24_photos_per_s": round(b_before, 2),
+        "top1_agreement_before_issue24": round(agreement_before, 4),
+        "limit_serial_photos_per_s": round(limit, 2),
+        "share_of_limit": round(b / limit, 3),
+        "share_of_limit_refinement_off": round(b0 / limit, 3),
+        "share_of_limit_before_issue24": round(b_before / limit, 3),
         "imagerec_refinement_off_photos_per_s": round(b0, 2),
         "top1_agreement_refinement_off": round(agreement_draft, 4),
         "naive_decode_share": round(statistics.median(naive_decode) / statistics.median(naive_times), 3),
-        "imagerec_decode_only_photos_per_s": round(n / statistics.median(decode_times), 2),
-        "imagerec_inference_only_photos_per_s": round(n / statistics.median(infer_times), 2),
+        "imagerec_decode_only_photos_per_s": round(decode_rate, 2),
+        "imagerec_inference_only_photos_per_s": round(infer_rate, 2),
         "top1_agreement_with_full_decode": round(agreement, 4),
         "top1_agreement_where_reference_margin_ge_5pts": round(agreement_clear, 4),
         "photos_with_reference_margin_ge_5pts": int(clear.sum()),
@@ -240,12 +334,19 @@ def main() -> None:
         ("(a) naive loop, photos/s", f"{a:.1f}"),
         ("(b) imagerec API, photos/s", f"{b:.1f}"),
         ("ratio b/a (target ≥ 6)", f"{b / a:.1f}×"),
-        (f"  photos decoded again in full (margin < {recognizer.refine_margin:g})", f"{refined_share:.0%}"),
+        (f"  photos decoded again at 1/2 (margin < {recognizer.refine_margin:g})", f"{refined_share:.1%}"),
+        ("  … and again in full (still tied)", f"{full_share:.1%}"),
+        ("  (b) refining straight from a full decode (before), photos/s", f"{b_before:.1f}"),
         ("  (b) with refinement off, photos/s", f"{b0:.1f}"),
         ("naive: share of time decoding", f"{result['naive_decode_share']:.0%}"),
         ("imagerec: decode alone, photos/s", f"{result['imagerec_decode_only_photos_per_s']:.1f}"),
         ("imagerec: inference alone, photos/s", f"{result['imagerec_inference_only_photos_per_s']:.1f}"),
+        ("limit, serial 1/(1/decode + 1/inference), photos/s", f"{limit:.1f}"),
+        ("  (b) as a share of the limit", f"{b / limit:.0%}"),
+        ("  … before", f"{b_before / limit:.0%}"),
+        ("  … refinement off", f"{b0 / limit:.0%}"),
         ("top-1 agreement with full decode (≥ 98 %)", f"{agreement:.1%}"),
+        ("  … before (near-ties straight to full)", f"{agreement_before:.1%}"),
         ("  … with refinement off", f"{agreement_draft:.1%}"),
         (f"  … on the {int(clear.sum())} photos with a clear winner (margin ≥ 5 pts)", f"{agreement_clear:.1%}"),
         ("  noise floor: full decode, bicubic vs bilinear", f"{floor_bicubic:.1%}"),

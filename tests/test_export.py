@@ -335,3 +335,18 @@ def test_exports_never_replace_a_file_without_force(learned, photos_dir, tmp_pat
     assert run_app(["export", "snacks.imagerec", "--format", "tflite", "--output", "pets.tflite", "--force"]) == 0
     assert imagerec.load("pets.tflite").labels == ["mug", "pen"]
     assert Path("pets.tflite.labels.txt").read_text().splitlines() == ["mug", "pen"]
+
+
+def test_an_imported_tflite_is_told_to_be_a_standalone_file_already(tmp_path):
+    from imagerec.importing import import_model
+
+    fixtures = Path(__file__).parent / "fixtures" / "keras2"
+    imported = import_model(fixtures / "tm_model_unquant.tflite", tmp_path / "bottles.tflite")
+    with pytest.raises(UsageError, match=r"already is a standalone model file.*imagerec import keras_model.h5"):
+        export(imported, "onnx", tmp_path / "bottles.onnx")
+    assert not (tmp_path / "bottles.onnx").exists()
+
+
+def test_an_int8_zoo_name_is_not_taken_for_a_keras_zoo_model(tmp_path):
+    with pytest.raises(UsageError, match="cannot export this model"):
+        export("mobilenet_v2", "onnx", tmp_path / "x.onnx")

@@ -300,3 +300,40 @@ def test_corrupt_data_after_a_valid_header() -> None:
     data[middle : middle + 64] = b"\xff" * 64  # breaks the zlib stream / CRC
     with pytest.raises(ImageDecodeError):
         load_image(bytes(data))
+
+
+def _photo_like_jpeg(width: int, height: int) -> bytes:
+    """Smooth gradients plus fixed-seed noise: JPEG detail that scaled decoding really changes."""
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 // width, y * 255 // height, (x + y) * 255 // (width + height)], axis=2)
+    noise = rng.integers(-40, 40, (height // 8, width // 8, 3)).repeat(8, 0).repeat(8, 1)
+    return _encode(Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8)), "JPEG", quality=90)
+
+
+def test_large_jpeg_decodes_at_three_levels_of_detail() -> None:
+    from imagerec.core.images import load_model_input
+
+    jpeg = _photo_like_jpeg(3200, 2400)  # draft: 1/8, fine: 1/2, full: every pixel
+    levels = {detail: load_model_input(jpeg, P224, detail=detail) for detail in ("draft", "fine", "full")}
+    assert [approximate for _, approximate in levels.values()] == [True, True, False]
+    full = levels["full"][0].astype(int)
+    draft_error = np.abs(levels["draft"][0].astype(int) - full).mean()
+    fine_error = np.abs(levels["fine"][0].astype(int) - full).mean()
+    assert 0 < fine_error < draft_error  # finer detail is closer to the full decode, yet not it
+    np.testing.assert_array_equal(load_image(jpeg, P224, exact=True), levels["full"][0])
+
+
+def test_fine_detail_of_a_mid_sized_jpeg_is_the_full_decode() -> None:
+    from imagerec.core.images import load_model_input
+
+    jpeg = _photo_like_jpeg(1600, 1200)  # 4× the model's size a side needs every pixel
+    assert load_model_input(jpeg, P224)[1] is True
+    fine, approximate = load_model_input(jpeg, P224, detail="fine")
+    assert approximate is False
+    np.testing.assert_array_equal(fine, load_image(jpeg, P224, detail="full"))
+
+
+def test_an_unknown_detail_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="detail must be one of draft, fine, full"):
+        load_image(_photo_like_jpeg(64, 48), P224, detail="coarse")

@@ -133,3 +133,94 @@ def test_every_keras_model_is_listed_with_size_top1_and_input(capsys):
 
 def test_keras_names_are_accepted_as_aliases():
     assert zoo.get("keras:ResNet50").name == "resnet50"
+
+
+@pytest.fixture
+def learned_on_keras_zoo(served, photos_dir):
+    """A recognizer learned on the (random-weights) Keras zoo backbone, as `imagerec learn --backbone` makes it."""
+    shots = photos_dir / "few-shot"
+    data = {"cat": [shots / "cat_train_0.bmp"], "hot dog": [shots / "hotdog_train_0.bmp", shots / "hotdog_train_1.bmp"]}
+    return imagerec.learn(data, backbone=NAME, threshold=None, cache=False)
+
+
+def _assert_reloads_with_the_same_scores(result, source_scores, batch):
+    from imagerec.export import TOLERANCE
+
+    assert result.check.ok and result.check.max_abs_diff <= TOLERANCE
+    exported = imagerec.load(result.path)
+    np.testing.assert_allclose(exported.predict_proba(batch), source_scores, atol=TOLERANCE)
+
+
+@pytest.mark.slow
+def test_a_keras_zoo_model_exports_to_onnx_by_name(served, photos_dir, tmp_path):
+    from imagerec.export import export
+
+    source = imagerec.load(NAME)
+    batch = source.preprocess([photos_dir / "parrot.jpg", photos_dir / "cat_720p.jpg"])
+    result = export(NAME, "onnx", tmp_path / "v3.onnx", samples=[photos_dir / "parrot.jpg"])
+    _assert_reloads_with_the_same_scores(result, source.predict_proba(batch), batch)
+    assert result.outputs == ("scores",)
+    assert imagerec.load(result.path).labels == source.labels
+
+
+@pytest.mark.slow
+def test_a_recognizer_learned_on_a_keras_zoo_model_exports_to_onnx(learned_on_keras_zoo, photos_dir, tmp_path):
+    from imagerec.export import export
+
+    saved = learned_on_keras_zoo.save(tmp_path / "mine.imagerec")
+    batch = learned_on_keras_zoo.preprocess([photos_dir / "parrot.jpg", photos_dir / "hot_dog.jpg"])
+    result = export(saved, "onnx", tmp_path / "mine.onnx")
+    _assert_reloads_with_the_same_scores(result, learned_on_keras_zoo.predict_proba(batch), batch)
+    assert imagerec.load(result.path).labels == ["cat", "hot dog"]
+
+
+@pytest.mark.slow
+def test_a_keras_zoo_model_and_a_recognizer_learned_on_it_export_to_tflite(served, learned_on_keras_zoo, photos_dir,
+                                                                             tmp_path):
+    from imagerec.export import export
+
+    source = imagerec.load(NAME)
+    batch = source.preprocess([photos_dir / "parrot.jpg"])
+    result = export(NAME, "tflite", tmp_path / "v3.tflite")
+    _assert_reloads_with_the_same_scores(result, source.predict_proba(batch), batch)
+    result = export(learned_on_keras_zoo, "tflite", tmp_path / "mine.tflite")
+    _assert_reloads_with_the_same_scores(result, learned_on_keras_zoo.predict_proba(batch), batch)
+
+
+def test_a_keras_zoo_model_has_no_keras_export(served, tmp_path, monkeypatch):
+    from imagerec.core.errors import UsageError
+    from imagerec.export import export
+
+    with pytest.raises(UsageError, match="keras.applications.MobileNetV3Large"):
+        export(NAME, "keras", tmp_path / "v3.keras")
+
+
+@pytest.mark.slow
+def test_a_keras_zoo_model_serves_and_evaluates_by_name(served, photos_dir, tmp_path):
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*httpx2.*")
+    from fastapi.testclient import TestClient
+
+    from imagerec.serving import ServeConfig, create_app
+
+    recognizer = imagerec.load(NAME)
+    expected = recognizer.predict(photos_dir / "parrot.jpg", top_k=3)[0]
+    with TestClient(create_app([recognizer], ServeConfig())) as client:
+        reply = client.post("/v1/predict", files={"file": ("parrot.jpg", (photos_dir / "parrot.jpg").read_bytes())},
+                            params={"top_k": 3})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["model"] == NAME
+        predictions = reply.json()["results"][0]["predictions"]
+    assert [p["label"] for p in predictions] == [p.label for p in expected]
+    np.testing.assert_allclose([p["score"] for p in predictions], [p.score for p in expected], atol=1e-6)
+
+    folder = tmp_path / "photos"
+    for label, photo in (("Egyptian cat", "cat_720p.jpg"), ("African grey", "parrot.jpg")):
+        (folder / label).mkdir(parents=True)
+        (folder / label / photo).write_bytes((photos_dir / photo).read_bytes())
+    evaluation = imagerec.evaluate(NAME, folder, progress=False)
+    assert evaluation.model == NAME and len(evaluation.paths) == 2
+    by_path = dict(zip(evaluation.paths, evaluation.predicted_labels))
+    for path, label in by_path.items():
+        assert label == recognizer.predict(path)[0].label

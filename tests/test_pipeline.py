@@ -32,10 +32,10 @@ def test_at_most_window_items_are_in_flight(monkeypatch) -> None:
     lock = threading.Lock()
     real = pipeline.decode_one
 
-    def counting(position, source, preprocessing, limits, exact):
+    def counting(position, source, preprocessing, limits, *levels):
         with lock:
             started.append(position)
-        return real(position, source, preprocessing, limits, exact)
+        return real(position, source, preprocessing, limits, *levels)
 
     monkeypatch.setattr(pipeline, "decode_one", counting)
     generator = decode_ordered((np.zeros((4, 4, 3), np.uint8) for _ in range(1000)), P, workers=2, window=6)

@@ -27,9 +27,10 @@ from .answers import SURE_LEVEL, UNKNOWN, Answer, FileResult, Prediction
 from .backends import Backend
 from .core.errors import UsageError
 from .core.arrays import softmax
-from .core.images import DEFAULT_LIMITS, ImageSource, Limits, stack
+from .core.images import DEFAULT_LIMITS, Detail, ImageSource, Limits, load_pil, stack
 from .core.preprocessing import Preprocessing
 from .core.pipeline import Decoded, decode_one, batches, decode_ordered
+from .explain import HeatMap, explain_photo
 
 __all__ = ["Prediction", "Answer", "FileResult", "Recognizer", "Scores", "softmax", "UNKNOWN", "SURE_LEVEL", "SETTINGS"]
 
@@ -41,6 +42,12 @@ SETTINGS = ("refine_margin", "workers", "batch_size", "threshold")
 # issue-2 benchmark that is about one photo in six, and it lifts top-1
 # agreement with a full decode from 97 % to 99.5 % (bench/predict_throughput.py).
 DEFAULT_REFINE_MARGIN = 0.1
+# A near-tie is decoded again at "fine" detail (1/2 scale for 12 megapixels,
+# a third of a full decode's time); only if that still leaves the best two
+# classes within this share of ``refine_margin`` is it decoded in full. At the
+# default that is 0.005: just over one step (1/256) of a quantised model's
+# output, so in practice a fine decode that ends in a tie (docs/speed.md).
+FULL_DECODE_SHARE = 0.05
 
 
 class Scores(NamedTuple):
@@ -79,10 +86,12 @@ class Recognizer:
 
     Large JPEGs are decoded in draft mode (scaled down by the decoder, many
     times faster). When that leaves a photo's best two classes within
-    ``refine_margin`` of each other, the photo is decoded again at full size
-    and that answer is the one returned, so near-ties come out as a full
-    decode would give them. ``refine_margin=0`` never decodes twice;
-    ``refine_margin=1`` always answers from the full decode. Paths and bytes
+    ``refine_margin`` of each other, the photo is decoded again at "fine"
+    detail (at least 4× the model's size a side), and again at full size if
+    that still leaves a tie (see :meth:`next_detail`); the last answer is the
+    one returned, so near-ties come out as a full decode would give them.
+    ``refine_margin=0`` never decodes twice; ``refine_margin=1`` always
+    answers from the full decode. Paths and bytes
     are refined; file objects and URLs are read once and keep the first answer.
     """
 
@@ -254,6 +263,14 @@ class Recognizer:
             raise UsageError(f"model {self.name!r} has no embedding output")
         return self.backend.run(self.preprocess(images), ("embedding",))["embedding"]
 
+    def explain(self, image: ImageSource, label: str | None = None) -> HeatMap:
+        """Where the model looked for ``label`` (default: its answer) in ``image``: an occlusion
+        :class:`~imagerec.explain.HeatMap` scored through :meth:`score` (see :mod:`imagerec.explain`)."""
+        self._require_classes()
+        return explain_photo(load_pil(image, limits=self.limits), lambda batch: self.score(batch).probabilities,
+                             self.preprocessing, labels=self.labels, label=label,
+                             predictable=self._keep, batch_size=self.batch_size)
+
     # -- files ------------------------------------------------------------
 
     def predict_files(
@@ -321,37 +338,66 @@ class Recognizer:
         scores = self.score(stack([item.array for item in items]))
         return self.refine(scores, [item.source for item in items], [item.approximate for item in items])
 
+    def next_detail(self, margin: float, decoded_at: Detail = "draft") -> Detail | None:
+        """How finely to decode a photo again, given the margin of its answer from an approximate decode.
+
+        A draft-mode answer within ``refine_margin`` is decoded again at
+        "fine" detail (straight at "full" when ``refine_margin`` is 1); a
+        fine answer still within ``FULL_DECODE_SHARE`` of it, in full. None:
+        the answer stands. Every path that refines (:meth:`refine`, the
+        service) asks here, so all answer near-ties alike.
+
+        >>> recognizer = Recognizer(None, ["a", "b"], Preprocessing(size=(1, 1)))
+        >>> recognizer.next_detail(0.05), recognizer.next_detail(0.003, "fine"), recognizer.next_detail(0.5)
+        ('fine', 'full', None)
+        """
+        if self.refine_margin <= 0 or decoded_at == "full":
+            return None
+        if decoded_at == "draft":
+            if margin >= self.refine_margin:
+                return None
+            return "full" if self.refine_margin >= 1 else "fine"
+        return "full" if margin < self.refine_margin * FULL_DECODE_SHARE else None
+
     def refine(self, scores: Scores, sources: Sequence[ImageSource],
                approximate: Sequence[bool] | None = None) -> Scores:
-        """``scores`` with each near-tie answered from a full decode of its source, as :meth:`predict` answers.
+        """``scores`` with each near-tie answered from a finer decode of its source, as :meth:`predict` answers.
 
-        A row is decoded again at full size when its best two classes lie
-        within ``refine_margin``, it was decoded approximately (JPEG draft
-        mode; ``approximate`` None means it may have been) and its source can
-        be read again without a network call. Callers that decode on their
-        own (evaluation, the service) pass their first-pass scores here, so
-        every path answers near-ties alike. The rows are replaced in place.
+        A row is decoded again when :meth:`next_detail` asks for it, it was
+        decoded approximately (JPEG draft mode; ``approximate`` None means
+        it may have been) and its source can be read again without a network
+        call; a row still approximate and still tied goes one level finer.
+        Callers that decode on their own (evaluation, the service) pass their
+        first-pass scores here, so every path answers near-ties alike. The
+        rows are replaced in place.
         """
         if self.refine_margin <= 0 or not len(sources):
             return scores
         probabilities, confidence = scores
         margins = self.margins(probabilities)
         flags = [True] * len(sources) if approximate is None else list(approximate)
-        redo = [row for row, source in enumerate(sources)
-                if flags[row] and margins[row] < self.refine_margin and _rereadable(source)]
-        if not redo:
-            return scores
-        again = decode_ordered(
-            [sources[row] for row in redo], self.preprocessing, workers=self.workers, limits=self.limits, exact=True
-        )
-        # A file changed or removed since the first read keeps its first answer.
-        done = [(row, item.array) for row, item in zip(redo, again) if item.array is not None]
-        if done:
-            rows = [row for row, _ in done]
-            exact_probabilities, exact_confidence = self.score(stack([array for _, array in done]))
-            probabilities[rows] = exact_probabilities
-            if confidence is not None and exact_confidence is not None:
-                confidence[rows] = exact_confidence
+        rows = [row for row, source in enumerate(sources) if flags[row] and _rereadable(source)]
+        level: Detail = "draft"
+        while rows:
+            wanted = [(row, self.next_detail(float(margins[row]), level)) for row in rows]
+            redo = [row for row, detail in wanted if detail is not None]
+            if not redo:
+                break
+            level = next(detail for _, detail in wanted if detail is not None)  # one level for all at a stage
+            again = decode_ordered(
+                [sources[row] for row in redo], self.preprocessing, workers=self.workers, limits=self.limits, detail=level
+            )
+            # A file changed or removed since the first read keeps its last answer.
+            done = [(row, item) for row, item in zip(redo, again) if item.array is not None]
+            if not done:
+                break
+            done_rows = [row for row, _ in done]
+            finer_probabilities, finer_confidence = self.score(stack([item.array for _, item in done]))
+            probabilities[done_rows] = finer_probabilities
+            if confidence is not None and finer_confidence is not None:
+                confidence[done_rows] = finer_confidence
+            margins[done_rows] = self.margins(finer_probabilities)
+            rows = [row for row, item in done if item.approximate]
         return Scores(probabilities, confidence)
 
     def _checked_batch(self, batch: np.ndarray) -> np.ndarray:

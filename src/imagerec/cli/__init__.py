@@ -29,6 +29,7 @@ from . import index as _index  # noqa: F401,E402
 from . import search as _search  # noqa: F401,E402
 from . import import_ as _import  # noqa: F401,E402
 from . import describe as _describe  # noqa: F401,E402
+from . import explain as _explain  # noqa: F401,E402
 
 __all__ = ["app", "main"]
 

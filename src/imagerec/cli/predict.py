@@ -43,8 +43,8 @@ def predict(
         "--refine-margin",
         min=0.0,
         max=1.0,
-        help="Decode a large JPEG again at full size when its best two labels are closer than this "
-        "(0: never, fastest; 1: always, exact).",
+        help="Decode a large JPEG again in more detail (at 1/2, then in full if still tied) when its best two labels are "
+        "closer than this (0: never, fastest; 1: always in full, exact).",
     ),
 ) -> None:
     """What is in these photos, with probabilities."""

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 
 from .errors import ImageDecodeError
-from .images import DEFAULT_LIMITS, IMAGE_SUFFIXES, ImageSource, Limits, describe_source, load_model_input
+from .images import DEFAULT_LIMITS, IMAGE_SUFFIXES, Detail, ImageSource, Limits, describe_source, load_model_input
 from .preprocessing import Preprocessing
 
 __all__ = ["Decoded", "decode_one", "decode_ordered", "batches", "default_workers", "expand_paths", "ordered_map"]
@@ -40,7 +40,8 @@ class Decoded:
     """One source after decoding: ``array`` or ``error`` is set, never both.
 
     ``approximate`` says JPEG draft mode scaled the picture down while
-    decoding it (see :func:`imagerec.core.images.load_model_input`).
+    decoding it, so a finer ``detail`` would give other pixels (see
+    :func:`imagerec.core.images.load_model_input`).
     """
 
     position: int
@@ -63,11 +64,16 @@ def default_workers() -> int:
 
 
 def decode_one(
-    position: int, source: ImageSource, preprocessing: Preprocessing, limits: Limits = DEFAULT_LIMITS, exact: bool = False
+    position: int,
+    source: ImageSource,
+    preprocessing: Preprocessing,
+    limits: Limits = DEFAULT_LIMITS,
+    exact: bool = False,
+    detail: Detail = "draft",
 ) -> Decoded:
     """Decode one source into a :class:`Decoded`; a decoding error is returned, not raised."""
     try:
-        array, approximate = load_model_input(source, preprocessing, limits=limits, exact=exact)
+        array, approximate = load_model_input(source, preprocessing, limits=limits, exact=exact, detail=detail)
         return Decoded(position, source, array=array, approximate=approximate)
     except ImageDecodeError as exc:
         return Decoded(position, source, error=exc)
@@ -83,28 +89,30 @@ def decode_ordered(
     limits: Limits = DEFAULT_LIMITS,
     window: int | None = None,
     exact: bool = False,
+    detail: Detail = "draft",
 ) -> Iterator[Decoded]:
     """Yield a :class:`Decoded` per source, in source order.
 
     Errors are returned, not raised, so one bad file never stops a run.
-    ``exact`` turns JPEG draft mode off (every pixel is decoded).
+    ``detail`` says how finely large JPEGs are decoded ("draft", "fine" or
+    "full"; ``exact=True`` is "full": every pixel is decoded).
     """
     workers = workers or default_workers()
     window = window or max(8, workers * 8)
     iterator = enumerate(sources)
     if workers == 1:
         for position, source in iterator:
-            yield decode_one(position, source, preprocessing, limits, exact)
+            yield decode_one(position, source, preprocessing, limits, exact, detail)
         return
     pending: deque[Future[Decoded]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagerec-decode") as pool:
         try:
             for position, source in islice(iterator, window):
-                pending.append(pool.submit(decode_one, position, source, preprocessing, limits, exact))
+                pending.append(pool.submit(decode_one, position, source, preprocessing, limits, exact, detail))
             while pending:
                 done = pending.popleft().result()
                 for position, source in islice(iterator, 1):
-                    pending.append(pool.submit(decode_one, position, source, preprocessing, limits, exact))
+                    pending.append(pool.submit(decode_one, position, source, preprocessing, limits, exact, detail))
                 yield done
         finally:
             for future in pending:  # the consumer stopped early: do not decode the rest

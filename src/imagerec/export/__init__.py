@@ -10,7 +10,11 @@ source                                 ``onnx``                                 
 ``.imagerec`` / learned recognizer     one graph: uint8 NHWC images → the int8         one graph: the int8 backbone
 on a zoo (int8 TFLite) backbone        backbone (QDQ, via tflite2onnx) → the head       + the head (+ ``confidence``)
 learned on a Keras-application         one graph: uint8 images → normalisation →       the ``keras`` export's model,
-backbone (``keras:MobileNetV2``...)    the backbone's ONNX export → the head            converted by litert-torch
+backbone (``keras:MobileNetV2``, or    the backbone's ONNX export (cut at its           converted by litert-torch
+a Keras zoo model: ``--backbone        embedding) → the head
+mobilenet_v3_large``)
+a Keras zoo model by name              one graph: uint8 images → normalisation →       the application with its
+(``mobilenet_v3_large``, ``resnet50``) its cached ONNX export → ``scores``              weights, by litert-torch
 =====================================  ===============================================  =========================
 
 ``keras`` is offered for recognizers learned on a Keras-application backbone:

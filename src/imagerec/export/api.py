@@ -29,13 +29,13 @@ from ..core.fs import atomic_path, atomic_write_text
 from ..core.images import ImageSource
 from . import keras, onnx, tflite
 from .check import TOLERANCE, ExportCheck, Written, compare, sample_batch, synthetic_samples
-from .sources import LearnedSource, TrainedNetwork, open_source
+from .sources import KerasZooModel, LearnedSource, TrainedNetwork, open_source
 
 __all__ = ["export", "ExportResult", "ExportCheck", "FORMATS", "ROUTES", "TOLERANCE", "labels_path_for", "synthetic_samples"]
 
 FORMATS = ("onnx", "tflite", "keras")
 
-Source = TrainedNetwork | LearnedSource
+Source = TrainedNetwork | LearnedSource | KerasZooModel
 
 # (source kind, format) → the writer. What is not here cannot be exported (see _why_not).
 ROUTES: dict[tuple[str, str], Callable[[Any, Path], Written]] = {
@@ -46,6 +46,11 @@ ROUTES: dict[tuple[str, str], Callable[[Any, Path], Written]] = {
     ("learned on keras", "onnx"): onnx.learned_on_keras_to_onnx,
     ("learned on keras", "tflite"): tflite.learned_on_keras_to_tflite,
     ("learned on keras", "keras"): keras.learned_to_keras,
+    ("learned on keras zoo", "onnx"): onnx.learned_on_keras_to_onnx,
+    ("learned on keras zoo", "tflite"): tflite.learned_on_keras_to_tflite,
+    ("learned on keras zoo", "keras"): keras.learned_to_keras,
+    ("keras zoo", "onnx"): onnx.keras_zoo_to_onnx,
+    ("keras zoo", "tflite"): tflite.keras_zoo_to_tflite,
 }
 
 
@@ -79,10 +84,10 @@ def export(
     tolerance: float = TOLERANCE,
     force: bool = False,
 ) -> ExportResult:
-    """Export ``model`` (a ``.keras`` / ``.imagerec`` path or a learned Recognizer) as ``format``.
+    """Export ``model`` (a ``.keras`` / ``.imagerec`` path, a learned Recognizer or a Keras zoo name) as ``format``.
 
     ``output`` defaults to the source file's name with the new suffix (in
-    the current folder for a recognizer in memory). Class names are also
+    the current folder for a recognizer in memory or a zoo model's name). Class names are also
     written beside it as ``<file name>.labels.txt``, one a line. The file is
     checked on ``samples`` (default: :func:`synthetic_samples`) and only
     written when its scores are within ``tolerance`` of the source's.
@@ -148,6 +153,9 @@ def _why_not(source: Source, format: str) -> str:
             f"a recognizer learned on the pooled backbone {source.backbone.get('name')!r} cannot be exported; "
             "learn it on mobilenet_v2 or a keras: backbone to export it"
         )
+    if source.kind == "keras zoo" and format == "keras":
+        return (f"{source.description} is a Keras application with published weights: Keras builds it as "
+                f"keras.applications.{source.spec.application}; export it to onnx or tflite")
     if format == "keras":
         return (
             "export to keras is for recognizers learned on a Keras backbone (imagerec learn --backbone "
@@ -163,6 +171,9 @@ def _destination(output, model: Any, source: Source, suffix: str) -> Path:
         if dest.suffix.lower() != suffix:
             raise UsageError(f"{dest}: the output of a {suffix[1:]} export must end in {suffix}")
         return dest
+    stem = getattr(source, "file_stem", None)  # a zoo model's name (an alias such as keras:X is no file name)
+    if stem:
+        return Path(f"{stem}{suffix}")
     if isinstance(model, (str, os.PathLike)):
         return Path(os.fspath(model)).with_suffix(suffix)
     return Path(f"{source.recognizer.name}{suffix}")

@@ -48,14 +48,7 @@ def normalization_layer(keras: Any, name: str) -> Any:
 def learned_keras_model(source: LearnedSource) -> tuple[Any, tuple[int, int]]:
     """One Keras model (0–255 float pixels → scores) and its input size, rebuilt from the backbone's recipe."""
     keras = import_keras()
-    from ..transfer.backbones.keras import backbone_digest, build_application
-
-    options = dict(source.backbone.get("options") or {})
-    size = tuple(int(v) for v in options["input_size"])
-    recipe = dict(weights=options.get("weights"), pooling=options.get("pooling", "avg"), seed=int(options.get("seed", 0)))
-    if backbone_digest(options["application"], size=size, **recipe) != source.backbone["sha256"]:
-        raise ModelFileError(f"{options['application']}: not the weights the head was learned on (digest differs)")
-    base = build_application(options["application"], input_size=size, **recipe)
+    base, size = BACKBONES[source.kind](source)
     inputs = keras.Input((*size, 3), name="image")
     x = normalization_layer(keras, source.recognizer.backend.normalization)(inputs)
     x = keras.layers.UnitNormalization(axis=-1, name="embedding_l2")(base(x))
@@ -65,6 +58,40 @@ def learned_keras_model(source: LearnedSource) -> tuple[Any, tuple[int, int]]:
         x = dense(x)
         dense.set_weights([described.weights, described.bias])
     return keras.Model(inputs, keras.layers.Softmax(name="scores")(x), name=source.recognizer.name), size
+
+
+def _application_backbone(source: LearnedSource) -> tuple[Any, tuple[int, int]]:
+    """A ``keras:`` backbone: the application rebuilt from its saved options, its digest checked."""
+    from ..transfer.backbones.keras import backbone_digest, build_application
+
+    options = dict(source.backbone.get("options") or {})
+    size = tuple(int(v) for v in options["input_size"])
+    recipe = dict(weights=options.get("weights"), pooling=options.get("pooling", "avg"), seed=int(options.get("seed", 0)))
+    if backbone_digest(options["application"], size=size, **recipe) != source.backbone["sha256"]:
+        raise ModelFileError(f"{options['application']}: not the weights the head was learned on (digest differs)")
+    return build_application(options["application"], input_size=size, **recipe), size
+
+
+def _zoo_application_backbone(source: LearnedSource) -> tuple[Any, tuple[int, int]]:
+    """A Keras zoo backbone (``mobilenet_v3_large``...): the application with its verified weights, cut at the
+    zoo's embedding layer and flattened, as its ONNX ``embedding`` output is."""
+    from .. import zoo
+    from ..formats.keras_apps import build_keras_application
+
+    keras = import_keras()
+    spec = zoo.get(source.backbone["name"])
+    if spec.model.identity != source.backbone["sha256"]:
+        raise ModelFileError(f"{spec.name}: not the weights the head was learned on (the zoo's file differs)")
+    application = build_keras_application(spec, zoo.fetch(spec.model))
+    embedding = keras.layers.Flatten(name="embedding")(application.get_layer(spec.embedding_tensor).output)
+    return keras.Model(application.inputs, embedding, name=f"{spec.name}_backbone"), spec.input_size
+
+
+# Source kind → how its backbone is rebuilt as a Keras model (normalised pixels → embedding).
+BACKBONES = {
+    "learned on keras": _application_backbone,
+    "learned on keras zoo": _zoo_application_backbone,
+}
 
 
 def learned_to_keras(source: LearnedSource, path: Path) -> Written:

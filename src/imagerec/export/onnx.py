@@ -6,8 +6,11 @@
 - A recognizer learned on a zoo backbone: the int8 TFLite backbone converted
   by ``tflite2onnx`` (a QDQ graph ONNX Runtime runs with the same integer
   arithmetic), then the head.
-- A recognizer learned on a Keras-application backbone: the backbone's own
-  cached ONNX export behind its normalisation, then the head.
+- A recognizer learned on a Keras-application backbone (``keras:...``, or a
+  Keras zoo model such as ``mobilenet_v3_large``): the backbone's own cached
+  ONNX export behind its normalisation, then the head.
+- A Keras zoo model by name: its cached ONNX export behind its
+  normalisation, the classifier's ``scores`` only.
 
 The head is appended from what it describes — L2 normalisation of the
 embedding, its :class:`~imagerec.transfer.heads.DenseLayer` list, a softmax
@@ -35,12 +38,13 @@ import numpy as np
 from ..core.errors import ModelFileError, UsageError
 from ..core.preprocessing import Normalization, normalization
 from .check import Written
-from .sources import LearnedSource, TrainedNetwork
+from .sources import KerasZooModel, LearnedSource, TrainedNetwork
 
-__all__ = ["trained_to_onnx", "learned_on_zoo_to_onnx", "learned_on_keras_to_onnx", "with_uint8_input", "append_head"]
+__all__ = ["trained_to_onnx", "learned_on_zoo_to_onnx", "learned_on_keras_to_onnx", "keras_zoo_to_onnx",
+           "with_uint8_input", "append_head"]
 
 
-# -- the three exports -------------------------------------------------------------------
+# -- the exports --------------------------------------------------------------------------
 
 
 def trained_to_onnx(source: TrainedNetwork, path: Path) -> Written:
@@ -76,6 +80,18 @@ def learned_on_keras_to_onnx(source: LearnedSource, path: Path) -> Written:
         raise UsageError("this learned recognizer's Keras backbone has no ONNX file with an 'embedding' output")
     proto = with_uint8_input(onnx.load(str(backbone_path)), backend.normalization)
     return _with_head(source, proto, "embedding", path, "N")
+
+
+def keras_zoo_to_onnx(source: KerasZooModel, path: Path) -> Written:
+    """A Keras zoo model: its cached ONNX export (made when it was loaded) behind its normalisation, ``scores`` only."""
+    import onnx
+
+    backend = source.recognizer.backend
+    proto = with_uint8_input(onnx.load(str(backend.path)), backend.normalization)
+    _keep_outputs(proto, {"scores"})  # the embedding output is for learning, not for this file's users
+    _set_info(proto, source.info("N"))
+    onnx.save(proto, str(path))
+    return _written(path, "N", ("scores",))
 
 
 def _with_head(source: LearnedSource, proto, embedding: str, path: Path, batch: str) -> Written:
@@ -211,6 +227,13 @@ def append_head(proto, embedding: str, layers, confidence=None):
         current = node("Add", [current, const(f"{name}/bias", layer.bias)], name)
         return node("Relu", [current], f"{name}/relu") if layer.relu else current
 
+    # Only what the embedding needs stays: a backbone's own classifier (a Keras zoo model's "scores") goes.
+    backbone = _needed_nodes(list(graph.node), {embedding})
+    del graph.node[:]
+    graph.node.extend(backbone)
+    stale = [info for info in graph.value_info if info.name in ("scores", "confidence")]
+    for info in stale:
+        graph.value_info.remove(info)
     flat = node("Reshape", [embedding, const("imagerec/flat_shape", [0, -1], np.int64)], "imagerec/embedding")
     norm = reduce("ReduceL2", flat, "imagerec/embedding_norm", 1)
     norm = node("Max", [norm, const("imagerec/epsilon", 1e-12)], "imagerec/embedding_norm_safe")
@@ -222,17 +245,27 @@ def append_head(proto, embedding: str, layers, confidence=None):
     if confidence is not None:
         reduce("ReduceMax", dense(normalized, confidence, "imagerec/cosine"), "confidence", 0)
         outputs.append(helper.make_tensor_value_info("confidence", TensorProto.FLOAT, [batch]))
-    kept = _needed_nodes(list(graph.node) + nodes, {o.name for o in outputs})
     del graph.output[:]
     graph.output.extend(outputs)
+    graph.node.extend(nodes)
+    graph.initializer.extend(constants)
+    _keep_outputs(proto, {o.name for o in outputs})
+    return proto
+
+
+def _keep_outputs(proto, names: set[str]) -> None:
+    """Keep only the graph outputs ``names``, and the nodes and initializers they need."""
+    graph = proto.graph
+    kept_outputs = [o for o in graph.output if o.name in names]
+    del graph.output[:]
+    graph.output.extend(kept_outputs)
+    kept = _needed_nodes(list(graph.node), names)
     del graph.node[:]
     graph.node.extend(kept)
-    graph.initializer.extend(constants)
     used = {name for n in graph.node for name in n.input}
     keep_init = [init for init in graph.initializer if init.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep_init)
-    return proto
 
 
 def _needed_nodes(nodes, outputs: set[str]):

@@ -1,4 +1,4 @@
-"""What can be exported, opened once: a trained ``.keras`` network or a learned recognizer.
+"""What can be exported, opened once: a trained ``.keras`` network, a learned recognizer or a Keras zoo model.
 
 Each source says what kind it is (the export table's row), what its files
 must carry (labels, preprocessing, the ``imagerec`` metadata written into
@@ -6,7 +6,7 @@ them) and what the exported file must reproduce (:meth:`score`).
 
 >>> open_source("notes.txt")
 Traceback (most recent call last):
-imagerec.core.errors.UsageError: notes.txt: cannot export this model; expected a .keras file (trained) or a .imagerec file (learned)
+imagerec.core.errors.UsageError: notes.txt: cannot export this model; expected a .keras file (trained), a .imagerec file (learned) or the name of a Keras zoo model (imagerec models list)
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from .. import zoo
-from ..core.errors import ModelFileError, UsageError
+from ..core.errors import ModelFileError, UnknownModelError, UsageError
 from ..core.keras_backend import import_keras
 from ..core.preprocessing import Preprocessing, normalize
 from ..data.views import PredictionView, apply_view, prediction_views
 from ..recognizer import Recognizer, Scores
 
-__all__ = ["TrainedNetwork", "LearnedSource", "open_source", "keras_scores", "NO_VIEWS"]
+__all__ = ["TrainedNetwork", "LearnedSource", "KerasZooModel", "open_source", "keras_scores", "NO_VIEWS"]
 
 NO_VIEWS = prediction_views(False, 0)  # the image as it is, weight 1
 
@@ -105,8 +105,12 @@ class LearnedSource:
 
     @property
     def kind(self) -> str:
-        """``"learned on zoo"``, ``"learned on keras"`` or ``"learned on pooled"``: how the backbone is made."""
-        return f"learned on {self.backbone.get('kind', 'zoo')}"
+        """How the backbone is made: ``"learned on zoo"`` (an int8 TFLite), ``"learned on keras zoo"`` (a Keras
+        zoo model by name), ``"learned on keras"`` (a ``keras:`` application) or ``"learned on pooled"``."""
+        kind = self.backbone.get("kind") or "zoo"
+        if kind == "zoo" and zoo.get(self.backbone["name"]).backend == "keras":
+            return "learned on keras zoo"
+        return f"learned on {kind}"
 
     @property
     def head(self) -> Any:
@@ -154,8 +158,63 @@ class LearnedSource:
         return model_path, spec
 
 
-def open_source(model: Any) -> TrainedNetwork | LearnedSource:
-    """A ``.keras`` path, a ``.imagerec`` path or a learned :class:`~imagerec.recognizer.Recognizer`, opened."""
+@dataclass
+class KerasZooModel:
+    """A Keras zoo model by name (``mobilenet_v3_large``, ``resnet50``...): the application with its published weights."""
+
+    spec: zoo.ModelSpec
+    recognizer: Recognizer
+
+    kind = "keras zoo"
+
+    @classmethod
+    def open(cls, name: str) -> "KerasZooModel":
+        from ..formats.keras_apps import load_keras_spec
+
+        spec = zoo.get(name)
+        return cls(spec, load_keras_spec(spec, num_threads=1))
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.recognizer.labels)
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.spec.preprocessing
+
+    @property
+    def description(self) -> str:
+        return self.spec.name
+
+    @property
+    def file_stem(self) -> str:
+        """The default exported file's name (the spec's name, whatever alias was given)."""
+        return self.spec.name
+
+    def info(self, batch: str) -> dict:
+        """What an exported file says about itself (its ``imagerec`` metadata); ``batch`` is its batch dimension."""
+        return {
+            "labels": self.labels,
+            "preprocessing": self.preprocessing.to_dict(),
+            "outputs": ["scores"],
+            "input": f"image: uint8 {batch}×H×W×3 RGB, resized as 'preprocessing' says; normalisation is inside the graph",
+            "source": f"{self.spec.name} (keras.applications.{self.spec.application}, weights {self.spec.model.filename})",
+        }
+
+    def score(self, batch: np.ndarray) -> Scores:
+        """What the export must reproduce: the zoo model as ``imagerec.load`` runs it."""
+        return self.recognizer.score(batch)
+
+    def keras_model(self) -> Any:
+        """The application with its classifier, built by Keras from the verified weights file."""
+        from ..formats.keras_apps import build_keras_application
+
+        return build_keras_application(self.spec, zoo.fetch(self.spec.model))
+
+
+def open_source(model: Any) -> TrainedNetwork | LearnedSource | KerasZooModel:
+    """A ``.keras`` path, a ``.imagerec`` path, a learned :class:`~imagerec.recognizer.Recognizer`
+    or the name of a Keras zoo model, opened."""
     if isinstance(model, Recognizer):
         if model.head is None or not model.metadata.get("backbone"):
             raise UsageError(
@@ -163,6 +222,8 @@ def open_source(model: Any) -> TrainedNetwork | LearnedSource:
                 "by imagerec.learn (or its .imagerec file)"
             )
         return LearnedSource(model)
+    if isinstance(model, str) and _is_keras_zoo_name(model):
+        return KerasZooModel.open(model)
     path = Path(os.fspath(model))
     suffix = path.suffix.lower()
     if suffix == ".keras":
@@ -171,6 +232,24 @@ def open_source(model: Any) -> TrainedNetwork | LearnedSource:
         from ..transfer.learned import load_learned
 
         return LearnedSource(load_learned(path))
+    if suffix in (".tflite", ".onnx"):
+        # Already the standalone files export writes; converting a TFLite graph from elsewhere (an imported
+        # Teachable Machine file) to ONNX is beyond tflite2onnx, so no route pretends to.
+        raise UsageError(
+            f"{path}: a {suffix} file already is a standalone model file (imagerec.load, predict and serve read it); "
+            "export takes a .keras file, a .imagerec file or a Keras zoo model's name — for a Teachable Machine "
+            "model in ONNX, import its keras_model.h5 (imagerec import keras_model.h5 -o model.keras) and export that"
+        )
     raise UsageError(
-        f"{path}: cannot export this model; expected a .keras file (trained) or a .imagerec file (learned)"
+        f"{path}: cannot export this model; expected a .keras file (trained), a .imagerec file (learned) "
+        "or the name of a Keras zoo model (imagerec models list)"
     )
+
+
+def _is_keras_zoo_name(name: str) -> bool:
+    """A registered Keras zoo model's name or alias (a file of that name wins: it is what the user pointed at)."""
+    try:
+        spec = zoo.get(name)
+    except UnknownModelError:
+        return False
+    return spec.backend == "keras" and not Path(name).exists()

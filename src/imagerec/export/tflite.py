@@ -1,7 +1,8 @@
 """Exports to TensorFlow Lite: one graph from a uint8 1×H×W×3 image to ``scores`` (and ``confidence``).
 
-- A trained ``.keras`` network, or a recognizer learned on a Keras
-  application (its one Keras model, :mod:`imagerec.export.keras`): the
+- A trained ``.keras`` network, a Keras zoo model by name, or a recognizer
+  learned on a Keras application (``keras:...`` or a Keras zoo model; its
+  one Keras model, :mod:`imagerec.export.keras`): the
   Keras model behind its normalisation layer, converted by litert-torch (a
   Keras model on the torch backend is a PyTorch module; no TensorFlow is
   involved; ``pip install 'imagerec[tflite]'``).
@@ -40,14 +41,15 @@ from ..core.keras_backend import import_keras
 from ..data.views import PredictionView
 from .check import Written
 from .keras import learned_keras_model, normalization_layer
-from .sources import NO_VIEWS, LearnedSource, TrainedNetwork
+from .sources import NO_VIEWS, KerasZooModel, LearnedSource, TrainedNetwork
 
-__all__ = ["trained_to_tflite", "learned_on_zoo_to_tflite", "learned_on_keras_to_tflite", "append_head"]
+__all__ = ["trained_to_tflite", "learned_on_zoo_to_tflite", "learned_on_keras_to_tflite", "keras_zoo_to_tflite",
+           "append_head"]
 
 _INPUT = "image: uint8 1×H×W×3"
 
 
-# -- the three exports -------------------------------------------------------------------
+# -- the exports --------------------------------------------------------------------------
 
 
 def trained_to_tflite(source: TrainedNetwork, path: Path) -> Written:
@@ -56,6 +58,17 @@ def trained_to_tflite(source: TrainedNetwork, path: Path) -> Written:
     inputs = keras.Input((*source.preprocessing.size, 3), name="image")
     network = keras.Model(inputs, source.model(normalization_layer(keras, source.preprocessing.normalization)(inputs)))
     _convert(network, source.preprocessing.size, source.views, path, source.description)
+    path.write_bytes(_with_info(path.read_bytes(), source.info("1")))
+    return _written(path, ("scores",))
+
+
+def keras_zoo_to_tflite(source: KerasZooModel, path: Path) -> Written:
+    """A Keras zoo model: uint8 1×H×W×3 → normalisation → the application with its weights → ``scores``."""
+    keras = import_keras()
+    inputs = keras.Input((*source.preprocessing.size, 3), name="image")
+    normalized = normalization_layer(keras, source.preprocessing.normalization)(inputs)
+    network = keras.Model(inputs, source.keras_model()(normalized))
+    _convert(network, source.preprocessing.size, NO_VIEWS, path, source.description)
     path.write_bytes(_with_info(path.read_bytes(), source.info("1")))
     return _written(path, ("scores",))
 

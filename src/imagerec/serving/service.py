@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from ..core.errors import ImageDecodeError, ImagerecError, ImageTooLargeError, UnknownModelError, UsageError
-from ..core.images import load_model_input, stack
+from ..core.images import Detail, load_model_input, stack
 from ..recognizer import FileResult, Prediction, Recognizer
 from .batching import BatcherClosedError, BatchStats, MicroBatcher, QueueFullError
 from .config import ServeConfig
@@ -167,7 +167,7 @@ class ModelHost:
             try:
                 decoded = await loop.run_in_executor(self._pool, self._decode_unless_heavy, image)
                 if decoded is None:  # a big picture without draft mode: decoded when the CPU is otherwise idle
-                    decoded = await loop.run_in_executor(self._heavy_pool, self._decode, image, False)
+                    decoded = await loop.run_in_executor(self._heavy_pool, self._decode, image, "draft")
                 array, approximate = decoded
             except ImagerecError as exc:
                 return FileResult(image.name, error=exc)
@@ -177,28 +177,33 @@ class ModelHost:
         # Cancelling the awaiting task (timeout, client gone) cancels the
         # queued item too, so the batcher skips it.
         predictions = await asyncio.wrap_future(future)
-        if approximate and self._near_tie(predictions):
+        if approximate:
             predictions = await self._refine(loop, image, depth, predictions)
         return FileResult(image.name, predictions=predictions[:top_k])
 
-    def _near_tie(self, predictions: list[Prediction]) -> bool:
+    @staticmethod
+    def _margin(predictions: list[Prediction]) -> float:
         scores = [p.score for p in predictions if p.index >= 0][:2]
-        return len(scores) == 2 and scores[0] - scores[1] < self.recognizer.refine_margin
+        return scores[0] - scores[1] if len(scores) == 2 else float("inf")
 
     async def _refine(
         self, loop: asyncio.AbstractEventLoop, image: NamedImage, depth: int, first: list[Prediction]
     ) -> list[Prediction]:
-        """The answer from a full decode, as :class:`Recognizer` gives for near-ties."""
-        try:
-            array, _ = await loop.run_in_executor(self._pool, self._decode, image, True)
-        except ImagerecError:
-            return first  # decoded once already, so this cannot happen short of running out of memory
-        return await asyncio.wrap_future(self.batcher.submit((array, depth)))
+        """The answer from finer decodes while it is a near-tie, as :meth:`Recognizer.refine` gives."""
+        predictions, level, approximate = first, "draft", True
+        while approximate and (detail := self.recognizer.next_detail(self._margin(predictions), level)):
+            try:
+                array, approximate = await loop.run_in_executor(self._pool, self._decode, image, detail)
+            except ImagerecError:
+                return predictions  # decoded once already, so this cannot happen short of running out of memory
+            predictions = await asyncio.wrap_future(self.batcher.submit((array, depth)))
+            level = detail
+        return predictions
 
     def _decode_unless_heavy(self, image: NamedImage) -> tuple[np.ndarray, bool] | None:
-        return None if _heavy(image.content) else self._decode(image, False)
+        return None if _heavy(image.content) else self._decode(image, "draft")
 
-    def _decode(self, image: NamedImage, exact: bool) -> tuple[np.ndarray, bool]:
+    def _decode(self, image: NamedImage, detail: Detail) -> tuple[np.ndarray, bool]:
         size = len(image.content)
         if size > self.config.max_image_bytes:
             raise UploadTooLargeError(
@@ -207,7 +212,7 @@ class ModelHost:
         stream = io.BytesIO(image.content)
         stream.name = image.name  # error messages name the upload, not "<bytes>"
         try:
-            return load_model_input(stream, self.recognizer.preprocessing, limits=self.config.limits, exact=exact)
+            return load_model_input(stream, self.recognizer.preprocessing, limits=self.config.limits, detail=detail)
         except MemoryError as exc:
             raise ImageDecodeError("out of memory while decoding", path=image.name) from exc
 
