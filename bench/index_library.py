@@ -299,7 +299,7 @@ def main() -> None:
     try:
         if args.photos:
             results["index"] = bench_index(work / "index", args.photos, args.variants, args.repeats)
-        results["search"] = [bench_search(work / "search", rows, args.repeats) for rows in args.rows]
+        results["search"] = [bench_search(work / "search", rows, args.repeats) for rows in args.rows if rows > 0]
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
