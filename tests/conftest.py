@@ -58,18 +58,22 @@ def recognizer(models_dir: Path):
     return imagerec.load("mobilenet_v2")
 
 
-@pytest.fixture(scope="session")
-def large_jpegs(photos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """The shared photos as 1600×1200 JPEGs: large enough for draft mode to scale them by 1/4."""
+def upscaled_jpegs(photos_dir: Path, folder: Path, size: tuple[int, int]) -> list[Path]:
+    """Every shared .jpg and .bmp photo resized to ``size`` and saved as a quality-90 JPEG in ``folder``."""
     from PIL import Image
 
-    folder = tmp_path_factory.mktemp("large-jpegs")
     paths = []
     for source in sorted(photos_dir.glob("*.jpg")) + sorted(photos_dir.glob("*.bmp")):
         path = folder / f"{source.stem}.jpg"
-        Image.open(source).convert("RGB").resize((1600, 1200), Image.Resampling.BICUBIC).save(path, quality=90)
+        Image.open(source).convert("RGB").resize(size, Image.Resampling.BICUBIC).save(path, quality=90)
         paths.append(path)
     return paths
+
+
+@pytest.fixture(scope="session")
+def large_jpegs(photos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The shared photos as 1600×1200 JPEGs: large enough for draft mode to scale them by 1/4."""
+    return upscaled_jpegs(photos_dir, tmp_path_factory.mktemp("large-jpegs"), (1600, 1200))
 
 
 class LocalServer:

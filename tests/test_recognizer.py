@@ -228,13 +228,9 @@ def test_only_near_ties_from_draft_mode_are_decoded_again(recognizer, large_jpeg
 @pytest.fixture(scope="module")
 def huge_jpegs(photos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """The shared photos as 3200×2400 JPEGs: draft mode decodes them at 1/8, fine detail at 1/2."""
-    folder = tmp_path_factory.mktemp("huge-jpegs")
-    paths = []
-    for source in sorted(photos_dir.glob("*.jpg")) + sorted(photos_dir.glob("*.bmp")):
-        path = folder / f"{source.stem}.jpg"
-        Image.open(source).convert("RGB").resize((3200, 2400), Image.Resampling.BICUBIC).save(path, quality=90)
-        paths.append(path)
-    return paths
+    from conftest import upscaled_jpegs
+
+    return upscaled_jpegs(photos_dir, tmp_path_factory.mktemp("huge-jpegs"), (3200, 2400))
 
 
 def test_near_ties_are_answered_from_a_fine_decode_and_its_ties_from_a_full_one(recognizer, huge_jpegs, monkeypatch) -> None:
