@@ -41,7 +41,10 @@ UNKNOWN = "unknown"
 
 # Below this probability an answer is "not sure": its class is less likely
 # than all the other classes together. One level for every model kind, so
-# the mark means the same on every surface.
+# the mark means the same on every surface. Measured (bench/sure_level.py,
+# CIFAR-10 held-out photos): answers under it are right 47.5 % of the time
+# for a learned recognizer and 10.8 % for mobilenet_v2, answers at or over
+# it 87.0 % and 47.4 % — under the level, an answer is more often wrong.
 SURE_LEVEL = 0.5
 
 
