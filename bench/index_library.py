@@ -17,6 +17,11 @@ one-off cost of building / loading the approximate index.
 
     python bench/index_library.py                    # full size (2,000 photos, 2k and 1M rows)
     python bench/index_library.py --photos 400 --rows 2000 1000000
+    python bench/index_library.py --photos 200 --rows 0 --memory --output /tmp/index.json   # first pass + peak RSS
+
+``--memory`` also indexes 200 and 2,000 photos (predict_throughput's photos again
+under other names, each with other trailing bytes, so each is decoded) in fresh
+processes and reports their peak RSS, which must not grow with the library.
 
 The machine is shared; the table says how many cores the run had and what
 the load was. Results go to bench/results/index_library.json.
@@ -97,8 +102,11 @@ def bench_index(work: Path, photos: int, variants: int, repeats: int) -> dict:
     info = make_library(root, photos, variants)
     print(f"library: {photos} photos, {info['bytes'] / 1e9:.2f} GB, generated in {info['generate_seconds']} s", flush=True)
     catalog = work / "catalog.db"
+    cpu = time.process_time()
     first = index_library(root, catalog=catalog)
-    print(f"first index: {first.seconds:.1f} s ({first.decoded / first.seconds:.1f} photos/s)", flush=True)
+    first_cpu = time.process_time() - cpu
+    print(f"first index: {first.seconds:.1f} s ({first.decoded / first.seconds:.1f} photos/s, "
+          f"{first_cpu / first.decoded * 1000:.1f} CPU ms a photo)", flush=True)
     again = []
     for _ in range(repeats):
         summary = index_library(root, catalog=catalog)
@@ -121,6 +129,8 @@ def bench_index(work: Path, photos: int, variants: int, repeats: int) -> dict:
         **info,
         "first_index_seconds": round(first.seconds, 2),
         "first_index_photos_per_second": round(first.decoded / first.seconds, 2),
+        # Steadier than photos/s on a shared machine; cores × 1000 / it is the rate if no core idles.
+        "first_index_cpu_ms_per_photo": round(first_cpu / first.decoded * 1000, 2),
         "decoded": first.decoded,
         "reindex_unchanged_seconds_median": round(no_change, 4),
         "reindex_unchanged_runs": [round(s, 4) for s in again],
@@ -129,6 +139,43 @@ def bench_index(work: Path, photos: int, variants: int, repeats: int) -> dict:
         "reindex_after_move_seconds_median": round(statistics.median(moves), 3),
         "reindex_after_move_runs": [round(s, 3) for s in moves],
     }
+
+
+def rss_child(root: Path, catalog: Path) -> None:
+    """Run in a fresh process: index ``root``; print photos, seconds and peak RSS as JSON."""
+    import resource
+
+    cpu = time.process_time()
+    summary = index_library(root, catalog=catalog)
+    cpu = time.process_time() - cpu
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"photos": summary.decoded, "seconds": round(summary.seconds, 2),
+                      "photos_per_second": round(summary.decoded / summary.seconds, 2),
+                      "cpu_ms_per_photo": round(cpu / summary.decoded * 1000, 2), "peak_rss_mb": round(peak, 1)}))
+
+
+def bench_memory(work: Path, sizes: tuple[int, ...] = (200, 2000)) -> list[dict]:
+    """Peak RSS of a fresh process indexing ``size`` photos: predict_throughput's 200 photos again under other
+    names, each with other bytes after its end marker (so each is a new content, decoded and recognised)."""
+    import subprocess
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from predict_throughput import make_photos
+
+    sources = [p.read_bytes() for p in make_photos(Path(tempfile.gettempdir()) / "imagerec-bench-photos", 200)]
+    results = []
+    for size in sizes:
+        root = work / f"rss_{size}"
+        root.mkdir(parents=True, exist_ok=True)
+        for i in range(size):
+            (root / f"IMG_{i:05d}.jpg").write_bytes(sources[i % len(sources)] + f"copy-{i}".encode())
+        out = subprocess.run([sys.executable, __file__, "--rss-child", str(root), str(work / f"rss_{size}.db")],
+                             check=True, capture_output=True, text=True).stdout
+        results.append({"library": size, **json.loads(out.strip().splitlines()[-1])})
+        shutil.rmtree(root)
+        print(f"peak RSS indexing {size} photos: {results[-1]['peak_rss_mb']:.0f} MB "
+              f"({results[-1]['photos_per_second']} photos/s)", flush=True)
+    return results
 
 
 def scenes(seed: int = 0, dim: int = 1280) -> tuple[np.ndarray, np.ndarray]:
@@ -290,7 +337,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="*", default=[2000, 1_000_000], help="catalog sizes for part 2")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one, removed)")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "index_library.json")
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure the peak RSS of indexing 200 and 2,000 photos (fresh processes)")
+    parser.add_argument("--rss-child", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rss_child:
+        return rss_child(*args.rss_child)
     work = Path(args.work or tempfile.mkdtemp(prefix="imagerec-bench-"))
     results = {
         "machine": {"cores": len(os.sched_getaffinity(0)), "load_average_at_start": os.getloadavg()},
@@ -299,13 +352,15 @@ def main() -> None:
     try:
         if args.photos:
             results["index"] = bench_index(work / "index", args.photos, args.variants, args.repeats)
+        if args.memory:
+            results["memory"] = bench_memory(work / "memory")
         results["search"] = [bench_search(work / "search", rows, args.repeats) for rows in args.rows if rows > 0]
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     results["machine"]["load_average_at_end"] = os.getloadavg()
     print_table(results)
-    out = ROOT / "bench" / "results" / "index_library.json"
+    out = args.output
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out}")
@@ -317,10 +372,15 @@ def print_table(results: dict) -> None:
         r = results["index"]
         print(f"| index ({r['photos']} photos 4000×3000, {r['bytes'] / 1e9:.1f} GB) | value |")
         print("|---|---|")
-        print(f"| first index | {r['first_index_seconds']} s = {r['first_index_photos_per_second']} photos/s |")
+        print(f"| first index | {r['first_index_seconds']} s = {r['first_index_photos_per_second']} photos/s "
+              f"({r['first_index_cpu_ms_per_photo']} CPU ms a photo) |")
         print(f"| re-index, nothing changed (median) | {r['reindex_unchanged_seconds_median']} s = {r['reindex_speedup']}× faster |")
         print(f"| re-index after moving {r['moved_files']} files (median) | {r['reindex_after_move_seconds_median']} s |")
         print()
+    for m in results.get("memory", []):
+        print(f"peak RSS indexing {m['library']} photos: {m['peak_rss_mb']:.0f} MB ({m['photos_per_second']} photos/s, "
+              f"{m['cpu_ms_per_photo']} CPU ms a photo)")
+    print()
     print("| rows | label search 'dog' | label search 'parrot' | similar | vector index | build / load | recall@20 |")
     print("|---|---|---|---|---|---|---|")
     for r in results.get("search", []):

@@ -9,12 +9,19 @@ hits, per class and averaged. This is what the default ``--min-score`` is
 chosen from (docs/library.md).
 
 Part 2 (latency): a catalog of generated rows (bench/index_library.py's
-generator) given dates, cameras and colours; warm median latency of one-term
-and multi-term queries ("dog 2019", "red dog", "red 2019", "dog canon 2015..2017").
+generator) given dates and times, cameras, colours and, for a third of them,
+a GPS position in one of five cities; warm median latency of one-term and
+multi-term queries ("dog 2019", "red dog", "dog on a beach", "blue june 2019",
+"sunset iphone" …). ``--baseline FILE`` times an earlier
+``library/combined.py`` (``git show REV:src/imagerec/library/combined.py``)
+in the same run, alternating with the current one, so both medians see the
+same load on a shared machine.
 
     python bench/search_quality.py                         # 100 per class, thresholds 0.05..0.6, 1M rows
     python bench/search_quality.py --per-class 30 --rows 0 # quality only, quick
     python bench/search_quality.py --per-class 0 --rows 1000000 --work /tmp/sq   # keeps the 1M catalog
+    git show ddfd433:src/imagerec/library/combined.py > /tmp/combined_old.py
+    python bench/search_quality.py --per-class 0 --work /tmp/sq --baseline /tmp/combined_old.py
 
 The machine is shared: the output says the load average. Results go to
 bench/results/search_quality.json.
@@ -114,6 +121,38 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+# Where a third of the generated photos were taken.
+CITIES = ((48.8566, 2.3522), (40.7128, -74.006), (-33.8688, 151.2093), (35.6762, 139.6503), (64.1466, -21.9426))
+QUERIES_TIMED = ("dog", "parrot", "dog 2019", "red dog", "red 2019", "parrot iphone", "dog canon 2015..2017",
+                 "blue june 2019", "red bird", "dog on a beach", "cat 2019", "sunset iphone", "sunset", "dog in june")
+
+
+# A multiplicative hash of the id: times and positions independent of the dates (which follow id % 2100).
+_MIX = "((id * 2654435761) / 4096)"
+
+
+def add_times(path: Path) -> None:
+    """A time of day, a camera and, for a third of the photos, a GPS position in one of CITIES (hashed from the id), once per catalog."""
+    with Catalog(path) as cat:
+        if cat.meta("bench_times") == "3":
+            return
+        cat.db.execute("PRAGMA synchronous = OFF")
+        with cat.transaction():
+            cat.db.execute(f"UPDATE contents SET taken_at = substr(taken_at, 1, 11) || printf('%02d:%02d:00',"
+                           f" {_MIX} % 24, ({_MIX} / 24) % 60), latitude = NULL, longitude = NULL WHERE taken_at IS NOT NULL")
+            # add_facts's camera follows id % 6, so the month (id % 12) fixed it: an iPhone only ever took
+            # photos in January, February, July and August. Hashed, each camera shoots all year round.
+            cat.db.execute(f"UPDATE contents SET camera = CASE ({_MIX} / 21600) % 6 WHEN 0 THEN 'Apple iPhone 8'"
+                           " WHEN 1 THEN 'Apple iPhone 12' WHEN 2 THEN 'Canon EOS 5D' WHEN 3 THEN 'NIKON D750'"
+                           " WHEN 4 THEN 'Google Pixel 6' ELSE NULL END WHERE facts IS NOT NULL")
+            for number, (latitude, longitude) in enumerate(CITIES):
+                cat.db.execute(f"UPDATE contents SET latitude = ?, longitude = ? WHERE ({_MIX} / 1440) % 15 = ?",
+                               (latitude, longitude, number))
+            cat.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('bench_times', '3')")
+            cat.mark_changed()
+        cat.db.execute("ANALYZE")
+
+
 def add_facts(path: Path, seed: int = 0) -> None:
     """Dates (2000-2024), cameras (6 models) and one or two colours for every generated row."""
     with Catalog(path) as cat:
@@ -137,7 +176,42 @@ def add_facts(path: Path, seed: int = 0) -> None:
         db.execute("ANALYZE")
 
 
-def latency(work: Path, rows: int, repeats: int) -> dict:
+def _load_baseline(file: Path):
+    """An earlier combined.py, imported as a sibling of the current one (its relative imports resolve)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("imagerec.library._combined_baseline", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _timed(query: str, cat, repeats: int, combined) -> tuple[list[tuple[float, float]], int]:
+    """Warm (wall, CPU) milliseconds of ``search(query)`` with ``combined``'s combined_search swapped in.
+
+    The CPU time of the process is far less disturbed than the wall time by others' load on a shared machine."""
+    search_module = sys.modules["imagerec.library.search"]  # the package's `search` is the function
+    current = search_module.combined_search
+    search_module.combined_search = combined.combined_search
+    try:
+        search(query, catalog=cat)  # warm
+        times = []
+        for _ in range(repeats):
+            t, cpu = time.perf_counter(), time.process_time()
+            found = search(query, catalog=cat)
+            times.append(((time.perf_counter() - t) * 1000, (time.process_time() - cpu) * 1000))
+    finally:
+        search_module.combined_search = current
+    return times, len(found)
+
+
+def _medians(times: list[tuple[float, float]]) -> dict:
+    return {"ms_median": round(statistics.median(t[0] for t in times), 2),
+            "cpu_ms_median": round(statistics.median(t[1] for t in times), 2)}
+
+
+def latency(work: Path, rows: int, repeats: int, baseline: Path | None = None) -> dict:
+    combined = sys.modules["imagerec.library.combined"]
     from index_library import generate_catalog
 
     path = work / f"rows_{rows}" / "catalog.db"
@@ -147,17 +221,28 @@ def latency(work: Path, rows: int, repeats: int) -> dict:
         generate_catalog(path, rows, SHARED / "photos" / "parrot.jpg")
         add_facts(path)
         print(f"{rows:,} rows with facts generated in {time.perf_counter() - started:.0f} s", flush=True)
+    add_times(path)
+    old = _load_baseline(baseline) if baseline else None
     out = {"rows": rows}
     with Catalog(path, readonly=True) as cat:
-        for query in ("dog", "parrot", "dog 2019", "red dog", "red 2019", "parrot iphone", "dog canon 2015..2017", "blue june 2019"):
-            search(query, catalog=cat)  # warm
-            times = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                found = search(query, catalog=cat)
-                times.append((time.perf_counter() - t) * 1000)
-            out[query] = {"ms_median": round(statistics.median(times), 2), "hits": len(found)}
-            print(f"  {query!r}: {out[query]['ms_median']} ms ({len(found)} hits)", flush=True)
+        for query in QUERIES_TIMED:
+            now, then, hits, hits_then = [], [], 0, None
+            for _ in range(3):  # alternate, so both see the same load
+                times, hits = _timed(query, cat, max(1, repeats // 3), combined)
+                now += times
+                if old is not None:
+                    try:
+                        times, hits_then = _timed(query, cat, max(1, repeats // 3), old)
+                        then += times
+                    except (ValueError, KeyError):  # a query form the baseline does not know
+                        hits_then = None
+            out[query] = _medians(now) | {"hits": hits}
+            shown = f"  {query!r}: {out[query]['ms_median']} ms, CPU {out[query]['cpu_ms_median']} ms ({hits} hits)"
+            if then:
+                out[query]["baseline"] = _medians(then) | {"hits": hits_then}
+                shown += (f"; baseline {out[query]['baseline']['ms_median']} ms, CPU {out[query]['baseline']['cpu_ms_median']}"
+                          f" ms ({hits_then} hits)")
+            print(shown, flush=True)
     return out
 
 
@@ -165,9 +250,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=100, help="CIFAR-10 images per class (0: skip part 1)")
     parser.add_argument("--rows", type=int, default=1_000_000, help="generated catalog rows for part 2 (0: skip)")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--work", type=Path, help="keep generated data here and reuse it (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "search_quality.json")
+    parser.add_argument("--baseline", type=Path, help="an earlier library/combined.py to time in the same run")
     args = parser.parse_args()
     results: dict = {"cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]}
     with tempfile.TemporaryDirectory(prefix="imagerec-search-quality-") as tmp:
@@ -176,7 +262,7 @@ def main() -> None:
             results["quality"] = quality(work, args.per_class)
             print_quality(results["quality"])
         if args.rows:
-            results["latency"] = latency(work, args.rows, args.repeats)
+            results["latency"] = latency(work, args.rows, args.repeats, args.baseline)
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")

@@ -96,12 +96,13 @@ def test_evaluate_matches_scikit_learn_on_the_same_predictions(colour_model, col
 
 def test_report_files_are_valid_images_and_linked(colour_model, colour_folder: Path, tmp_path: Path) -> None:
     result = evaluate(colour_model, colour_folder, report=tmp_path / "report", mistakes=5)
-    for name in ("confusion.png", "mistakes.png"):
-        with Image.open(tmp_path / "report" / name) as image:
-            image.verify()
-            assert image.format == "PNG"
+    with Image.open(tmp_path / "report" / "confusion.png") as image:
+        image.verify()
+        assert image.format == "PNG"
+    tiles = sorted((tmp_path / "report" / "mistakes").glob("*.jpg"))
+    assert [tile.name for tile in tiles] == ["01.jpg", "02.jpg", "03.jpg", "04.jpg", "05.jpg"]
     page = (tmp_path / "report" / "index.html").read_text()
-    assert 'src="confusion.png"' in page and 'src="mistakes.png"' in page
+    assert 'src="confusion.png"' in page and all(f'src="mistakes/{tile.name}"' in page for tile in tiles)
     assert page.count("<li><code>") == 5  # the five most confidently wrong
     saved = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert saved["accuracy"] == result.accuracy and saved["images"] == 36
@@ -263,3 +264,26 @@ def test_evaluate_opens_a_zoo_name_as_load_would(photos_dir: Path, tmp_path: Pat
     assert result.model == "mobilenet_v2" and result.accuracy == 1.0
     with pytest.raises(ImagerecError, match="no model named 'no_such_model'"):
         evaluate("no_such_model", tmp_path)
+
+
+def test_the_report_shows_each_wrong_photo_beside_its_heat_map(recognizer, photos_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    for folder, photo in (("tabby", "cat_720p.jpg"), ("hotdog", "hot_dog.jpg"), ("macaw", "parrot.jpg")):
+        (root / folder).mkdir(parents=True)
+        (root / folder / photo).write_bytes((photos_dir / photo).read_bytes())
+    result = evaluate(recognizer, root, report=tmp_path / "report")
+    assert result.predicted_labels[result.paths.index(str(root / "tabby" / "cat_720p.jpg"))] == "Egyptian cat"
+    (tile,) = (tmp_path / "report" / "mistakes").glob("*.jpg")  # the one mistake: a cat, not a tabby
+    with Image.open(tile) as image:
+        assert image.format == "JPEG" and image.height <= 192 and image.width > 2 * image.height  # photo | heat map
+        left, right = np.asarray(image.crop((0, 0, 150, 100))), np.asarray(image.crop((image.width - 150, 0,
+                                                                                        image.width, 100)))
+    assert np.abs(left.astype(int) - right.astype(int)).mean() > 5  # the heat map is drawn over the second
+    assert tile.stat().st_size < 40_000
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "heat map: occlusion" in page and "Egyptian cat" in page
+    plain = evaluate(recognizer, root, report=tmp_path / "plain", heat_maps=False)
+    (tile,) = (tmp_path / "plain" / "mistakes").glob("*.jpg")
+    with Image.open(tile) as image:
+        assert image.width <= 224  # the photo alone
+    assert "heat map:" not in (tmp_path / "plain" / "index.html").read_text() and plain.accuracy == result.accuracy

@@ -77,11 +77,12 @@ def test_a_chosen_label_is_explained_and_a_wrong_one_refused(recognizer, photos_
 
 
 @pytest.mark.parametrize("model", ["pets.imagerec", "shapes.onnx", "shapes.tflite",
-                                   pytest.param("shapes.keras", marks=pytest.mark.slow)])  # converted to ONNX first
+                                   pytest.param("shapes.keras", marks=pytest.mark.slow)])  # converted to ONNX first; Keras for Grad-CAM
 def test_every_model_kind_explains(model: str, photos_dir: Path, models_dir: Path) -> None:
     recognizer = imagerec.load(str(LEGACY / model))
     heat = recognizer.explain(photos_dir / "hot_dog.jpg")
-    assert heat.label in recognizer.labels and heat.method == "occlusion"
+    assert heat.label in recognizer.labels
+    assert heat.method == ("grad-cam" if model.endswith(".keras") else "occlusion")  # auto: gradients where Keras gives them
     assert heat.map.shape == (384, 512)
     assert heat.label == recognizer.predict(photos_dir / "hot_dog.jpg", top_k=1)[0].closest.label
 
@@ -153,3 +154,146 @@ def test_an_embedding_model_has_nothing_to_explain(photos_dir: Path, models_dir:
     embedder = imagerec.load("mobilenet_v1_embedder")
     with pytest.raises(UsageError, match="embedding model"):
         embedder.explain(photos_dir / "parrot.jpg")
+
+
+# -- Grad-CAM: Keras models give gradients ---------------------------------------------------------
+
+
+def _red_disc_model(size: int = 64):
+    """A Keras CNN whose weights make it recognise a red disc: a redness filter, a 5×5 blob detector
+    (stride 2: a 32×32 feature map, the layer Grad-CAM explains), a global max and a two-class softmax.
+    It answers "red disc" exactly when a solid red patch is in view (noise and plain grey: "nothing")."""
+    from imagerec.core.keras_backend import import_keras
+
+    keras = import_keras()
+    inputs = keras.Input((size, size, 3))
+    redness = keras.layers.Conv2D(1, 1, activation="relu", name="redness")(inputs)
+    blob = keras.layers.Conv2D(1, 5, strides=2, padding="same", activation="relu", name="blob")(redness)
+    outputs = keras.layers.Dense(2, activation="softmax", name="scores")(keras.layers.GlobalMaxPooling2D()(blob))
+    model = keras.Model(inputs, outputs)
+    model.get_layer("redness").set_weights([np.array([1.0, -0.5, -0.5]).reshape(1, 1, 3, 1), np.array([-0.3])])
+    model.get_layer("blob").set_weights([np.full((5, 5, 1, 1), 1 / 25), np.zeros(1)])
+    model.get_layer("scores").set_weights([np.array([[20.0, -20.0]]), np.array([-5.0, 5.0])])
+    return model
+
+
+def _disc_scenes(count: int, seed: int = 0, side: int = 128) -> list[tuple[Image.Image, tuple[int, int, int, int]]]:
+    """A red disc at a random place, half on plain grey, half on colour noise (red-ish pixels included); its box."""
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    scenes = []
+    for i in range(count):
+        if i % 2:
+            canvas = Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8), "RGB")
+        else:
+            grey = int(rng.integers(40, 220))
+            canvas = Image.new("RGB", (side, side), (grey, grey, grey))
+        radius = int(rng.integers(8, 14))
+        x, y = (int(v) for v in rng.integers(radius, side - radius, 2))
+        box = (x - radius, y - radius, x + radius, y + radius)
+        ImageDraw.Draw(canvas).ellipse(box, fill=(230, 30, 30))
+        scenes.append((canvas, box))
+    return scenes
+
+
+@pytest.fixture(scope="module")
+def red_disc_file(tmp_path_factory) -> Path:
+    """The red-disc CNN saved as a .keras file."""
+    from imagerec.formats.keras import save_model
+
+    path = tmp_path_factory.mktemp("keras") / "red_disc.keras"
+    return save_model(_red_disc_model(), path, classes=["red disc", "nothing"],
+                      preprocessing=imagerec.Preprocessing(size=(64, 64), normalization="unit"))
+
+
+@pytest.fixture(scope="module")
+def red_disc_keras(red_disc_file: Path) -> imagerec.Recognizer:
+    """The red-disc .keras file opened as every user opens one."""
+    return imagerec.load(str(red_disc_file))
+
+
+@pytest.mark.slow  # imports Keras and exports the model to ONNX
+@pytest.mark.parametrize("method", ["grad-cam", "occlusion"])
+def test_both_methods_point_at_the_object_the_keras_model_recognises(red_disc_keras, method: str) -> None:
+    scenes = _disc_scenes(20)
+    assert [a.label for a in red_disc_keras.predict([canvas for canvas, _ in scenes], top_k=1)] == ["red disc"] * 20
+    explained = [red_disc_keras.explain(canvas, method=method) for canvas, _ in scenes]
+    assert {heat.method for heat in explained} == {method}
+    assert {heat.label for heat in explained} == {"red disc"}
+    hits = [_inside(heat.peak, box) for heat, (_, box) in zip(explained, scenes)]
+    assert sum(hits) >= 18, hits  # ≥ 90 %
+
+
+@pytest.mark.slow
+def test_auto_is_grad_cam_for_keras_and_occlusion_otherwise(red_disc_keras, recognizer) -> None:
+    canvas, box = _disc_scenes(1, seed=3)[0]
+    heat = red_disc_keras.explain(canvas)
+    assert heat.method == "grad-cam" and heat.runs == 2 and _inside(heat.peak, box)
+    assert heat.map.shape == (128, 128) and heat.map.min() >= 0  # rectified, in the photo's pixels
+    assert red_disc_keras.gives_gradients and not recognizer.gives_gradients
+    assert recognizer.explain(canvas).method == "occlusion"
+
+
+def test_grad_cam_is_refused_for_a_model_without_gradients(recognizer, photos_dir: Path) -> None:
+    with pytest.raises(UsageError, match="gives no gradients"):
+        recognizer.explain(photos_dir / "parrot.jpg", method="grad-cam")
+    with pytest.raises(UsageError, match="unknown explanation method"):
+        recognizer.explain(photos_dir / "parrot.jpg", method="saliency")
+
+
+@pytest.mark.slow
+def test_cli_method_says_which_was_used(red_disc_file: Path, tmp_path: Path) -> None:
+    canvas, box = _disc_scenes(2, seed=5)[1]
+    photo = tmp_path / "disc.png"
+    canvas.save(photo)
+    model = str(red_disc_file)
+    result = CliRunner().invoke(app, ["explain", str(photo), "-m", model, "-o", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert row["method"] == "grad-cam" and row["label"] == "red disc" and _inside(row["peak"], box)
+    text = CliRunner().invoke(app, ["explain", str(photo), "-m", model, "--method", "occlusion",
+                                    "-o", str(tmp_path / "out2")])
+    assert text.exit_code == 0 and "occlusion" in text.stdout
+
+
+def test_cli_grad_cam_on_a_model_without_gradients_is_a_usage_error(tmp_path: Path, photos_dir: Path,
+                                                                    capsys) -> None:
+    assert run_app(["explain", str(photos_dir / "parrot.jpg"), "--method", "grad-cam", "-o", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "gives no gradients" in error and "Traceback" not in error
+    assert not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.slow  # rebuilds the Teachable Machine export in Keras 3
+def test_a_keras2_h5_model_is_explained_by_grad_cam(models_dir: Path, photos_dir: Path) -> None:
+    recognizer = imagerec.load(str(models_dir / "teachable-machine" / "water_bottles_keras_model.h5"))
+    heat = recognizer.explain(photos_dir / "parrot.jpg")
+    assert heat.method == "grad-cam" and heat.map.shape == (929, 512) and heat.map.max() > 0
+    assert heat.label == recognizer.predict(photos_dir / "parrot.jpg", top_k=1)[0].label
+
+
+@pytest.mark.slow  # builds a Keras backbone, exports it to ONNX, and rebuilds it for Grad-CAM
+def test_a_recognizer_learned_on_a_keras_backbone_is_explained_through_its_head(photos_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    from imagerec.transfer.backbones import get_backbone
+
+    shots = photos_dir / "few-shot"
+    backbone = get_backbone("keras:MobileNetV3Small", weights=None, input_size=96)  # random weights, seed 0
+    data = {"cat": [shots / "cat_train_0.bmp"], "hot dog": [shots / "hotdog_train_0.bmp", shots / "hotdog_train_1.bmp"]}
+    learned = imagerec.learn(data, backbone=backbone, head="imprint", threshold=None, cache=False)
+    photo = photos_dir / "hot_dog.jpg"
+    assert learned.gives_gradients
+    heat = learned.explain(photo)
+    assert heat.method == "grad-cam" and heat.label == learned.predict(photo, top_k=1)[0].label
+    other = learned.explain(photo, label="cat" if heat.label == "hot dog" else "hot dog")
+    assert other.method == "grad-cam" and not np.allclose(other.map, heat.map)  # the head's classes differ
+    again = imagerec.load(learned.save(tmp_path / "mine.imagerec"))
+    reloaded = again.explain(photo)
+    assert reloaded.method == "grad-cam" and reloaded.peak == heat.peak
+    np.testing.assert_allclose(reloaded.map, heat.map, atol=1e-4 * max(1.0, float(heat.map.max())))
+
+
+def test_a_recognizer_learned_on_the_int8_zoo_model_is_explained_by_occlusion(photos_dir: Path) -> None:
+    learned = imagerec.load(str(LEGACY / "pets.imagerec"))
+    assert not learned.gives_gradients and learned.explain(photos_dir / "hot_dog.jpg").method == "occlusion"

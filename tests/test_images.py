@@ -337,3 +337,57 @@ def test_fine_detail_of_a_mid_sized_jpeg_is_the_full_decode() -> None:
 def test_an_unknown_detail_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="detail must be one of draft, fine, full"):
         load_image(_photo_like_jpeg(64, 48), P224, detail="coarse")
+
+
+@pytest.mark.parametrize("orientation", [1, 6, 3])
+@pytest.mark.parametrize("detail", ["draft", "fine", "full"])
+def test_a_colour_jpeg_gives_pillows_own_pixels_at_every_detail(detail: str, orientation: int) -> None:
+    """Decoding takes a faster route for colour JPEGs; the pixels are those of Pillow's own decode."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    jpeg = _encode(Image.open(io.BytesIO(_photo_like_jpeg(3200, 2400))), "JPEG", quality=85, exif=exif)
+    for pre in (P224, Preprocessing(size=(224, 224), frame=16), Preprocessing(size=(160, 224), resize="squash")):
+        got = load_image(jpeg, pre, detail=detail)
+        want = np.asarray(_turn(resize(_stored(jpeg, pre, detail, orientation), _swapped(pre, orientation)), orientation))
+        np.testing.assert_array_equal(got, want, err_msg=f"{detail}, orientation {orientation}, {pre}")
+
+
+def _swapped(pre: Preprocessing, orientation: int) -> Preprocessing:
+    import dataclasses
+
+    return dataclasses.replace(pre, size=pre.size[::-1]) if orientation in (5, 6, 7, 8) else pre
+
+
+def _turn(image: Image.Image, orientation: int) -> Image.Image:
+    turns = {1: None, 3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_270, 8: Image.Transpose.ROTATE_90}
+    return image if turns[orientation] is None else image.transpose(turns[orientation])
+
+
+def _stored(jpeg: bytes, pre: Preprocessing, detail: str, orientation: int) -> Image.Image:
+    """The stored picture as Pillow alone decodes it, in draft mode at the size imagerec asks for."""
+    import math
+
+    stored = Image.open(io.BytesIO(jpeg))
+    if detail != "full":
+        height, width = _swapped(pre, orientation).size
+        if pre.resize == "crop":
+            scale = max(width / stored.width, height / stored.height)
+            need = (math.ceil(stored.width * scale), math.ceil(stored.height * scale))
+        else:
+            need = (width, height)
+        times = 1 if detail == "draft" else 4
+        stored.draft(None, (need[0] * times, need[1] * times))
+    return stored.convert("RGB")
+
+
+def test_a_truncated_colour_jpeg_still_says_so_in_one_line() -> None:
+    jpeg = _photo_like_jpeg(1600, 1200)
+    with pytest.raises(ImageDecodeError, match="truncated"):
+        load_image(jpeg[: len(jpeg) // 2], P224)
+
+
+def test_a_colour_jpeg_smaller_than_the_model_input_is_upscaled() -> None:
+    jpeg = _encode(_quadrants(64, 48), "JPEG", quality=95)
+    array = load_image(jpeg, P224)
+    assert array.shape == (224, 224, 3)
+    assert tuple(array[10, 40]) > (200, 0, 0) and array[10, 40, 1] < 60  # red stays top-left

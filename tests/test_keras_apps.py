@@ -224,3 +224,41 @@ def test_a_keras_zoo_model_serves_and_evaluates_by_name(served, photos_dir, tmp_
     by_path = dict(zip(evaluation.paths, evaluation.predicted_labels))
     for path, label in by_path.items():
         assert label == recognizer.predict(path)[0].label
+
+
+@pytest.mark.slow
+def test_a_keras_zoo_model_is_explained_by_grad_cam_in_python_and_over_http(served, photos_dir):
+    from fastapi.testclient import TestClient
+
+    from imagerec.serving import create_app
+
+    recognizer = imagerec.load(NAME)
+    parrot = photos_dir / "parrot.jpg"
+    heat = recognizer.explain(parrot)  # auto: the Keras model gives gradients
+    assert heat.method == "grad-cam" and heat.runs == 2 and heat.map.shape == (929, 512)
+    assert heat.label == recognizer.predict(parrot, top_k=1)[0].label
+    assert recognizer.explain(parrot, method="occlusion").method == "occlusion"
+    with TestClient(create_app([recognizer])) as client:
+        reply = client.post("/v1/explain?method=grad-cam", files={"file": ("parrot.jpg", parrot.read_bytes())})
+    assert reply.status_code == 200, reply.text
+    result = reply.json()["results"][0]
+    assert result["method"] == "grad-cam" and result["label"] == heat.label and result["peak"] == heat.peak
+
+
+@pytest.mark.slow
+def test_a_network_with_layer_normalisation_converts_to_onnx(tmp_path):
+    """ConvNeXt's LayerNormalization: Keras on torch passes the traced shape as ``normalized_shape``."""
+    import onnxruntime as ort
+
+    from imagerec.core.keras_backend import import_keras
+    from imagerec.formats.keras_onnx import export_keras
+
+    keras = import_keras()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.LayerNormalization(epsilon=1e-6)(keras.layers.Conv2D(4, 1)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
+    path = export_keras(model, tmp_path / "ln.onnx")  # checked against Keras (1e-4) as it is written
+    pixels = np.random.default_rng(0).uniform(0, 1, (3, 8, 8, 3)).astype(np.float32)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["scores"], {"images": pixels})[0]
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(model(pixels)), atol=1e-5)

@@ -95,6 +95,10 @@ def test_each_query_form_combines_its_terms_with_and(library):
     assert paths("paris", catalog) == paths("france", catalog) == ["red_parrot.jpg"]
     assert paths("bird in new york", catalog) == ["owl.jpg"] and paths("dog sydney 2018", catalog) == ["dog.jpg"]
     assert paths("puppies", catalog) == ["dog.jpg"]  # through WordNet: a puppy is a kind of dog
+    assert paths("june", catalog) == paths("in june", catalog) == ["red_parrot.jpg"]  # a month of any year
+    assert paths("december cat", catalog) == ["cat.jpg"] and paths("march", catalog) == ["owl.jpg"]
+    assert paths("morning", catalog) == ["dog.jpg", "owl.jpg"]  # 10:00 and 08:00 by the EXIF clock
+    assert paths("sunset", catalog) == ["cat.jpg"]  # 18:30, no GPS: the clock's 17:00-21:00
     assert paths("xylophone bird", catalog) == []  # a term nothing can match: AND matches nothing
 
 
@@ -185,6 +189,18 @@ def test_contact_sheet_shows_why_each_photo_matched_and_its_description(library,
     page = sheet.read_text(encoding="utf-8")
     assert "red_parrot.jpg" in page and "owl.jpg" not in page
     assert "macaw 0.9" in page and "red " in page and "A bird (macaw), mostly red and grey" in page
+    assert "score 0.9" in page
+
+
+def test_similar_contact_sheet_shows_each_photos_similarity_and_description(library, tmp_path: Path):
+    root, catalog = library
+    sheet = tmp_path / "like.html"
+    result = CliRunner().invoke(app, ["similar", str(root / "owl.jpg"), "--catalog", str(catalog), "--html", str(sheet)])
+    assert result.exit_code == 0, result.output
+    page = sheet.read_text(encoding="utf-8")
+    assert page.count("<figure>") == 4 and "similarity 0." in page  # the four other photos, each with its similarity
+    assert "A bird (macaw), mostly red and grey, taken on 1 June 2019" in page  # red_parrot.jpg's description
+    assert "Nothing recognised with confidence, mostly blue." in page  # blue.png's
 
 
 def test_combined_queries_rank_exactly_like_a_brute_force_reading(tmp_path: Path, recognizer):
@@ -193,11 +209,17 @@ def test_combined_queries_rank_exactly_like_a_brute_force_reading(tmp_path: Path
 
     from imagerec.library import Catalog
 
+    from imagerec.library.daytime import moment
+
     rng = np.random.default_rng(7)
     n, colours = 3000, ["red", "blue", "green"]
     labels = rng.integers(0, 1000, (n, 5))
     scores = -np.sort(-rng.dirichlet(np.full(5, 0.5), n), axis=1)
     years = rng.integers(2015, 2021, n)
+    months, hours, minutes = rng.integers(1, 13, n), rng.integers(0, 24, n), rng.integers(0, 60, n)
+    taken = [f"{years[i]}:{months[i]:02d}:01 {hours[i]:02d}:{minutes[i]:02d}:00" for i in range(n)]
+    places = [(48.8566, 2.3522), (-33.87, 151.21), (60.17, 24.94), None]  # Paris, Sydney, Helsinki, no GPS
+    where = [places[k] for k in rng.integers(0, len(places), n)]
     cameras = rng.choice(["Apple iPhone 8", "Canon EOS 5D"], n)
     colour_of, share_of = rng.choice(colours, n), rng.uniform(0.05, 0.9, n).round(3)
     catalog = tmp_path / "c.db"
@@ -207,22 +229,32 @@ def test_combined_queries_rank_exactly_like_a_brute_force_reading(tmp_path: Path
         with cat.transaction():
             for i in range(n):
                 cid = i + 1
-                cat.db.execute("INSERT INTO contents (id, sha256, taken_at, camera, facts) VALUES (?, ?, ?, ?, 1)",
-                               (cid, f"{cid:064x}", f"{years[i]}:06:01 12:00:00", cameras[i]))
+                cat.db.execute(
+                    "INSERT INTO contents (id, sha256, taken_at, camera, latitude, longitude, facts) VALUES (?, ?, ?, ?, ?, ?, 1)",
+                    (cid, f"{cid:064x}", taken[i], cameras[i], *(where[i] or (None, None))))
+                status = "gone" if i % 10 == 3 else "ok"  # deleted photos: never listed
                 cat.db.execute("INSERT INTO files (path, size, mtime_ns, content_id, status, indexed_at)"
-                               " VALUES (?, 1, 0, ?, 'ok', 'x')", (f"p{cid:05d}.jpg", cid))
+                               " VALUES (?, 1, 0, ?, ?, 'x')", (f"p{cid:05d}.jpg", cid, status))
                 for label, score in zip(dict.fromkeys(labels[i].tolist()), scores[i]):
                     cat.db.execute("INSERT INTO predictions VALUES (?, ?, ?, ?)", (cid, model_id, label, float(score)))
                 cat.db.execute("INSERT INTO colours VALUES (?, ?, ?)", (cid, colour_of[i], float(share_of[i])))
             cat.db.executemany("INSERT OR IGNORE INTO terms VALUES ('camera', ?)", [(c,) for c in set(cameras)])
     dogs = set(Hierarchy().match("dog", names))
 
-    def best_dog(i: int) -> float:
-        found = [float(s) for label, s in zip(dict.fromkeys(labels[i].tolist()), scores[i]) if label in dogs and s >= 0.3]
+    birds = set(Hierarchy().match("bird", names))
+
+    def best(i: int, wanted: set) -> float:
+        found = [float(s) for label, s in zip(dict.fromkeys(labels[i].tolist()), scores[i]) if label in wanted and s >= 0.3]
         return max(found, default=0.0)
 
+    def best_dog(i: int) -> float:
+        return best(i, dogs)
+
+    def at(part: str, i: int) -> bool:
+        return moment(part, taken[i], *(where[i] or (None, None)))["matches"]
+
     def expected(keep, key) -> list[str]:
-        chosen = [i for i in range(n) if keep(i)]
+        chosen = [i for i in range(n) if keep(i) and i % 10 != 3]
         chosen.sort(key=lambda i: (-key(i), i))
         return [f"p{i + 1:05d}.jpg" for i in chosen[:20]]
 
@@ -236,3 +268,40 @@ def test_combined_queries_rank_exactly_like_a_brute_force_reading(tmp_path: Path
         lambda i: best_dog(i) > 0 and cameras[i] == "Apple iPhone 8" and 2016 <= years[i] <= 2018, best_dog)
     assert got("red 2017") == expected(lambda i: red(i) and years[i] == 2017, lambda i: share_of[i])
     assert got("red canon") == expected(lambda i: red(i) and cameras[i] == "Canon EOS 5D", lambda i: share_of[i])
+    # Two things: the rarer one (birds) is read first, ranked by the first (dogs).
+    assert got("dog bird") == expected(lambda i: best_dog(i) > 0 and best(i, birds) > 0, best_dog)
+    assert got("dog iphone") == expected(lambda i: best_dog(i) > 0 and cameras[i] == "Apple iPhone 8", best_dog)
+    assert got("dog in june") == expected(lambda i: best_dog(i) > 0 and months[i] == 6, best_dog)
+    newest = lambda i: (years[i], months[i], hours[i], minutes[i], i)  # noqa: E731  (ties: the larger id first)
+    assert got("sunset") == [f"p{i + 1:05d}.jpg" for i in sorted(
+        (i for i in range(n) if at("sunset", i) and i % 10 != 3), key=newest, reverse=True)[:20]]
+    assert got("dog at night") == expected(lambda i: best_dog(i) > 0 and at("night", i), best_dog)
+    assert got("red sunrise 2016") == expected(lambda i: red(i) and at("sunrise", i) and years[i] == 2016, lambda i: share_of[i])
+    assert got("evening canon") != [] and all(17 <= int(taken[int(p[1:6]) - 1][11:13]) < 22 for p in got("evening canon"))
+
+
+def test_sunset_follows_the_sun_at_the_photos_gps_position_and_the_clock_without_one(tmp_path: Path, recognizer):
+    from imagerec.library import Catalog
+
+    rows = {  # path: (EXIF time, position)
+        "paris_june_2130.jpg": ("2019:06:01 21:30:00", (48.8566, 2.3522)),  # sunset 21:45: yes (the clock says no)
+        "paris_december_1830.jpg": ("2019:12:01 18:30:00", (48.8566, 2.3522)),  # sunset 16:56, dusk 17:35: no
+        "no_gps_1830.jpg": ("2019:12:01 18:30:00", None),  # no position: the clock's 17:00-21:00
+    }
+    catalog = tmp_path / "c.db"
+    with Catalog(catalog, root=tmp_path) as cat:
+        cat.register_model(recognizer, top_k=5, source="mobilenet_v2")
+        with cat.transaction():
+            for cid, (path, (taken, position)) in enumerate(rows.items(), 1):
+                cat.db.execute("INSERT INTO contents (id, sha256, taken_at, latitude, longitude, facts) VALUES (?, ?, ?, ?, ?, 1)",
+                               (cid, f"{cid:064x}", taken, *(position or (None, None))))
+                cat.db.execute("INSERT INTO files (path, size, mtime_ns, content_id, status, indexed_at)"
+                               " VALUES (?, 1, 0, ?, 'ok', 'x')", (path, cid))
+    assert paths("sunset", catalog) == ["no_gps_1830.jpg", "paris_june_2130.jpg"]
+    assert paths("night", catalog) == ["paris_december_1830.jpg"]  # after dusk in Paris in December
+    result = CliRunner().invoke(app, ["search", "sunsets", "--catalog", str(catalog), "--json"])
+    assert result.exit_code == 0, result.output
+    why = {line["path"]: line["why"][0] for line in map(json.loads, result.stdout.splitlines())}
+    assert why["paris_june_2130.jpg"]["read_as"] == "daytime" and why["paris_june_2130.jpg"]["by"] == "sun"
+    assert "Europe/Paris" in why["paris_june_2130.jpg"]["how"] and "sunset 21:45" in why["paris_june_2130.jpg"]["how"]
+    assert why["no_gps_1830.jpg"]["by"] == "clock" and "no GPS" in why["no_gps_1830.jpg"]["how"]

@@ -80,3 +80,18 @@ def test_bad_model_files(tmp_path: Path, models_dir: Path) -> None:
         LiteRTBackend(truncated)
     with pytest.raises(ModelFileError, match="no tensor named"):
         add_outputs((models_dir / MODEL).read_bytes(), ["no/such/tensor"])
+
+
+def test_a_rewritten_model_keeps_its_metadata_and_can_be_rewritten_again(models_dir: Path, batch: np.ndarray) -> None:
+    from imagerec.backends.litert import read_metadata, with_metadata
+
+    original = with_metadata((models_dir / MODEL).read_bytes(), "imagerec", b'{"labels": []}')
+    once = add_outputs(original, [EXTRA["embedding"]])
+    twice = add_outputs(once, [EXTRA["embedding"], EXTRA["logits"]])  # an output already listed is not listed twice
+    assert read_metadata(twice)["imagerec"] == b'{"labels": []}'
+    backend = LiteRTBackend(twice, num_threads=1, extra_outputs=EXTRA)
+    assert backend.outputs == ("scores", "embedding", "logits")
+    got = backend.run(batch, ("scores", "embedding", "logits"))
+    want = LiteRTBackend(models_dir / MODEL, num_threads=1, extra_outputs=EXTRA).run(batch, ("scores", "embedding", "logits"))
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])

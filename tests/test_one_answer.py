@@ -193,3 +193,17 @@ def test_load_refuses_options_it_does_not_use(photos_dir: Path) -> None:
     renamed = imagerec.load(LEGACY / "shapes.onnx", labels=["a", "b", "c", "d"])
     assert renamed.labels == ["a", "b", "c", "d"]
     assert imagerec.load(LEGACY / "pets.imagerec", threshold=None).threshold is None
+
+
+def test_the_cli_refines_near_ties_with_the_models_own_margin(large_jpegs: list[Path], capsys, tmp_path: Path) -> None:
+    """A Teachable Machine export answers every photo from a full decode (its margin is 1), and so does
+    ``imagerec predict`` unless ``--refine-margin`` says otherwise."""
+    keras2 = Path(__file__).parent / "fixtures" / "keras2"
+    model = shutil.copy(keras2 / "tm_model.tflite", tmp_path / "model.tflite")
+    shutil.copy(keras2 / "tm_labels.txt", tmp_path / "labels.txt")
+    recognizer = imagerec.load(model)
+    want = [ranked(answer) for answer in recognizer.predict(large_jpegs, top_k=2)]
+    capsys.readouterr()
+    assert run_app(["predict", *map(str, large_jpegs), "--model", str(model), "--json", "--top-k", "2"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert_same([ranked(line["predictions"]) for line in lines], want, "imagerec predict --json, the model's margin")

@@ -227,24 +227,21 @@ def test_only_near_ties_from_draft_mode_are_decoded_again(recognizer, large_jpeg
 
 @pytest.fixture(scope="module")
 def huge_jpegs(photos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """The shared photos as 3200×2400 JPEGs: draft mode decodes them at 1/8, fine detail at 1/2."""
+    """The shared photos as 3200×2400 JPEGs: draft mode decodes them at 1/8."""
     from conftest import upscaled_jpegs
 
     return upscaled_jpegs(photos_dir, tmp_path_factory.mktemp("huge-jpegs"), (3200, 2400))
 
 
-def test_near_ties_are_answered_from_a_fine_decode_and_its_ties_from_a_full_one(recognizer, huge_jpegs, monkeypatch) -> None:
+def test_near_ties_are_answered_from_a_full_decode_and_decoded_twice_only_once(recognizer, huge_jpegs, monkeypatch) -> None:
     from imagerec.core import pipeline
-    from imagerec.recognizer import FULL_DECODE_SHARE
 
     pre = recognizer.preprocessing
     levels = {d: recognizer.predict_proba(np.stack([load_image(p, pre, detail=d) for p in huge_jpegs]))
-              for d in ("draft", "fine", "full")}
-    assert not np.array_equal(levels["fine"], levels["full"])  # fine detail is still an approximation here
+              for d in ("draft", "full")}
     margin = float(np.median(recognizer.margins(levels["draft"])))
     near = recognizer.margins(levels["draft"]) < margin
-    tied = near & (recognizer.margins(levels["fine"]) < margin * FULL_DECODE_SHARE)
-    expected = np.where(tied[:, None], levels["full"], np.where(near[:, None], levels["fine"], levels["draft"]))
+    expected = np.where(near[:, None], levels["full"], levels["draft"])
     decodes: list[tuple[str, object]] = []
     real = pipeline.decode_one
 
@@ -255,23 +252,21 @@ def test_near_ties_are_answered_from_a_fine_decode_and_its_ties_from_a_full_one(
     monkeypatch.setattr(pipeline, "decode_one", counting)
     refined = _with_margin(recognizer, margin)
     np.testing.assert_allclose(refined.predict_proba(huge_jpegs), expected, atol=1e-6)
-    # Only the near-ties are decoded again, and only those the fine decode left tied are decoded in full.
-    again = {detail: [s for d, s in decodes if d == detail] for detail in ("fine", "full")}
-    assert again["fine"] == [p for p, n in zip(huge_jpegs, near) if n]
-    assert again["full"] == [p for p, t in zip(huge_jpegs, tied) if t]
-    assert tied.any() and (near & ~tied).any()  # both steps really happen on these photos
+    # Only the near-ties are decoded again, straight in full (a 1/2-scale decode is no substitute).
+    assert [s for d, s in decodes if d != "draft"] == [p for p, n in zip(huge_jpegs, near) if n]
+    assert {d for d, _ in decodes} == {"draft", "full"}
     # Files and the service's own near-tie path answer alike.
     files = [r.predictions for r in refined.predict_files(huge_jpegs, top_k=2)]
     assert files == refined.predict(huge_jpegs, top_k=2)
 
 
-def test_next_detail_refines_step_by_step() -> None:
+def test_next_detail_goes_straight_to_the_full_decode() -> None:
     from imagerec.core.preprocessing import Preprocessing
     from imagerec.recognizer import Recognizer
 
     r = Recognizer(None, ["a", "b"], Preprocessing(size=(1, 1)), refine_margin=0.1)
-    assert [r.next_detail(m) for m in (0.0, 0.09, 0.1, 0.5)] == ["fine", "fine", None, None]
-    assert [r.next_detail(m, "fine") for m in (0.0, 0.004, 0.006, 0.09)] == ["full", "full", None, None]
+    assert [r.next_detail(m) for m in (0.0, 0.09, 0.1, 0.5)] == ["full", "full", None, None]
+    assert [r.next_detail(m, "fine") for m in (0.0, 0.09, 0.1)] == ["full", "full", None]
     assert r.next_detail(0.0, "full") is None
     assert r.configure(refine_margin=1).next_detail(0.99) == "full"  # 1: always the full decode
     assert r.configure(refine_margin=0).next_detail(0.0) is None  # 0: never decode twice

@@ -5,7 +5,9 @@ The page is opened on a phone-sized screen: the API key is asked for and
 remembered, a shared photo is uploaded and its expected label appears as the
 top bar, then the teach panel adds two classes to a new model from the
 few-shot photos and the page recognises them. Screenshots are saved next to
-the test's temporary files (their paths are printed).
+the test's temporary files (their paths are printed). A fast check (no
+browser) follows every file the page loads: all shipped, none from elsewhere.
+The teaching page's full walk-through is ``test_web_teach.py``.
 """
 
 from __future__ import annotations
@@ -141,6 +143,34 @@ def test_upload_and_teach_in_the_browser(server, browser, photos_dir: Path, tmp_
     assert shots.stat().st_size > 10_000 and taught.stat().st_size > 10_000
     assert not problems, problems
     page.close()
+
+
+def test_the_page_ships_every_file_it_loads_and_calls_no_other_host(models_dir):
+    """Every module the page imports is served from the package, and its policy allows this server only."""
+    import re
+
+    import imagerec
+    from fastapi.testclient import TestClient
+    from imagerec.serving import create_app
+
+    with TestClient(create_app([imagerec.load("mobilenet_v2")])) as client:
+        page = client.get("/")
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "connect-src 'self'" in policy
+        pending, seen = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text), set()
+        while pending:
+            path = pending.pop()
+            if path in seen:
+                continue
+            seen.add(path)
+            reply = client.get(path)
+            assert reply.status_code == 200, path
+            text = reply.text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # a name, never fetched
+            assert "http://" not in text and "https://" not in text, path
+            if path.endswith(".js"):
+                assert reply.headers["content-type"].startswith("text/javascript")
+                pending += [f"/static/{name}" for name in re.findall(r'from "\./([\w.-]+\.js)"', reply.text)]
+    assert {"/static/main.js", "/static/camera.js", "/static/teach.js", "/static/style.css"} <= seen
 
 
 @pytest.mark.slow

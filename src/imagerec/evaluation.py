@@ -207,14 +207,16 @@ def evaluate(
     workers: int | None = None,
     progress: bool | None = None,
     mistakes: int = 24,
+    heat_maps: bool = True,
 ) -> Evaluation:
     """Evaluate ``model`` (a :class:`~imagerec.recognizer.Recognizer`, a zoo name or a model file) on labelled ``data``.
 
     ``restrict`` only lets the model choose among the dataset's classes
     (closed-set accuracy; probabilities renormalised over them). With
     ``report`` a folder is written with ``index.html``, ``confusion.png``,
-    ``mistakes.png`` (the ``mistakes`` most confidently wrong images) and
-    ``metrics.json``.
+    ``mistakes/`` (the ``mistakes`` most confidently wrong images, each beside
+    its heat map of the wrong answer unless ``heat_maps`` is False: see
+    :func:`write_report`) and ``metrics.json``.
     """
     recognizer = model if isinstance(model, Recognizer) else load(model)
     if top_k < 1:
@@ -271,7 +273,7 @@ def evaluate(
         threshold=threshold,
     )
     if report is not None:
-        write_report(result, report, pixels=pixels, mistakes=mistakes)
+        write_report(result, report, pixels=pixels, mistakes=mistakes, explainer=recognizer if heat_maps else None)
     return result
 
 
@@ -333,8 +335,15 @@ def add_open_set_metrics(metrics: dict, targets: np.ndarray, predicted: np.ndarr
 
 
 def write_report(result: Evaluation, folder: str | os.PathLike[str], *, pixels: np.ndarray | None = None,
-                 mistakes: int = 24) -> Path:
-    """Write ``index.html``, ``confusion.png``, ``mistakes.png`` and ``metrics.json`` into ``folder``."""
+                 mistakes: int = 24, explainer: Recognizer | None = None) -> Path:
+    """Write ``index.html``, ``confusion.png``, ``mistakes/`` and ``metrics.json`` into ``folder``.
+
+    ``mistakes/NN.jpg`` is one small JPEG per confidently wrong image (at
+    most ``mistakes``): the photo and, with an ``explainer``, beside it the
+    heat map of its wrong answer (:meth:`Recognizer.explain`: Grad-CAM where
+    the model gives gradients, else occlusion), each at most
+    :data:`TILE_SIDE` pixels a side — a few kilobytes each.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -344,9 +353,9 @@ def write_report(result: Evaluation, folder: str | os.PathLike[str], *, pixels: 
     try:
         _confusion_png(result, out / "confusion.png")
         wrong = _most_confidently_wrong(result, mistakes)
-        has_sheet = _mistakes_png(result, wrong, out / "mistakes.png", pixels)
+        tiles = write_mistake_tiles(result, wrong, out / "mistakes", pixels, explainer)
         atomic_write_text(out / "metrics.json", json.dumps(result.to_dict(), indent=1))
-        atomic_write_text(out / "index.html", _html(result, wrong, has_sheet))
+        atomic_write_text(out / "index.html", _html(result, wrong, tiles))
     except OSError as exc:
         where = getattr(exc, "filename", None) or out
         raise OutputError(f"{where}: cannot write the report ({exc.strerror or exc})", path=str(where)) from exc
@@ -399,32 +408,71 @@ def _most_confidently_wrong(result: Evaluation, limit: int) -> list[int]:
     return [int(i) for i in order[:limit]]
 
 
-def _mistakes_png(result: Evaluation, wrong: list[int], path: Path, pixels: np.ndarray | None) -> bool:
-    import matplotlib.pyplot as plt
+TILE_SIDE = 192  # pixels, the longer side of each half of a mistake's tile
 
-    from .core.preprocessing import Preprocessing
-    from .core.images import load_image
 
+def write_mistake_tiles(result: Evaluation, wrong: list[int], folder: Path, pixels: np.ndarray | None,
+                        explainer: Recognizer | None) -> list[tuple[str, str | None]]:
+    """One JPEG per wrong image in ``folder`` (``01.jpg``...): the photo, and its heat map beside it.
+
+    The heat map explains the wrong answer (the label predicted) on the
+    photo file itself; a photo that cannot be read again (a vanished file,
+    an archive member) is shown from the model's input pixels without one.
+    Returns ``(file name, method or None)`` per image; earlier tiles are removed.
+    """
+    from PIL import Image
+
+    from .core.errors import ImagerecError
+
+    if folder.exists():
+        for old in folder.glob("*.jpg"):
+            old.unlink()
+    folder.parent.joinpath("mistakes.png").unlink(missing_ok=True)  # the montage of earlier versions
     if not wrong:
-        path.unlink(missing_ok=True)
-        return False
-    columns = min(6, len(wrong))
-    rows = (len(wrong) + columns - 1) // columns
-    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.5 * rows), squeeze=False)
-    for axis in axes.ravel():
-        axis.axis("off")
-    for axis, index in zip(axes.ravel(), wrong):
-        if pixels is not None:
-            image = np.asarray(pixels[index])
+        return []
+    folder.mkdir(exist_ok=True)
+    tiles = []
+    for number, index in enumerate(wrong, start=1):
+        heat = None
+        if explainer is not None:
+            try:
+                heat = explainer.explain(result.paths[index], label=result.predicted_labels[index])
+            except (ImagerecError, OSError):
+                heat = None
+        if heat is not None:
+            parts = [_shrunk(heat.photo.convert("RGB")), heat.overlay(max_side=TILE_SIDE)]
+        elif pixels is not None:
+            parts = [_shrunk(Image.fromarray(np.asarray(pixels[index]), "RGB"))]
         else:
-            image = load_image(result.paths[index], Preprocessing(size=(128, 128)))
-        axis.imshow(image, interpolation="nearest" if image.shape[0] < 64 else "antialiased")
-        truth = result.classes[result.targets[index]]
-        axis.set_title(f"{truth} → {result.predicted_labels[index]}\n{result.confidence[index]:.0%}", fontsize=8)
-    figure.suptitle("most confidently wrong (true → predicted, confidence)", fontsize=10)
-    figure.tight_layout()
-    _save_figure(figure, path)
-    return True
+            from .core.images import load_image
+            from .core.preprocessing import Preprocessing
+
+            parts = [Image.fromarray(load_image(result.paths[index], Preprocessing(size=(128, 128))), "RGB")]
+        tile = Image.new("RGB", (sum(p.width for p in parts) + 4 * (len(parts) - 1), max(p.height for p in parts)),
+                         (255, 255, 255))
+        left = 0
+        for part in parts:
+            tile.paste(part, (left, 0))
+            left += part.width + 4
+        name = f"{number:02d}.jpg"
+        with atomic_path(folder / name) as tmp:
+            tile.save(tmp, format="JPEG", quality=80)
+        tiles.append((name, heat.method if heat is not None else None))
+    return tiles
+
+
+def _shrunk(image):
+    """``image`` at most :data:`TILE_SIDE` a side (small inputs enlarged to 96 px, blocky, so they can be seen)."""
+    from PIL import Image
+
+    ratio = TILE_SIDE / max(image.size)
+    if ratio < 1:
+        return image.resize((max(1, round(image.width * ratio)), max(1, round(image.height * ratio))),
+                            Image.Resampling.BILINEAR)
+    if max(image.size) < 96:
+        scale = 96 // max(image.size)
+        return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    return image
 
 
 def percent(value: float | None) -> str:
@@ -447,7 +495,7 @@ def _open_set_cells(row: dict) -> str:
     return "".join(f"<td>{percent(row[key])}</td>" for key in ("coverage", "accuracy_answered", "accuracy_overall"))
 
 
-def _html(result: Evaluation, wrong: list[int], has_sheet: bool) -> str:
+def _html(result: Evaluation, wrong: list[int], tiles: list[tuple[str, str | None]]) -> str:
     e = html.escape
     summary = result.to_dict()
     open_set = result.threshold is not None
@@ -463,13 +511,22 @@ def _html(result: Evaluation, wrong: list[int], has_sheet: bool) -> str:
         f"{e(result.predicted_labels[i])} ({result.confidence[i]:.1%})</li>"
         for i in wrong
     )
+    figures = "\n".join(
+        f'<figure><img src="mistakes/{name}" alt="{e(result.paths[i])}" loading="lazy">'
+        f"<figcaption>{e(result.classes[result.targets[i]])} → {e(result.predicted_labels[i])} "
+        f"({result.confidence[i]:.0%}){f'; heat map: {method}' if method else ''}</figcaption></figure>"
+        for i, (name, method) in zip(wrong, tiles)
+    )
+    heat_note = ("<p>Each photo beside its heat map: where the model looked for the wrong answer "
+                 "(hot = what drove it).</p>" if any(method for _, method in tiles) else "")
     skipped = "".join(f"<li><code>{e(p)}</code>: {e(r)}</li>" for p, r in result.skipped)
     macro, weighted = result.metrics["macro_avg"], result.metrics["weighted_avg"]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>imagerec evaluation: {e(result.model)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
+td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}
+.mistakes{{display:flex;flex-wrap:wrap;gap:12px}}figure{{margin:0}}figcaption{{font-size:85%}}</style></head><body>
 <h1>Evaluation of <code>{e(result.model)}</code></h1>
 <p>Data: <code>{e(result.data)}</code> — {summary['images']} images, {len(result.classes)} classes,
 {len(result.skipped)} skipped.</p>
@@ -485,7 +542,7 @@ macro F1 {macro['f1']:.3f}, weighted F1 {weighted['f1']:.3f}.
 <tr><th>weighted avg</th><td>{weighted['precision']:.3f}</td><td>{weighted['recall']:.3f}</td><td>{weighted['f1']:.3f}</td><td></td></tr>
 </table>
 <h2>Most confidently wrong</h2>
-{'<p><a href="mistakes.png"><img src="mistakes.png" alt="most confidently wrong images"></a></p>' if has_sheet else '<p>No mistakes.</p>'}
+{heat_note + '<div class="mistakes">' + figures + '</div>' if tiles else '<p>No mistakes.</p>'}
 <ol>{mistakes}</ol>
 {'<h2>Skipped files</h2><ul>' + skipped + '</ul>' if skipped else ''}
 <p><a href="metrics.json">metrics.json</a></p>

@@ -7,7 +7,8 @@ evaluates and exports (``imagerec export MODEL.keras --format onnx|tflite``)
 as a network imagerec trained, with no label file or option beside it. A
 ``.tflite`` (Teachable Machine's ``model_unquant.tflite`` / ``model.tflite``,
 a float classifier) becomes a ``.tflite`` carrying the same ``imagerec``
-metadata ``imagerec export`` writes.
+metadata ``imagerec export`` writes; it exports to ONNX
+(``imagerec export MODEL.tflite --format onnx``, :mod:`imagerec.formats.tflite_onnx`).
 
 The source is opened as :func:`imagerec.load` opens it (so ``labels`` and
 ``normalization`` mean what they mean there), and the written file is

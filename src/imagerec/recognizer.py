@@ -30,7 +30,7 @@ from .core.arrays import softmax
 from .core.images import DEFAULT_LIMITS, Detail, ImageSource, Limits, load_pil, stack
 from .core.preprocessing import Preprocessing
 from .core.pipeline import Decoded, decode_one, batches, decode_ordered
-from .explain import HeatMap, explain_photo
+from .explain import GradientFn, HeatMap, explain as explain_heat
 
 __all__ = ["Prediction", "Answer", "FileResult", "Recognizer", "Scores", "softmax", "UNKNOWN", "SURE_LEVEL", "SETTINGS"]
 
@@ -38,16 +38,16 @@ __all__ = ["Prediction", "Answer", "FileResult", "Recognizer", "Scores", "softma
 SETTINGS = ("refine_margin", "workers", "batch_size", "threshold")
 
 # A photo decoded in JPEG draft mode whose best class leads the runner-up
-# by less than this is decoded again in full and predicted again. On the
-# issue-2 benchmark that is about one photo in six, and it lifts top-1
-# agreement with a full decode from 97 % to 99.5 % (bench/predict_throughput.py).
+# by less than this is decoded again in full and predicted again (about one
+# photo in seven). Calibrated on 300 generated photos the benchmark never sees
+# (bench/predict_throughput.py --calibrate 300): the draft answers that differ
+# from a full decode's all had margins under 0.078, so 0.1 keeps a safety
+# margin; a 1/2-scale decode is no substitute for the full one (it differed on
+# 9 of those photos' 43 near-ties, at margins up to 0.053; docs/speed.md).
 DEFAULT_REFINE_MARGIN = 0.1
-# A near-tie is decoded again at "fine" detail (1/2 scale for 12 megapixels,
-# a third of a full decode's time); only if that still leaves the best two
-# classes within this share of ``refine_margin`` is it decoded in full. At the
-# default that is 0.005: just over one step (1/256) of a quantised model's
-# output, so in practice a fine decode that ends in a tie (docs/speed.md).
-FULL_DECODE_SHARE = 0.05
+# How many batches of photos are decoded ahead of the one being scored (memory: one
+# model-sized array each, 150 KB at 224×224).
+AHEAD_BATCHES = 4
 
 
 class Scores(NamedTuple):
@@ -86,10 +86,9 @@ class Recognizer:
 
     Large JPEGs are decoded in draft mode (scaled down by the decoder, many
     times faster). When that leaves a photo's best two classes within
-    ``refine_margin`` of each other, the photo is decoded again at "fine"
-    detail (at least 4× the model's size a side), and again at full size if
-    that still leaves a tie (see :meth:`next_detail`); the last answer is the
-    one returned, so near-ties come out as a full decode would give them.
+    ``refine_margin`` of each other, the photo is decoded again in full
+    (see :meth:`next_detail`) and that answer is the one returned, so
+    near-ties come out as a full decode gives them.
     ``refine_margin=0`` never decodes twice; ``refine_margin=1`` always
     answers from the full decode. Paths and bytes
     are refined; file objects and URLs are read once and keep the first answer.
@@ -263,13 +262,30 @@ class Recognizer:
             raise UsageError(f"model {self.name!r} has no embedding output")
         return self.backend.run(self.preprocess(images), ("embedding",))["embedding"]
 
-    def explain(self, image: ImageSource, label: str | None = None) -> HeatMap:
-        """Where the model looked for ``label`` (default: its answer) in ``image``: an occlusion
-        :class:`~imagerec.explain.HeatMap` scored through :meth:`score` (see :mod:`imagerec.explain`)."""
+    # Set by the formats that can rebuild the model in Keras (formats/keras_apps, keras_recognizer,
+    # h5_recognizer): a zero-argument callable returning the Grad-CAM gradient function, built on first use.
+    # A learned recognizer (a head) has its own (transfer.learned: through a Keras backbone and the head).
+    gradient_source: Callable[[], GradientFn] | None = None
+
+    @property
+    def gives_gradients(self) -> bool:
+        """Whether :meth:`gradients` has a function to give (without building it)."""
+        return self.gradient_source is not None and self.head is None
+
+    def gradients(self) -> GradientFn | None:
+        """The function Grad-CAM takes the model's gradients from (see :mod:`imagerec.explain.gradcam`),
+        or None when the model gives none (TFLite and ONNX files: they are explained by occlusion)."""
+        return self.gradient_source() if self.gives_gradients else None
+
+    def explain(self, image: ImageSource, label: str | None = None, *, method: str = "auto") -> HeatMap:
+        """Where the model looked for ``label`` (default: its answer) in ``image``: a
+        :class:`~imagerec.explain.HeatMap` by ``method`` — ``"occlusion"`` (scored through :meth:`score`),
+        ``"grad-cam"`` (needs :meth:`gradients`) or ``"auto"`` (Grad-CAM when the model gives gradients,
+        else occlusion); ``HeatMap.method`` says which was used (see :mod:`imagerec.explain`)."""
         self._require_classes()
-        return explain_photo(load_pil(image, limits=self.limits), lambda batch: self.score(batch).probabilities,
-                             self.preprocessing, labels=self.labels, label=label,
-                             predictable=self._keep, batch_size=self.batch_size)
+        return explain_heat(load_pil(image, limits=self.limits), lambda batch: self.score(batch).probabilities,
+                            self.preprocessing, labels=self.labels, label=label, predictable=self._keep,
+                            method=method, gradients=self.gradients, batch_size=self.batch_size)
 
     # -- files ------------------------------------------------------------
 
@@ -290,7 +306,10 @@ class Recognizer:
         if top_k < 1:
             raise UsageError(f"top_k must be at least 1, got {top_k}")
         self._require_classes()
-        decoded = decode_ordered(sources, self.preprocessing, workers=self.workers, limits=self.limits)
+        # Decoding runs up to AHEAD_BATCHES batches ahead, so the decode threads stay busy while this
+        # thread scores a batch and decodes its near-ties again (a full decode takes 80 ms).
+        decoded = decode_ordered(sources, self.preprocessing, workers=self.workers, limits=self.limits,
+                                 window=AHEAD_BATCHES * self.batch_size)
         for chunk in batches(decoded, self.batch_size):
             good = [item for item in chunk if item.array is not None]
             ranked = iter(self.rank(self._scored_items(good), top_k, min_score=min_score)) if good else iter(())
@@ -341,23 +360,18 @@ class Recognizer:
     def next_detail(self, margin: float, decoded_at: Detail = "draft") -> Detail | None:
         """How finely to decode a photo again, given the margin of its answer from an approximate decode.
 
-        A draft-mode answer within ``refine_margin`` is decoded again at
-        "fine" detail (straight at "full" when ``refine_margin`` is 1); a
-        fine answer still within ``FULL_DECODE_SHARE`` of it, in full. None:
-        the answer stands. Every path that refines (:meth:`refine`, the
-        service) asks here, so all answer near-ties alike.
+        An answer from an approximate decode (draft or "fine" detail) whose
+        best two classes are within ``refine_margin`` is decoded again in
+        full. None: the answer stands. Every path that refines
+        (:meth:`refine`, the service) asks here, so all answer near-ties alike.
 
         >>> recognizer = Recognizer(None, ["a", "b"], Preprocessing(size=(1, 1)))
         >>> recognizer.next_detail(0.05), recognizer.next_detail(0.003, "fine"), recognizer.next_detail(0.5)
-        ('fine', 'full', None)
+        ('full', 'full', None)
         """
-        if self.refine_margin <= 0 or decoded_at == "full":
+        if self.refine_margin <= 0 or decoded_at == "full" or margin >= self.refine_margin:
             return None
-        if decoded_at == "draft":
-            if margin >= self.refine_margin:
-                return None
-            return "full" if self.refine_margin >= 1 else "fine"
-        return "full" if margin < self.refine_margin * FULL_DECODE_SHARE else None
+        return "full"
 
     def refine(self, scores: Scores, sources: Sequence[ImageSource],
                approximate: Sequence[bool] | None = None) -> Scores:

@@ -245,3 +245,104 @@ def many_names_one_member(source: Path, dest: Path, names: int = 10) -> Path:
         start += 4
     dest.write_bytes(bytes(data))
     return dest
+
+
+# -- the teaching routes (issue 22) ----------------------------------------------------
+# Each case is replayed by tests/test_serving_teach.py (and the examples cases by
+# tests/test_transfer_examples.py): a one-line 4xx, nothing changed, the server unharmed.
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _manifest_upload(case: str):
+    def make(folder: Path) -> tuple[str, bytes]:
+        path = rewrite_imagerec(LEGACY / "pets.imagerec", folder / f"{case}.imagerec", MANIFEST_CASES[case])
+        return path.name, path.read_bytes()
+
+    return make
+
+
+# Files sent to POST /v1/teach/{model}/open: (file name, bytes) made in a scratch folder.
+OPEN_UPLOAD_CASES = {
+    "text-file": lambda folder: ("notes.txt", b"not a model"),
+    "model-named-txt": lambda folder: ("pets.txt", (LEGACY / "pets.imagerec").read_bytes()),
+    "jpeg-named-imagerec": lambda folder: ("photo.imagerec", encode(Image.new("RGB", (8, 8)), "JPEG")),
+    "zip-of-nothing": lambda folder: ("empty.imagerec", zip_of({"readme.txt": b"hello"})),
+    "truncated": lambda folder: ("cut.imagerec", (LEGACY / "pets.imagerec").read_bytes()[:600]),
+    "name-traversal": lambda folder: ("../../etc/passwd", b"root:x:0:0"),
+    **{f"manifest-{case}": _manifest_upload(case) for case in MANIFEST_CASES},
+}
+
+
+def _examples(listing, embeddings: bytes) -> dict[str, bytes]:
+    import json
+
+    raw = listing if isinstance(listing, bytes) else json.dumps(listing).encode()
+    return {"taught/examples.json": raw, "taught/embeddings.npy": embeddings}
+
+
+_JPEG = __import__("base64").b64encode(encode(Image.new("RGB", (4, 4)), "JPEG")).decode()
+_ONE = [{"id": "a1", "label": "cat", "thumbnail": _JPEG}]
+
+
+def _pickled_npy() -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    return buffer.getvalue()
+
+
+# Kept examples inside a .imagerec file gone wrong (members added to pets.imagerec, 1280-d).
+EXAMPLES_CASES = {
+    "listing-deep": _examples(b"[" * 100_000 + b"]" * 100_000, npy(np.zeros((0, 1280), np.float32))),
+    "listing-not-json": _examples(b"\xff\xfe", npy(np.zeros((0, 1280), np.float32))),
+    "listing-not-a-list": _examples({"id": "a1"}, npy(np.zeros((1, 1280), np.float32))),
+    "embeddings-wrong-shape": _examples(_ONE, npy(np.zeros((1, 7), np.float32))),
+    "embeddings-fewer-rows": _examples(_ONE * 2, npy(np.zeros((1, 1280), np.float32))),
+    "embeddings-nan": _examples(_ONE, npy(np.full((1, 1280), np.nan, np.float32))),
+    "embeddings-pickled": _examples(_ONE, _pickled_npy()),
+    "embeddings-not-npy": _examples(_ONE, b"\x93NUMPY garbage"),
+    "id-traversal": _examples([{**_ONE[0], "id": "../../x"}], npy(np.zeros((1, 1280), np.float32))),
+    "id-repeated": _examples(_ONE * 2, npy(np.zeros((2, 1280), np.float32))),
+    "thumbnail-not-jpeg": _examples([{**_ONE[0], "thumbnail": "PHNjcmlwdD4="}], npy(np.zeros((1, 1280), np.float32))),
+    "thumbnail-not-base64": _examples([{**_ONE[0], "thumbnail": "%%%"}], npy(np.zeros((1, 1280), np.float32))),
+    "entry-not-object": _examples([7], npy(np.zeros((1, 1280), np.float32))),
+}
+
+
+def with_members(source: Path, dest: Path, members: dict[str, bytes]) -> Path:
+    """A copy of the zip ``source`` with ``members`` added (or replaced): what :data:`EXAMPLES_CASES` apply."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as archive:
+        contents = {name: archive.read(name) for name in archive.namelist()}
+    dest.write_bytes(zip_of({**contents, **members}))
+    return dest
+
+
+# Requests to the teaching routes that must be refused in one line (method, path, keyword arguments).
+TEACH_REQUEST_CASES = {
+    "rename-deep-json": ("PATCH", "/v1/teach/taught/classes/cat", {"content": b"[" * 50_000 + b"]" * 50_000}),
+    "rename-huge-body": ("PATCH", "/v1/teach/taught/classes/cat", {"content": b'{"label": "' + b"x" * 100_000 + b'"}'}),
+    "rename-not-json": ("PATCH", "/v1/teach/taught/classes/cat", {"content": b"\xff"}),
+    "rename-label-number": ("PATCH", "/v1/teach/taught/classes/cat", {"json": {"label": 7}}),
+    "rename-label-empty": ("PATCH", "/v1/teach/taught/classes/cat", {"json": {"label": "   "}}),
+    "rename-label-too-long": ("PATCH", "/v1/teach/taught/classes/cat", {"json": {"label": "x" * 101}}),
+    "rename-label-unknown": ("PATCH", "/v1/teach/taught/classes/cat", {"json": {"label": "unknown"}}),
+    "rename-onto-existing": ("PATCH", "/v1/teach/taught/classes/cat", {"json": {"label": "dog"}}),
+    "unknown-example": ("DELETE", "/v1/teach/taught/examples/nope", {}),
+    "example-id-traversal": ("DELETE", "/v1/teach/taught/examples/..%2F..%2Fetc", {}),
+    "unknown-class": ("DELETE", "/v1/teach/taught/classes/owl", {}),
+    "unknown-model": ("GET", "/v1/teach/nothing-here", {}),
+    "model-name-traversal": ("POST", "/v1/teach/..%2F..%2Fetc/keep", {}),
+    "open-two-files": ("POST", "/v1/teach/other/open",
+                       {"files": [("a", ("a.imagerec", b"x")), ("b", ("b.imagerec", b"y"))]}),
+    "open-no-file": ("POST", "/v1/teach/other/open", {"data": {"x": "y"}, "files": [("z", ("", b""))]}),
+}

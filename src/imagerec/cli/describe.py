@@ -27,7 +27,6 @@ def describe(
     out = Console(highlight=False)
     for photo, text in described:
         if json_output:
-            sys.stdout.write(json.dumps({"photo": photo, "title": text.title, "description": text.description},
-                                        ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps({"photo": photo, **text.to_dict()}, ensure_ascii=False) + "\n")
         else:
             out.print(f"[bold]{escape(printable(photo))}[/]: {escape(text.title)}\n  {escape(text.description)}")

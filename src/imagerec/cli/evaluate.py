@@ -1,4 +1,4 @@
-"""``imagerec evaluate MODEL DATA [--json] [--report DIR] [--top-k K] [--restrict]``."""
+"""``imagerec evaluate MODEL DATA [--json] [--report DIR [--no-heat-maps]] [--top-k K] [--restrict]``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def evaluate(
     data: str = typer.Argument(..., help="Labelled images: a folder of class folders, a .csv (path,label) or a .tar.gz."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Also report top-K accuracy."),
     report: Optional[str] = typer.Option(None, "--report", help="Write an HTML report with PNG plots into this folder."),
+    heat_maps: bool = typer.Option(True, "--heat-maps/--no-heat-maps",
+                                   help="Show each confidently wrong photo of the report with its heat map."),
     restrict: bool = typer.Option(False, "--restrict", help="Only let the model choose among the dataset's classes."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads (default: all cores)."),
     json_output: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
@@ -30,7 +32,7 @@ def evaluate(
 
     recognizer = load(model, num_threads=threads)
     result = evaluate_api(recognizer, data, top_k=top_k, report=report, restrict=restrict,
-                          progress=False if json_output else None)
+                          progress=False if json_output else None, heat_maps=heat_maps)
     if json_output:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
         return

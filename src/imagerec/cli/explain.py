@@ -1,11 +1,13 @@
-"""``imagerec explain PHOTO... [--model M] [--label L] -o OUT [--json]``: where the model looked.
+"""``imagerec explain PHOTO... [--model M] [--label L] [--method auto|occlusion|grad-cam] -o OUT [--json]``.
 
-Per photo, writes ``OUT/<name>_explain.png`` (the photo with the occlusion
-heat map of :meth:`imagerec.Recognizer.explain` laid over it, the peak ringed)
-and prints where the map peaks; ``--json`` prints one object per photo
-(JSON Lines): ``path``, ``label``, ``method``, ``peak`` (``[x, y]`` in the
-photo's own pixels), ``score`` and the written ``file``. A photo that cannot
-be read is one error line on stderr; the others are still explained.
+Per photo, writes ``OUT/<name>_explain.png`` (the photo with the heat map of
+:meth:`imagerec.Recognizer.explain` laid over it, the peak ringed) and
+prints where the map peaks and which method made it (``auto``: Grad-CAM
+when the model gives gradients — Keras models —, else occlusion);
+``--json`` prints one object per photo (JSON Lines): ``path``, ``label``,
+``method``, ``peak`` (``[x, y]`` in the photo's own pixels), ``score`` and
+the written ``file``. A photo that cannot be read is one error line on
+stderr; the others are still explained.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import typer
 from ..core.errors import ImageDecodeError
 from ..core.fs import atomic_path, prepare_output_folder
 from ..core.pipeline import expand_paths
+from ..explain import METHODS, check_method
 from ..loading import load
 from ._app import app, err_console, fail
 
@@ -30,20 +33,26 @@ def explain(
     output: str = typer.Option(..., "--output", "-o", help="Folder for the heat-map images."),
     model: str = typer.Option("mobilenet_v2", "--model", "-m", help="A zoo model name or a model file."),
     label: Optional[str] = typer.Option(None, "--label", "-l", help="The class to explain (default: the answer)."),
+    method: str = typer.Option("auto", "--method", help=f"{' | '.join(METHODS)}: auto is Grad-CAM where the "
+                               "model gives gradients (Keras models), else occlusion."),
     json_output: bool = typer.Option(False, "--json", help="One JSON object per photo (JSON Lines)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also walk sub-folders."),
 ) -> None:
     """Why the model said that: each photo with a heat map of the regions that drove the answer."""
+    check_method(method)
     files = expand_paths(paths, recursive=recursive)
     if not files:
         raise fail("no image files found in " + ", ".join(paths), code=2)
     folder = Path(prepare_output_folder(output, what="the heat maps"))
     recognizer = load(model)
+    if method == "grad-cam" and not recognizer.gives_gradients:
+        raise fail(f"{recognizer.name!r} gives no gradients (only Keras models do: .keras, .h5, Keras zoo models); "
+                   "use --method occlusion or auto", code=2)
     failed = 0
     names = _output_names(files)
     for path, name in zip(files, names):
         try:
-            heat = recognizer.explain(path, label=label)
+            heat = recognizer.explain(path, label=label, method=method)
         except ImageDecodeError as exc:
             failed += 1
             err_console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
@@ -58,7 +67,7 @@ def explain(
             x, y = heat.peak
             where = _in_words(heat.peak, heat.map.shape)
             sys.stdout.write(f"{path}: {heat.label} ({heat.score:.1%}) — looked most at x={x}, y={y} "
-                             f"({where}) → {written}\n")
+                             f"({where}, {heat.method}) → {written}\n")
         sys.stdout.flush()
     raise typer.Exit(1 if failed else 0)
 

@@ -12,7 +12,7 @@ from ._app import app
 
 @app.command("export")
 def export_command(
-    model: str = typer.Argument(..., help="A trained .keras file, a learned .imagerec file or a Keras zoo model's name (mobilenet_v3_large)."),
+    model: str = typer.Argument(..., help="A trained .keras file, a learned .imagerec file, a .tflite file or a zoo model's name (mobilenet_v2, mobilenet_v3_large)."),
     format: str = typer.Option(..., "--format", "-f", help="onnx or tflite (any model; tflite of a Keras network needs the tflite extra), or keras (learned on a Keras backbone)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Where to write (default: MODEL with the new suffix)."),
     samples: Optional[List[str]] = typer.Option(

@@ -38,13 +38,14 @@ def predict(
     json_output: bool = typer.Option(False, "--json", help="One JSON object per image (JSON Lines)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also walk sub-folders."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads (default: all cores)."),
-    refine_margin: float = typer.Option(
-        DEFAULT_REFINE_MARGIN,
+    refine_margin: Optional[float] = typer.Option(
+        None,
         "--refine-margin",
         min=0.0,
         max=1.0,
         help="Decode a large JPEG again in more detail (at 1/2, then in full if still tied) when its best two labels are "
-        "closer than this (0: never, fastest; 1: always in full, exact).",
+        f"closer than this (default: the model's own, calibrated, else {DEFAULT_REFINE_MARGIN}; 0: never, fastest; "
+        "1: always in full, exact).",
     ),
 ) -> None:
     """What is in these photos, with probabilities."""
@@ -53,7 +54,8 @@ def predict(
         raise fail("no image files found in " + ", ".join(paths), code=2)
     options = {"normalization": normalization} if normalization else {}
     recognizer = load(model, labels=labels, num_threads=threads, **options)
-    recognizer.refine_margin = refine_margin
+    if refine_margin is not None:  # else the model's own margin, as the API and the service use
+        recognizer.configure(refine_margin=refine_margin)
     results = recognizer.predict_files(files, top_k=top_k, min_score=min_score)
     failed = _emit_json(results) if json_output else _emit_table(results, len(files), top_k)
     raise typer.Exit(1 if failed else 0)

@@ -25,7 +25,7 @@ _CATALOG_HELP = "Catalog file (default: IMAGEREC_CATALOG, or .imagerec/catalog.d
 
 @app.command()
 def search(
-    query: str = typer.Argument(..., help="What to look for, terms combined with AND: things, colours, dates, cameras, places ('red bird 2019', 'dog on a beach', 'sunset iphone')."),
+    query: str = typer.Argument(..., help="What to look for, terms combined with AND: things, colours, dates and months, times of day, cameras, places ('red bird 2019', 'dog on a beach', 'sunset iphone', 'cat in june')."),
     catalog: Optional[str] = typer.Option(None, "--catalog", "-c", help=_CATALOG_HELP),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Only this model's predictions."),
     min_score: float = typer.Option(DEFAULT_MIN_SCORE, "--min-score", min=0.0, max=1.0, help="Lowest label score that counts (the default is measured: docs/library.md)."),
@@ -65,7 +65,7 @@ def similar(
     if html:
         check_output_file("--html", html)
     hits = similar_photos(photo, catalog=catalog, model=model, limit=limit, min_score=min_score)
-    _emit(hits, json_output, html, title=f"imagerec similar: {photo}", label=False)
+    _emit(hits, json_output, html, title=f"imagerec similar: {photo}", label=False, score_name="similarity")
 
 
 @app.command()
@@ -101,10 +101,11 @@ def duplicates(
             for number, group in enumerate(groups, 1)
             for path in group.paths
         ]
-        _write_sheet(hits, html, title="imagerec duplicates")
+        _write_sheet(hits, html, title="imagerec duplicates", score_name="similarity")
 
 
-def _emit(hits: Sequence[Hit], json_output: bool, html: str | None, *, title: str, label: bool) -> None:
+def _emit(hits: Sequence[Hit], json_output: bool, html: str | None, *, title: str, label: bool,
+          score_name: str = "score") -> None:
     if json_output:
         for hit in hits:
             sys.stdout.write(json.dumps(hit.to_dict(), ensure_ascii=False) + "\n")
@@ -122,11 +123,11 @@ def _emit(hits: Sequence[Hit], json_output: bool, html: str | None, *, title: st
             table.add_row(*row)
         Console(highlight=False).print(table)
     if html:
-        _write_sheet(hits, html, title=title)
+        _write_sheet(hits, html, title=title, score_name=score_name)
 
 
-def _write_sheet(hits: Sequence[Hit], html: str, *, title: str) -> None:
+def _write_sheet(hits: Sequence[Hit], html: str, *, title: str, score_name: str = "score") -> None:
     try:
-        write_contact_sheet(hits, html, title=title)
+        write_contact_sheet(hits, html, title=title, score_name=score_name)
     except OSError as exc:
         raise fail(f"cannot write the contact sheet to {escape(html)} ({escape(exc.strerror or str(exc))})") from exc

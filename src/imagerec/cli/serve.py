@@ -1,4 +1,4 @@
-"""``imagerec serve [--model NAME|FILE ...] [--host 127.0.0.1] [--port 8000] [--api-key-file F]``."""
+"""``imagerec serve [--model NAME|FILE ...] [--host 127.0.0.1] [--port 8000] [--api-key-file F] [--taught-dir DIR]``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,9 @@ def serve(
         5.0, "--header-timeout", min=0.1, help="Seconds a connection may take to send its request headers."
     ),
     teach: bool = typer.Option(True, "--teach/--no-teach", help="Offer POST /v1/teach (new classes from a few photos)."),
+    taught_dir: Optional[str] = typer.Option(
+        None, "--taught-dir", help="Folder where taught models the user keeps are saved, and served again at the next start."
+    ),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads per model (default: all cores)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
@@ -78,6 +81,7 @@ def serve(
         num_threads=threads,
         api_keys=keys,
         teach=teach,
+        taught_dir=taught_dir,
         allowed_hosts=tuple(default_allowed_hosts(host) + list(allowed_hosts or [])),
     )
     limits = ConnectionLimits(

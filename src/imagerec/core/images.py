@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import ImageDecodeError, ImageTooLargeError, UsageError
+from .jpeg import decode_turbo, draft_request
 from .preprocessing import Preprocessing
 
 __all__ = [
@@ -213,7 +214,8 @@ def load_model_input(
         image, orientation, drafted = _decode(data, where, preprocessing, limits, detail=detail)
     if preprocessing is None:
         return np.asarray(_upright(image, orientation), dtype=np.uint8), drafted
-    return np.asarray(_resize_upright(image, orientation, preprocessing), dtype=np.uint8), drafted
+    resized = _resize_upright(image, orientation, preprocessing)
+    return np.asarray(resized if resized.mode == "RGB" else resized.convert("RGB"), dtype=np.uint8), drafted
 
 
 def load_pil(
@@ -235,7 +237,7 @@ def load_pil(
     if isinstance(source, np.ndarray):
         return Image.fromarray(_array_to_rgb(source, None))
     image, orientation, _ = _decode(_read_bytes(source, where, limits), where, preprocessing, limits, detail="draft")
-    return _upright(image, orientation)
+    return to_rgb(_upright(image, orientation), where)  # RGBX from the libjpeg-turbo path
 
 
 def _read_bytes(source: ImageSource, where: str, limits: Limits) -> bytes:
@@ -315,11 +317,16 @@ def _decode(
     limits.check_pixels(image.width, image.height, where)
     declared = image.size
     try:
+        if preprocessing is not None and image.format == "JPEG" and image.mode == "RGB":
+            fast = decode_turbo(data, image.size, preprocessing, None if detail == "full" else _DRAFT_REQUEST[detail],
+                                turned=_orientation(image) in (5, 6, 7, 8))
+            if fast is not None:
+                return fast, _orientation(image), fast.size != declared
         if detail != "full" and preprocessing is not None and image.format in ("JPEG", "MPO"):
             _apply_draft(image, preprocessing, _DRAFT_REQUEST[detail])
         image.load()
         drafted = image.size != declared
-        orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+        orientation = _orientation(image)
         if preprocessing is not None and image.mode != "RGB":
             image = _reduce_before_converting(image, preprocessing, orientation)
     except Image.DecompressionBombError as exc:
@@ -333,7 +340,13 @@ def _decode(
         if "truncated" in reason.lower():
             raise ImageDecodeError(f"truncated image data ({reason})", path=where) from exc
         raise ImageDecodeError(f"corrupt {image.format or 'image'} data ({reason})", path=where) from exc
-    return to_rgb(image, where), orientation if orientation in _UPRIGHT else 1, drafted
+    return to_rgb(image, where), orientation, drafted
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation of an opened picture (1, upright, when absent or invalid)."""
+    orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+    return orientation if orientation in _UPRIGHT else 1
 
 
 _ORIENTATION_TAG = 0x0112
@@ -396,17 +409,7 @@ def _apply_draft(image: Image.Image, preprocessing: Preprocessing, times: int = 
     resize policy needs, so quality is kept and at most 2×``times`` the
     needed pixels are decoded along each side.
     """
-    target_h, target_w = preprocessing.size
-    width, height = image.size
-    orientation = image.getexif().get(0x0112, 1)
-    if orientation in (5, 6, 7, 8):  # the picture will be turned by 90°
-        target_h, target_w = target_w, target_h
-    if preprocessing.resize == "crop":
-        scale = max(target_w / width, target_h / height)
-        request = (math.ceil(width * scale), math.ceil(height * scale))
-    else:
-        request = (target_w, target_h)
-    image.draft(None, (request[0] * times, request[1] * times))
+    image.draft(None, draft_request(image.size, preprocessing, times, turned=_orientation(image) in (5, 6, 7, 8)))
 
 
 # Modes Image.reduce() averages correctly; the others (palette indices,

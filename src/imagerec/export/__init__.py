@@ -8,13 +8,18 @@ source                                 ``onnx``                                 
 ``.keras`` (trained with imagerec)     one graph: uint8 NHWC images → the model's       the same graph, converted by
                                        normalisation → network → ``scores``             litert-torch (``imagerec[tflite]``)
 ``.imagerec`` / learned recognizer     one graph: uint8 NHWC images → the int8         one graph: the int8 backbone
-on a zoo (int8 TFLite) backbone        backbone (QDQ, via tflite2onnx) → the head       + the head (+ ``confidence``)
-learned on a Keras-application         one graph: uint8 images → normalisation →       the ``keras`` export's model,
-backbone (``keras:MobileNetV2``, or    the backbone's ONNX export (cut at its           converted by litert-torch
-a Keras zoo model: ``--backbone        embedding) → the head
+on a zoo (int8 TFLite) backbone        backbone (QDQ, :mod:`~imagerec.formats.          + the head (+ ``confidence``)
+                                       tflite_onnx`) → the head (+ ``confidence``)
+learned on a Keras-application         one graph: uint8 images → normalisation →       the ``keras`` export's model
+backbone (``keras:MobileNetV2``, or    the backbone's ONNX export (cut at its           (+ ``confidence``), converted
+a Keras zoo model: ``--backbone        embedding) → the head (+ ``confidence``)         by litert-torch
 mobilenet_v3_large``)
 a Keras zoo model by name              one graph: uint8 images → normalisation →       the application with its
 (``mobilenet_v3_large``, ``resnet50``) its cached ONNX export → ``scores``              weights, by litert-torch
+a TFLite classifier: an int8 zoo       the TFLite graph converted by                    the model itself (a zoo
+model by name (``mobilenet_v2``), a    :mod:`~imagerec.formats.tflite_onnx` (int8 as    model byte for byte; any
+``.tflite`` imagerec loads (imported,  QDQ), normalisation inside for a float model     other with imagerec's
+Teachable Machine's, exported)                                                          metadata)
 =====================================  ===============================================  =========================
 
 ``keras`` is offered for recognizers learned on a Keras-application backbone:
@@ -32,7 +37,9 @@ sample images (``samples``; without them, fixed synthetic images) and its
 scores must match the original's — the Keras model itself, or the learned
 recognizer — within ``tolerance`` (default :data:`TOLERANCE`, the largest
 absolute difference of any class probability). A file that fails the check
-is not written and :class:`~imagerec.core.errors.ModelFileError` says by how much.
+is not written and :class:`~imagerec.core.errors.ModelFileError` says by how much. The
+top-1 class must also be the source's on every sample image (a tie in the
+source, closer than :data:`TOLERANCE`, may go either way).
 
 Modules: :mod:`~imagerec.export.api` (``export``, the table of routes),
 :mod:`~imagerec.export.sources` (what is exported), :mod:`~imagerec.export.check`,

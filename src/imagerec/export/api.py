@@ -29,13 +29,13 @@ from ..core.fs import atomic_path, atomic_write_text
 from ..core.images import ImageSource
 from . import keras, onnx, tflite
 from .check import TOLERANCE, ExportCheck, Written, compare, sample_batch, synthetic_samples
-from .sources import KerasZooModel, LearnedSource, TrainedNetwork, open_source
+from .sources import KerasZooModel, LearnedSource, TFLiteModel, TrainedNetwork, open_source
 
 __all__ = ["export", "ExportResult", "ExportCheck", "FORMATS", "ROUTES", "TOLERANCE", "labels_path_for", "synthetic_samples"]
 
 FORMATS = ("onnx", "tflite", "keras")
 
-Source = TrainedNetwork | LearnedSource | KerasZooModel
+Source = TrainedNetwork | LearnedSource | KerasZooModel | TFLiteModel
 
 # (source kind, format) → the writer. What is not here cannot be exported (see _why_not).
 ROUTES: dict[tuple[str, str], Callable[[Any, Path], Written]] = {
@@ -51,6 +51,8 @@ ROUTES: dict[tuple[str, str], Callable[[Any, Path], Written]] = {
     ("learned on keras zoo", "keras"): keras.learned_to_keras,
     ("keras zoo", "onnx"): onnx.keras_zoo_to_onnx,
     ("keras zoo", "tflite"): tflite.keras_zoo_to_tflite,
+    ("tflite", "onnx"): onnx.tflite_model_to_onnx,
+    ("tflite", "tflite"): tflite.tflite_model_to_tflite,
 }
 
 
@@ -100,6 +102,9 @@ def export(
     if route is None:
         raise UsageError(_why_not(source, format))
     dest = _destination(output, model, source, f".{format}")
+    source_file = getattr(source, "path", None)
+    if source_file is not None and dest.resolve() == Path(source_file).resolve():
+        raise UsageError(f"{dest}: the output would overwrite the model it is exported from; choose --output")
     labels_file = labels_path_for(dest)
     labels_text = "".join(f"{label}\n" for label in source.labels)
     if not force:
@@ -156,6 +161,8 @@ def _why_not(source: Source, format: str) -> str:
     if source.kind == "keras zoo" and format == "keras":
         return (f"{source.description} is a Keras application with published weights: Keras builds it as "
                 f"keras.applications.{source.spec.application}; export it to onnx or tflite")
+    if source.kind == "tflite":
+        return f"{source.description} is a TFLite model, which has no Keras equivalent; export it to onnx or tflite"
     if format == "keras":
         return (
             "export to keras is for recognizers learned on a Keras backbone (imagerec learn --backbone "
@@ -184,5 +191,6 @@ def _failure(dest: Path, format: str, check: ExportCheck) -> str:
     extra = f", confidence by {check.confidence_max_abs_diff:.2e}" if check.confidence_max_abs_diff is not None else ""
     return (
         f"{dest}: the exported {what} differs from the original by {check.max_abs_diff:.2e} in probability"
-        f"{extra} (tolerance {check.tolerance:.0e}) on {check.samples} sample images; not written"
+        f"{extra} (tolerance {check.tolerance:.0e}), top-1 agrees on {check.top1_agree} of {check.samples} "
+        "sample images; not written"
     )

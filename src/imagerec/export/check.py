@@ -5,7 +5,9 @@ without them, :func:`synthetic_samples`) and its scores must match the
 source's — the Keras model itself, or the learned recognizer — within a
 tolerance (default :data:`TOLERANCE`, the largest absolute difference of
 any class probability, and of the "unknown" threshold's confidence when the
-file carries one).
+file carries one), and its top-1 class must be the source's on every image
+— unless the source itself scored the two within :data:`TOLERANCE` (a tie,
+which any rounding decides), whatever tolerance was given.
 
 >>> import numpy as np
 >>> check = compare(np.array([[0.9, 0.1]]), np.array([[0.89995, 0.10005]]), "synthetic", TOLERANCE)
@@ -41,10 +43,11 @@ class ExportCheck:
     top1_agree: int
     tolerance: float
     confidence_max_abs_diff: float | None = None
+    top1_differ: int = 0  # images whose top-1 class changed where the source had no tie
 
     @property
     def ok(self) -> bool:
-        within = self.max_abs_diff <= self.tolerance
+        within = self.max_abs_diff <= self.tolerance and self.top1_differ == 0
         if self.confidence_max_abs_diff is not None:
             within = within and self.confidence_max_abs_diff <= self.tolerance
         return bool(within)
@@ -97,11 +100,16 @@ def compare(expected: np.ndarray, got: np.ndarray, sample_source: str, tolerance
     confidence = None
     if expected_confidence is not None and got_confidence is not None:
         confidence = float(np.abs(np.ravel(expected_confidence) - np.ravel(got_confidence)).max())
+    rows = np.arange(len(expected))
+    chosen = got.argmax(1)
+    # A changed top-1 counts unless the source scored the file's choice within TOLERANCE of its own best.
+    differ = (chosen != expected.argmax(1)) & (expected.max(1) - expected[rows, chosen] > TOLERANCE)
     return ExportCheck(
         samples=len(expected),
         sample_source=sample_source,
         max_abs_diff=float(np.abs(expected - got).max()),
-        top1_agree=int((expected.argmax(1) == got.argmax(1)).sum()),
+        top1_agree=int((expected.argmax(1) == chosen).sum()),
         tolerance=tolerance,
         confidence_max_abs_diff=confidence,
+        top1_differ=int(differ.sum()),
     )

@@ -45,19 +45,33 @@ def normalization_layer(keras: Any, name: str) -> Any:
     return layer
 
 
-def learned_keras_model(source: LearnedSource) -> tuple[Any, tuple[int, int]]:
-    """One Keras model (0–255 float pixels → scores) and its input size, rebuilt from the backbone's recipe."""
+def learned_keras_model(source: LearnedSource, confidence: Any = None) -> tuple[Any, tuple[int, int]]:
+    """One Keras model (0–255 float pixels → scores) and its input size, rebuilt from the backbone's recipe.
+
+    With ``confidence`` (the head's :meth:`~imagerec.transfer.heads.Head.confidence_layer`), the model has a
+    second output, ``confidence``: that layer's largest output on the L2-normalised embedding, which the
+    "unknown" threshold is compared with.
+    """
     keras = import_keras()
     base, size = BACKBONES[source.kind](source)
     inputs = keras.Input((*size, 3), name="image")
     x = normalization_layer(keras, source.recognizer.backend.normalization)(inputs)
-    x = keras.layers.UnitNormalization(axis=-1, name="embedding_l2")(base(x))
+    x = normalized = keras.layers.UnitNormalization(axis=-1, name="embedding_l2")(base(x))
     for number, described in enumerate(source.head.dense_layers()):
-        dense = keras.layers.Dense(described.weights.shape[1], activation="relu" if described.relu else None,
-                                   name=f"head_{number}")
-        x = dense(x)
-        dense.set_weights([described.weights, described.bias])
-    return keras.Model(inputs, keras.layers.Softmax(name="scores")(x), name=source.recognizer.name), size
+        x = _dense(keras, described, f"head_{number}")(x)
+    outputs = [keras.layers.Softmax(name="scores")(x)]
+    if confidence is not None:
+        cosine = _dense(keras, confidence, "cosine")(normalized)
+        outputs.append(keras.ops.max(cosine, axis=-1))  # an operation on the graph, no Lambda layer
+    return keras.Model(inputs, outputs if confidence is not None else outputs[0], name=source.recognizer.name), size
+
+
+def _dense(keras: Any, described: Any, name: str) -> Any:
+    """A Keras Dense layer holding a :class:`~imagerec.transfer.heads.DenseLayer`'s weights."""
+    dense = keras.layers.Dense(described.weights.shape[1], activation="relu" if described.relu else None, name=name)
+    dense.build((None, described.weights.shape[0]))
+    dense.set_weights([described.weights, described.bias])
+    return dense
 
 
 def _application_backbone(source: LearnedSource) -> tuple[Any, tuple[int, int]]:

@@ -4,13 +4,18 @@
   behind the normalisation's nodes (from
   :meth:`~imagerec.core.preprocessing.Normalization.onnx`).
 - A recognizer learned on a zoo backbone: the int8 TFLite backbone converted
-  by ``tflite2onnx`` (a QDQ graph ONNX Runtime runs with the same integer
-  arithmetic), then the head.
+  by :mod:`imagerec.formats.tflite_onnx` (a QDQ graph ONNX Runtime runs with
+  the same integer arithmetic), then the head.
 - A recognizer learned on a Keras-application backbone (``keras:...``, or a
   Keras zoo model such as ``mobilenet_v3_large``): the backbone's own cached
   ONNX export behind its normalisation, then the head.
 - A Keras zoo model by name: its cached ONNX export behind its
   normalisation, the classifier's ``scores`` only.
+- A TFLite classifier (an int8 zoo model by name, an imported or Teachable
+  Machine ``.tflite``): converted by :mod:`imagerec.formats.tflite_onnx`
+  (int8 as QDQ), behind the normalisation for a float model; ``scores``,
+  and the ``logits`` / ``confidence`` imagerec scores a zoo model / an
+  exported learned recognizer from.
 
 The head is appended from what it describes — L2 normalisation of the
 embedding, its :class:`~imagerec.transfer.heads.DenseLayer` list, a softmax
@@ -36,12 +41,12 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import ModelFileError, UsageError
-from ..core.preprocessing import Normalization, normalization
+from ..core.preprocessing import normalization
 from .check import Written
-from .sources import KerasZooModel, LearnedSource, TrainedNetwork
+from .sources import KerasZooModel, LearnedSource, TFLiteModel, TrainedNetwork
 
 __all__ = ["trained_to_onnx", "learned_on_zoo_to_onnx", "learned_on_keras_to_onnx", "keras_zoo_to_onnx",
-           "with_uint8_input", "append_head"]
+           "tflite_model_to_onnx", "with_uint8_input", "append_head"]
 
 
 # -- the exports --------------------------------------------------------------------------
@@ -64,10 +69,10 @@ def trained_to_onnx(source: TrainedNetwork, path: Path) -> Written:
 
 
 def learned_on_zoo_to_onnx(source: LearnedSource, path: Path) -> Written:
-    """A recognizer learned on an int8 zoo backbone: the converted backbone (batch of one), then the head."""
+    """A recognizer learned on an int8 zoo backbone: the converted backbone, then the head."""
     model_path, spec = source.zoo_backbone()
     proto, embedding = _tflite_backbone(model_path, spec.embedding_tensor)
-    return _with_head(source, proto, embedding, path, "1")
+    return _with_head(source, proto, embedding, path, "N")
 
 
 def learned_on_keras_to_onnx(source: LearnedSource, path: Path) -> Written:
@@ -92,6 +97,21 @@ def keras_zoo_to_onnx(source: KerasZooModel, path: Path) -> Written:
     _set_info(proto, source.info("N"))
     onnx.save(proto, str(path))
     return _written(path, "N", ("scores",))
+
+
+def tflite_model_to_onnx(source: TFLiteModel, path: Path) -> Written:
+    """A TFLite classifier: its graph converted (QDQ for int8), uint8 N×H×W×3 in, the normalisation inside."""
+    import onnx
+
+    from ..formats.tflite_onnx import tflite_to_onnx
+
+    proto = tflite_to_onnx(source.path.read_bytes(), source.extra_tensors(), where=str(source.path))
+    if proto.graph.input[0].name != "image":  # a float model: uint8 pixels → its normalisation → the graph
+        proto = with_uint8_input(proto, source.recognizer.backend.normalization)
+    outputs = tuple(output.name for output in proto.graph.output)
+    _set_info(proto, source.info("N", outputs))
+    onnx.save(proto, str(path))
+    return _written(path, "N", outputs)
 
 
 def _with_head(source: LearnedSource, proto, embedding: str, path: Path, batch: str) -> Written:
@@ -156,43 +176,10 @@ def with_uint8_input(proto, normalization_name: str):
 
 
 def _tflite_backbone(model_path: Path, embedding_tensor: str):
-    """An int8 TFLite backbone converted by tflite2onnx (a QDQ graph), taking uint8 NHWC images; its embedding's name."""
-    import onnx
-    from onnx import TensorProto, helper
+    """An int8 TFLite backbone converted to ONNX (QDQ, uint8 NHWC images in, any batch); its embedding's name."""
+    from ..formats.tflite_onnx import tflite_to_onnx
 
-    try:
-        import tflite2onnx
-    except ImportError as exc:
-        raise UsageError("exporting a learned recognizer to onnx needs tflite2onnx: pip install tflite2onnx") from exc
-    from ai_edge_litert.interpreter import Interpreter
-
-    scale, zero_point = Interpreter(model_path=str(model_path)).get_input_details()[0]["quantization"]
-    with tempfile.TemporaryDirectory(prefix="imagerec-export-") as folder:
-        converted = Path(folder) / "backbone.onnx"
-        try:
-            tflite2onnx.convert(str(model_path), str(converted))
-        except Exception as exc:  # the converter signals unsupported graphs in many ways
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ModelFileError(f"{model_path}: cannot convert the backbone to ONNX ({first})", path=str(model_path)) from exc
-        proto = onnx.load(str(converted))
-    graph = proto.graph
-    produced = {output for existing in graph.node for output in existing.output}
-    embedding = next(
-        (name for name in (f"TFLITE2ONNX_Quant_{embedding_tensor}_dequantized", embedding_tensor) if name in produced), None
-    )
-    if embedding is None:
-        raise ModelFileError(f"{model_path}: the converted backbone has no tensor {embedding_tensor!r}", path=str(model_path))
-    old_input = _image_input(graph)
-    batch, _, height, width = [d.dim_value for d in old_input.type.tensor_type.shape.dim]
-    # The converted graph takes the float NCHW values its quantised input stands for, (q - zero_point) × scale:
-    # an affine map per channel like any normalisation, then NHWC → NCHW.
-    dequantize = Normalization("int8 input", scale=(float(scale),) * 3, bias=(-float(zero_point) * float(scale),) * 3)
-    cast = helper.make_node("Cast", ["image"], ["imagerec/image_float"], to=TensorProto.FLOAT, name="imagerec/cast")
-    nodes, constants = dequantize.onnx("imagerec/image_float", "imagerec/image_real", prefix="imagerec/dequantize")
-    to_nchw = helper.make_node("Transpose", ["imagerec/image_real"], [old_input.name], perm=[0, 3, 1, 2],
-                               name="imagerec/to_nchw")
-    _prepend_input(proto, "image", TensorProto.UINT8, [batch, height, width, 3], [cast, *nodes, to_nchw], constants)
-    return proto, embedding
+    return tflite_to_onnx(model_path.read_bytes(), {"embedding": embedding_tensor}, where=str(model_path)), "embedding"
 
 
 def append_head(proto, embedding: str, layers, confidence=None):

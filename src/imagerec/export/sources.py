@@ -1,4 +1,5 @@
-"""What can be exported, opened once: a trained ``.keras`` network, a learned recognizer or a Keras zoo model.
+"""What can be exported, opened once: a trained ``.keras`` network, a learned recognizer, a Keras zoo model,
+or a TFLite classifier (an int8 zoo model by name, a ``.tflite`` file imagerec loads).
 
 Each source says what kind it is (the export table's row), what its files
 must carry (labels, preprocessing, the ``imagerec`` metadata written into
@@ -6,7 +7,7 @@ them) and what the exported file must reproduce (:meth:`score`).
 
 >>> open_source("notes.txt")
 Traceback (most recent call last):
-imagerec.core.errors.UsageError: notes.txt: cannot export this model; expected a .keras file (trained), a .imagerec file (learned) or the name of a Keras zoo model (imagerec models list)
+imagerec.core.errors.UsageError: notes.txt: cannot export this model; expected a .keras file (trained), a .imagerec file (learned), a .tflite file or a zoo model's name (imagerec models list)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..core.preprocessing import Preprocessing, normalize
 from ..data.views import PredictionView, apply_view, prediction_views
 from ..recognizer import Recognizer, Scores
 
-__all__ = ["TrainedNetwork", "LearnedSource", "KerasZooModel", "open_source", "keras_scores", "NO_VIEWS"]
+__all__ = ["TrainedNetwork", "LearnedSource", "KerasZooModel", "TFLiteModel", "open_source", "keras_scores", "NO_VIEWS"]
 
 NO_VIEWS = prediction_views(False, 0)  # the image as it is, weight 1
 
@@ -212,9 +213,88 @@ class KerasZooModel:
         return build_keras_application(self.spec, zoo.fetch(self.spec.model))
 
 
-def open_source(model: Any) -> TrainedNetwork | LearnedSource | KerasZooModel:
-    """A ``.keras`` path, a ``.imagerec`` path, a learned :class:`~imagerec.recognizer.Recognizer`
-    or the name of a Keras zoo model, opened."""
+@dataclass
+class TFLiteModel:
+    """A TFLite classifier: an int8 zoo model by name (``mobilenet_v2``), or a ``.tflite`` file that
+    ``imagerec.load`` opens (imported, Teachable Machine's, exported by imagerec, a float classifier)."""
+
+    path: Path
+    recognizer: Recognizer
+    spec: zoo.ModelSpec | None  # the zoo entry of a zoo model or of a copy of one
+
+    kind = "tflite"
+
+    @classmethod
+    def from_zoo(cls, spec: zoo.ModelSpec) -> "TFLiteModel":
+        from ..formats.tflite import load_spec
+
+        if spec.task != "classify":
+            raise UsageError(f"{spec.name} is an embedding model (no classes): there are no scores to export")
+        path = zoo.fetch(spec.model)
+        return cls(path, load_spec(spec, num_threads=1, path=path), spec)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "TFLiteModel":
+        from ..formats.tflite import load_tflite
+
+        recognizer = load_tflite(path, num_threads=1)
+        spec = zoo.find_by_sha256(recognizer.sha256) if recognizer.sha256 else None
+        return cls(path, recognizer, spec)
+
+    @property
+    def labels(self) -> list[str]:
+        """One name per output of the model file: a zoo model's leading ``background`` output is named too,
+        so the exported file and its labels file line up (``imagerec.load`` drops it again)."""
+        return ["background"] * self.recognizer.skip_outputs + list(self.recognizer.labels)
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.recognizer.preprocessing
+
+    @property
+    def description(self) -> str:
+        return self.spec.name if self.spec is not None and self.path.name == self.spec.model.filename \
+            else str(self.path)
+
+    @property
+    def file_stem(self) -> str | None:
+        """A zoo model's name (as its default exported file's name); None for a file of the user's."""
+        return self.spec.name if self.spec is not None and self.path.name == self.spec.model.filename else None
+
+    @property
+    def thresholded(self) -> bool:
+        """Whether the file computes an "unknown" confidence (a learned recognizer that imagerec exported)."""
+        return self.recognizer.threshold is not None and "confidence" in self.recognizer.backend.outputs
+
+    def extra_tensors(self) -> dict[str, str]:
+        """The file's tensors an ONNX export must output besides its ``scores``: ``logits`` / ``confidence``
+        where the recognizer scores from them."""
+        wanted = {}
+        if self.spec is not None and self.spec.logits_tensor:
+            wanted["logits"] = self.spec.logits_tensor
+        if self.thresholded:
+            wanted["confidence"] = "confidence"
+        return wanted
+
+    def info(self, batch: str, outputs: tuple[str, ...]) -> dict:
+        """What an exported file says about itself (its ``imagerec`` metadata); ``batch`` is its batch dimension."""
+        return {
+            "labels": self.labels,
+            "preprocessing": self.preprocessing.to_dict(),
+            "threshold": self.recognizer.threshold if "confidence" in outputs else None,
+            "outputs": list(outputs),
+            "input": f"image: uint8 {batch}×H×W×3 RGB, resized as 'preprocessing' says; normalisation is inside the graph",
+            "source": self.description if self.spec is None else f"{self.spec.name} ({self.spec.model.filename})",
+        }
+
+    def score(self, batch: np.ndarray) -> Scores:
+        """What the export must reproduce: the model as ``imagerec.load`` runs it (by LiteRT)."""
+        return self.recognizer.score(batch)
+
+
+def open_source(model: Any) -> TrainedNetwork | LearnedSource | KerasZooModel | TFLiteModel:
+    """A ``.keras`` path, a ``.imagerec`` path, a ``.tflite`` path, a learned
+    :class:`~imagerec.recognizer.Recognizer` or the name of a zoo model, opened."""
     if isinstance(model, Recognizer):
         if model.head is None or not model.metadata.get("backbone"):
             raise UsageError(
@@ -222,8 +302,9 @@ def open_source(model: Any) -> TrainedNetwork | LearnedSource | KerasZooModel:
                 "by imagerec.learn (or its .imagerec file)"
             )
         return LearnedSource(model)
-    if isinstance(model, str) and _is_keras_zoo_name(model):
-        return KerasZooModel.open(model)
+    spec = _zoo_spec(model) if isinstance(model, str) else None
+    if spec is not None:
+        return KerasZooModel.open(model) if spec.backend == "keras" else TFLiteModel.from_zoo(spec)
     path = Path(os.fspath(model))
     suffix = path.suffix.lower()
     if suffix == ".keras":
@@ -232,24 +313,23 @@ def open_source(model: Any) -> TrainedNetwork | LearnedSource | KerasZooModel:
         from ..transfer.learned import load_learned
 
         return LearnedSource(load_learned(path))
-    if suffix in (".tflite", ".onnx"):
-        # Already the standalone files export writes; converting a TFLite graph from elsewhere (an imported
-        # Teachable Machine file) to ONNX is beyond tflite2onnx, so no route pretends to.
+    if suffix == ".tflite":
+        return TFLiteModel.from_file(path)
+    if suffix == ".onnx":
         raise UsageError(
-            f"{path}: a {suffix} file already is a standalone model file (imagerec.load, predict and serve read it); "
-            "export takes a .keras file, a .imagerec file or a Keras zoo model's name — for a Teachable Machine "
-            "model in ONNX, import its keras_model.h5 (imagerec import keras_model.h5 -o model.keras) and export that"
+            f"{path}: an .onnx file already is a standalone model file (imagerec.load, predict and serve read it); "
+            "export takes a .keras file, a .imagerec file, a .tflite file or a zoo model's name"
         )
     raise UsageError(
-        f"{path}: cannot export this model; expected a .keras file (trained), a .imagerec file (learned) "
-        "or the name of a Keras zoo model (imagerec models list)"
+        f"{path}: cannot export this model; expected a .keras file (trained), a .imagerec file (learned), "
+        "a .tflite file or a zoo model's name (imagerec models list)"
     )
 
 
-def _is_keras_zoo_name(name: str) -> bool:
-    """A registered Keras zoo model's name or alias (a file of that name wins: it is what the user pointed at)."""
+def _zoo_spec(name: str) -> zoo.ModelSpec | None:
+    """The zoo entry a name or alias stands for (a file of that name wins: it is what the user pointed at)."""
     try:
         spec = zoo.get(name)
     except UnknownModelError:
-        return False
-    return spec.backend == "keras" and not Path(name).exists()
+        return None
+    return None if Path(name).exists() else spec

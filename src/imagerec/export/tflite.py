@@ -6,6 +6,11 @@
   Keras model behind its normalisation layer, converted by litert-torch (a
   Keras model on the torch backend is a PyTorch module; no TensorFlow is
   involved; ``pip install 'imagerec[tflite]'``).
+- A TFLite classifier (an int8 zoo model by name, an imported or
+  Teachable Machine ``.tflite``): the model itself — a zoo model byte for
+  byte (``imagerec.load`` knows it by its sha256), any other with
+  imagerec's metadata (labels, preprocessing), so it loads without a
+  labels file or option beside it.
 - A recognizer learned on an int8 zoo backbone: the zoo's own ``.tflite``
   with the head appended to its flatbuffer (:func:`append_head`): the
   embedding is dequantised, L2-normalised and run through the head's dense
@@ -41,10 +46,10 @@ from ..core.keras_backend import import_keras
 from ..data.views import PredictionView
 from .check import Written
 from .keras import learned_keras_model, normalization_layer
-from .sources import NO_VIEWS, KerasZooModel, LearnedSource, TrainedNetwork
+from .sources import NO_VIEWS, KerasZooModel, LearnedSource, TFLiteModel, TrainedNetwork
 
 __all__ = ["trained_to_tflite", "learned_on_zoo_to_tflite", "learned_on_keras_to_tflite", "keras_zoo_to_tflite",
-           "append_head"]
+           "tflite_model_to_tflite", "append_head"]
 
 _INPUT = "image: uint8 1×H×W×3"
 
@@ -74,13 +79,15 @@ def keras_zoo_to_tflite(source: KerasZooModel, path: Path) -> Written:
 
 
 def learned_on_keras_to_tflite(source: LearnedSource, path: Path) -> Written:
-    """A recognizer learned on a Keras application: its one Keras model, converted (scores only)."""
-    model, size = learned_keras_model(source)
+    """A recognizer learned on a Keras application: its one Keras model (with the ``confidence`` output when
+    it has an "unknown" threshold), converted."""
+    confidence = source.head.confidence_layer() if source.thresholded else None
+    model, size = learned_keras_model(source, confidence)
     _convert(model, size, NO_VIEWS, path, source.description)
-    # Scores only: the unknown threshold's confidence is not in this graph, and the file says so.
-    info = {**source.info("1", ("scores",)), "threshold_not_included": source.recognizer.threshold}
-    path.write_bytes(_with_info(path.read_bytes(), info))
-    return _written(path, ("scores",))
+    outputs = ("scores", "confidence") if confidence is not None else ("scores",)
+    # The converter numbers its outputs; imagerec's loader finds them by name, as in append_head's files.
+    path.write_bytes(_with_info(_name_outputs(path.read_bytes(), outputs), source.info("1", outputs)))
+    return _written(path, outputs)
 
 
 def learned_on_zoo_to_tflite(source: LearnedSource, path: Path) -> Written:
@@ -93,11 +100,38 @@ def learned_on_zoo_to_tflite(source: LearnedSource, path: Path) -> Written:
     return _written(path, outputs)
 
 
+def tflite_model_to_tflite(source: TFLiteModel, path: Path) -> Written:
+    """A TFLite classifier as it is: a zoo model's bytes, or the file carrying imagerec's metadata."""
+    model = source.path.read_bytes()
+    outputs = ("scores", "confidence") if source.thresholded else ("scores",)
+    if source.spec is None:  # a zoo model's copy is known by its sha256; metadata would change it
+        model = _with_info(model, source.info("1", outputs))
+    path.write_bytes(model)
+    return _written(path, outputs)
+
+
 def _written(path: Path, outputs: tuple[str, ...]) -> Written:
     from ..formats.tflite import load_tflite
 
     # Checked as it will be used: opened by imagerec's own loader, which reads the metadata back.
     return Written(_INPUT, outputs, load_tflite(path, num_threads=1).score)
+
+
+def _name_outputs(model: bytes, names: Sequence[str]) -> bytes:
+    """``model`` with its outputs' tensors named ``names``, in order (one subgraph, no signatures naming them)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    parsed = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    graph = parsed.subgraphs[0]
+    if len(graph.outputs) != len(names):
+        raise ModelFileError(f"the converted model has {len(graph.outputs)} outputs, expected {len(names)}")
+    for index, name in zip(graph.outputs, names):
+        graph.tensors[index].name = name
+    parsed.signatureDefs = []  # they name the converter's outputs
+    builder = flatbuffers.Builder(len(model) + 4096)
+    builder.Finish(parsed.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _with_info(model: bytes, info: dict) -> bytes:

@@ -26,6 +26,7 @@ from ..backends.onnx import OnnxBackend
 from ..core.errors import ModelFileError
 from ..core.images import DEFAULT_LIMITS, Limits
 from ..core.preprocessing import Preprocessing
+from ..explain.keras_cam import lazy_keras_gradients
 from ..recognizer import Recognizer
 from . import teachable
 from . import h5
@@ -92,6 +93,9 @@ def load_h5(
                 "teachable_machine": is_teachable}
     recognizer = Recognizer(backend, names, preprocessing, name=where.stem, sha256=digest, limits=limits,
                             metadata=metadata)
+    if architecture is None:  # a given network is the caller's own: Grad-CAM must not change it
+        # Grad-CAM rebuilds the model in Keras 3 only when an explanation asks for it.
+        recognizer.gradient_source = lazy_keras_gradients(lambda: h5.load_h5_model(where), backend.normalization)
     if is_teachable:
         # Teachable Machine's code decodes every photo in full: so does imagerec for
         # these (a large JPEG is never left at its fast draft decode), so scores match.

@@ -29,6 +29,7 @@ from ..backends.onnx import OnnxBackend
 from ..core.errors import ModelFileError
 from ..core.images import DEFAULT_LIMITS, Limits
 from ..core.keras_backend import import_keras
+from ..explain.keras_cam import lazy_keras_gradients
 from ..recognizer import Recognizer
 from .keras_onnx import export_keras
 
@@ -75,5 +76,9 @@ def load_keras_spec(spec: zoo.ModelSpec, *, num_threads: int | None = None,
     if len(lines) != outputs:
         raise ModelFileError(f"{spec.name}: {len(lines)} labels for {outputs} model outputs", path=str(onnx_path))
     synonyms = [tuple(n.strip() for n in line.split(",") if n.strip()) or (line,) for line in lines]
-    return Recognizer(backend, [names[0] for names in synonyms], spec.preprocessing, name=spec.name,
-                      sha256=spec.model.identity, limits=limits, synonyms=synonyms)
+    recognizer = Recognizer(backend, [names[0] for names in synonyms], spec.preprocessing, name=spec.name,
+                            sha256=spec.model.identity, limits=limits, synonyms=synonyms)
+    # Grad-CAM rebuilds the Keras model from its weights, only when an explanation asks for it.
+    recognizer.gradient_source = lazy_keras_gradients(
+        lambda: build_keras_application(spec, zoo.fetch(spec.model)), spec.preprocessing.normalization)
+    return recognizer

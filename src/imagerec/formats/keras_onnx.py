@@ -15,6 +15,7 @@ configuration and weights), so the next load starts at once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -159,7 +160,7 @@ def _export(model, dest: Path, stamp: str, embedding_layer, output_name, views, 
     sample = torch.from_numpy(np.random.default_rng(0).uniform(0, 1, (2, height, width, 3)).astype(np.float32))
     try:
         with atomic_path(dest) as tmp:
-            with warnings.catch_warnings(), torch.no_grad():
+            with warnings.catch_warnings(), torch.no_grad(), _layer_norm_from_traced_shapes(opset):
                 warnings.simplefilter("ignore")  # tracer chatter about Python ints in Keras's shape code
                 torch.onnx.export(
                     module,
@@ -183,6 +184,38 @@ def _export(model, dest: Path, stamp: str, embedding_layer, output_name, views, 
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelFileError(f"cannot export the Keras model to ONNX ({first})", path=str(dest)) from exc
+
+
+@contextlib.contextmanager
+def _layer_norm_from_traced_shapes(opset: int):
+    """Export ``aten::layer_norm`` whose ``normalized_shape`` Keras took from the traced input's shape.
+
+    Keras's LayerNormalization (ConvNeXt) calls ``F.layer_norm(x, x.shape[-1:], ...)``; traced, that shape
+    is computed, and torch's own symbolic refuses a computed ``normalized_shape``. Only its length matters
+    (the normalised axes are the last ones), so the op becomes ONNX ``LayerNormalization`` on those axes.
+    """
+    import torch
+    from torch.onnx import symbolic_helper
+
+    def layer_norm(g, values, normalized_shape, weight, bias, eps, cudnn_enable):
+        node = normalized_shape.node()
+        if node.kind() == "prim::ListConstruct":
+            count = len(list(node.inputs()))
+        else:
+            count = len(symbolic_helper._maybe_get_const(normalized_shape, "is"))  # noqa: SLF001 (torch's helper)
+        if symbolic_helper._is_none(weight):  # noqa: SLF001
+            raise ModelFileError("cannot export a layer normalisation without a scale to ONNX")
+        inputs = [values, weight] + ([] if symbolic_helper._is_none(bias) else [bias])  # noqa: SLF001
+        return g.op("LayerNormalization", *inputs, axis_i=-count, epsilon_f=symbolic_helper._parse_arg(eps, "f"))  # noqa: SLF001
+
+    if opset < 17:  # ONNX LayerNormalization is opset 17
+        yield
+        return
+    torch.onnx.register_custom_op_symbolic("aten::layer_norm", layer_norm, opset)
+    try:
+        yield
+    finally:
+        torch.onnx.unregister_custom_op_symbolic("aten::layer_norm", opset)
 
 
 def _export_module(model, embedding_layer, output_name, views):

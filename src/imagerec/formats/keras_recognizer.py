@@ -21,8 +21,9 @@ from ..backends.onnx import OnnxBackend
 from ..core.errors import ModelFileError
 from ..core.images import DEFAULT_LIMITS, Limits
 from ..core.preprocessing import Preprocessing
+from ..explain.keras_cam import lazy_keras_gradients
 from ..recognizer import Recognizer
-from .keras import read_metadata
+from .keras import load_keras_model, read_metadata
 from .keras_onnx import export_keras
 from .tflite import read_labels
 
@@ -62,7 +63,10 @@ def load_recognizer(
     names = read_labels(labels) if labels is not None else metadata.get("classes") or [f"class_{i}" for i in range(size)]
     if len(names) != size:
         raise ModelFileError(f"{where}: the model has {size} outputs but {len(names)} class names", path=str(where))
-    return Recognizer(
+    recognizer = Recognizer(
         backend, names, preprocessing, name=where.stem, sha256=zoo.sha256_file(where), limits=limits,
         metadata=metadata,
     )
+    # Grad-CAM opens the file in Keras (safe mode) only when an explanation asks for it.
+    recognizer.gradient_source = lazy_keras_gradients(lambda: load_keras_model(where), norm)
+    return recognizer

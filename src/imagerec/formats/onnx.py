@@ -23,7 +23,7 @@ from ..core.metadata import ExportedMetadata, parse_json, validate_block
 from ..core.images import DEFAULT_LIMITS, Limits
 from ..core.preprocessing import Preprocessing
 from ..recognizer import Recognizer
-from .tflite import read_labels
+from .tflite import leading_background, read_labels
 
 __all__ = ["load_exported_onnx"]
 
@@ -58,5 +58,9 @@ def load_exported_onnx(path: str | os.PathLike[str], *, labels: str | os.PathLik
         raise ModelFileError(f"{where}: its imagerec metadata is invalid ({exc})", path=str(where)) from exc
     if backend.output_dim("scores") != len(names):
         raise ModelFileError(f"{where}: {backend.output_dim('scores')} outputs but {len(names)} labels", path=str(where))
-    return Recognizer(backend, names, preprocessing, name=where.stem, sha256=zoo.sha256_file(where),
-                      threshold=block.threshold, metadata=info, limits=limits)
+    # A zoo model's export keeps its "background" output: dropped when leading, else never an answer,
+    # as for a .tflite.
+    skip = leading_background(names)
+    return Recognizer(backend, names[skip:], preprocessing, name=where.stem, sha256=zoo.sha256_file(where),
+                      threshold=block.threshold, metadata=info, limits=limits, skip_outputs=skip,
+                      ignore=["background"])

@@ -20,9 +20,9 @@ import numpy as np
 
 from ..core.errors import ImageDecodeError
 from ..core.preprocessing import Preprocessing
-from ..core.images import load_image, stack
+from ..core.images import load_model_input, stack
 from ..core.pipeline import batches, default_workers, ordered_map
-from ..recognizer import Recognizer, Scores
+from ..recognizer import AHEAD_BATCHES, Recognizer, Scores
 from .facts import Facts, colour_view, facts_of
 from .walker import Entry
 
@@ -56,6 +56,7 @@ class Analysed:
     facts: "Facts | None" = None  # colours, GPS position... (library.facts)
     outputs: list[ModelOutput] | None = None
     arrays: dict[Preprocessing, np.ndarray] = field(default_factory=dict, repr=False)
+    approximate: dict[Preprocessing, bool] = field(default_factory=dict, repr=False)  # JPEG draft mode scaled it
 
 
 def probe(
@@ -78,7 +79,8 @@ def probe(
             result.known = True
             return result
         for preprocessing in dict.fromkeys(preprocessings):
-            result.arrays[preprocessing] = load_image(data, preprocessing, limits=limits)
+            pixels, approximate = load_model_input(data, preprocessing, limits=limits)
+            result.arrays[preprocessing], result.approximate[preprocessing] = pixels, approximate
         try:
             result.facts = facts_of(data, colour_view(result.arrays))
             facts = result.facts
@@ -98,12 +100,14 @@ def probe(
 
 
 def model_outputs(recognizer: Recognizer, batch: np.ndarray, top_k: int,
-                  sources: Sequence[str] | None = None) -> list[ModelOutput]:
+                  sources: Sequence[str] | None = None,
+                  approximate: Sequence[bool] | None = None) -> list[ModelOutput]:
     """Top labels and the embedding of each image of a preprocessed batch, from one model run.
 
     Scores, near-tie refinement (from ``sources``, the files the batch was
     decoded from) and the ignore mask are the recognizer's own
-    (:meth:`Recognizer.score_and_embed`, :meth:`Recognizer.refine`,
+    (:meth:`Recognizer.score_and_embed`, :meth:`Recognizer.refine`: only rows whose decode was
+    ``approximate``, all when None,
     :meth:`Recognizer.rank`), so the catalog holds what ``imagerec predict``
     says. The catalog keeps what each photo looks like, so the open-set
     "unknown" decision is not applied here.
@@ -112,7 +116,7 @@ def model_outputs(recognizer: Recognizer, batch: np.ndarray, top_k: int,
     scores = Scores(scores.probabilities, None)
     if sources is not None:
         # A file rewritten between the two reads is indexed again on the next run (its mtime changed).
-        scores = recognizer.refine(scores, sources)
+        scores = recognizer.refine(scores, sources, approximate)
     ranked = recognizer.rank(scores, top_k)
     return [
         ModelOutput([p.index for p in row], [p.score for p in row], None if embeddings is None else embeddings[i])
@@ -140,15 +144,19 @@ def analyse(
     def work(entry: Entry) -> Analysed:
         return probe(entry, root, preprocessings, known, limits)
 
-    for chunk in batches(ordered_map(work, entries, workers, window=max(batch_size * 2, workers * 4)), batch_size):
+    # Reading runs a few batches ahead, so the threads keep decoding while this one scores a
+    # batch and decodes its near-ties again (memory: one model-sized array per photo ahead).
+    ahead = max(batch_size * AHEAD_BATCHES, workers * 4)
+    for chunk in batches(ordered_map(work, entries, workers, window=ahead), batch_size):
         decoded = [item for item in chunk if item.arrays]
         if decoded:
             per_model: list[list[ModelOutput]] = []
             for recognizer in recognizers:
                 batch = stack([item.arrays[recognizer.preprocessing] for item in decoded])
                 sources = [os.path.join(root, item.entry.path) for item in decoded]
-                per_model.append(model_outputs(recognizer, batch, top_k, sources))
+                approximate = [item.approximate[recognizer.preprocessing] for item in decoded]
+                per_model.append(model_outputs(recognizer, batch, top_k, sources, approximate))
             for row, item in enumerate(decoded):
                 item.outputs = [outputs[row] for outputs in per_model]
-                item.arrays = {}
+                item.arrays, item.approximate = {}, {}
         yield chunk

@@ -1,12 +1,21 @@
 """Searches of several terms combined with AND: "red bird", "dog on a beach", "cat 2019", "sunset iphone".
 
-:func:`.query.read_query` reads the terms; here they become one SQL query
-on the catalog. One term *drives* — the first thing, else the first colour,
-else the date, camera or place — and is read from its index in score order
-(label score, colour share, date taken); every other term is a condition on
-each candidate, so the query stops after ``limit`` photos pass, as a
-one-word search does. Photos are ranked by the driving term: "red bird" puts
-the surest birds first, among the red ones.
+:func:`.query.read_query` reads the terms; here they become SQL queries
+on the catalog. One term *drives* the ranking — the first thing, else the
+first colour, else the date — and photos are ranked by it: "red bird" puts
+the surest birds first, among the red ones. Two plans answer a query, and
+the cheaper is chosen per query from counts read off the indexes:
+
+- **scan**: read the driving term from its index in score order (label
+  score, colour share, date taken) and test every other term on each
+  candidate, stopping after ``limit`` photos pass. Cheap when the other
+  terms let many photos through ("red bird", "dog 2019").
+- **narrowest first**: when another term matches few photos (fewer than
+  about ``sqrt(limit × photos)``, counted up to there: then scanning would
+  read more candidates than that term has), read that term's photos, test
+  the rest, score each by the driving term and sort ("blue june 2019":
+  3,300 photos of a million; "dog on a beach": the few beach photos).
+  Whether each photo still has a file is checked on the page only.
 
 >>> from imagerec.library import search
 >>> hits = search("red bird 2019", catalog="photos/.imagerec/catalog.db")   # doctest: +SKIP
@@ -16,8 +25,10 @@ the surest birds first, among the red ones.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
+from . import daytime
 from .catalog import Catalog
 from .hierarchy import Hierarchy
 from .query import Term, read_query
@@ -28,6 +39,11 @@ __all__ = ["COLOUR_MIN_SHARE", "read_terms", "combined_search"]
 # shared photos: the macaw's red feathers are 5 %, a red car fills 20-60 %).
 COLOUR_MIN_SHARE = 0.15
 _OK = "EXISTS (SELECT 1 FROM files f WHERE f.content_id = c.id AND f.status = 'ok')"
+_DAYTIME = "imagerec_daytime"  # the SQL function of daytime.matches, registered on the connection when needed
+# SQLite tests the conditions in the order written: the cheap column tests first, then lookups, the
+# time of day (Python, a few microseconds) next, the files check last (measured: 8x at 1M rows).
+_COST = {"date": 0, "month": 0, "camera": 0, "place": 0, "colour": 1, "thing": 2, "daytime": 3}
+_INDEXED = ("thing", "colour", "date", "camera", "place")  # kinds whose photos an index lists
 
 
 def _known_terms(cat: Catalog, kind: str) -> list[str]:
@@ -96,6 +112,17 @@ def _condition(term: Term, number: int, min_score: float) -> tuple[str, list]:
         )
     if term.kind == "date":
         return "(c.taken_at >= ? AND c.taken_at < ?)", list(term.value)
+    if term.kind == "month":  # IS NOT NULL bounds an index scan in date order to dated photos
+        return "(c.taken_at IS NOT NULL AND substr(c.taken_at, 6, 2) = ?)", [f"{term.value:02d}"]
+    if term.kind == "daytime":
+        start, end = daytime.clock_window(term.value)
+        clock = "substr(c.taken_at, 12, 2) {} ? {} substr(c.taken_at, 12, 2) < ?".format(">=", "AND" if start < end else "OR")
+        hours = [f"{start:02d}", f"{end:02d}"]
+        if term.value not in daytime.BY_SUN:
+            return f"(c.taken_at IS NOT NULL AND ({clock}))", hours
+        # The sun only for photos with a GPS position (Python, cached per place and day); the clock in SQL otherwise.
+        return (f"(c.taken_at IS NOT NULL AND CASE WHEN c.latitude IS NULL OR c.longitude IS NULL THEN ({clock})"
+                f" ELSE {_DAYTIME}(?, c.taken_at, c.latitude, c.longitude) END)", [*hours, term.value])
     if term.kind in ("camera", "place"):
         return f"c.{term.kind} IN ({','.join('?' * len(term.value))})", list(term.value)
     raise ValueError(f"no condition for a {term.kind} term")
@@ -106,36 +133,45 @@ def combined_search(cat: Catalog, terms: Sequence[Term], *, min_score: float, li
     used = [t for t in terms if t.kind not in ("skipped",)]
     if not used or any(t.kind == "unknown" for t in used):
         return []
+    if any(t.kind == "daytime" for t in used):
+        cat.db.create_function(_DAYTIME, 4, daytime.matches, deterministic=True)
     driver = next((t for t in used if t.kind == "thing"), None) or next((t for t in used if t.kind == "colour"), None)
-    driver = driver or used[0]
-    # SQLite tests the conditions in the order written: the cheap column tests first (date, camera,
-    # place), then lookups (colour, other things), the files check last (measured: 8x at 1M rows).
-    cost = {"date": 0, "camera": 0, "place": 0, "colour": 1, "thing": 2}
-    where, params = [], []
-    for number, term in sorted(enumerate(used), key=lambda item: cost[item[1].kind]):
-        if term is not driver:
-            sql, values = _condition(term, number, min_score)
-            where.append(sql)
-            params += values
-    conditions = " AND ".join([*where, _OK])
-    narrow = _narrowest(cat, [t for t in used if t is not driver and t.kind in ("date", "camera", "place")])
-    if narrow is not None and driver.kind in ("thing", "colour"):
-        return _within(cat, driver, conditions, params, min_score, limit)
+    if driver is None:
+        return _by_date(cat, used, min_score, limit)
+    others = [t for t in used if t is not driver]
+    source = _narrowest(cat, others, min_score, limit)
+    if source is not None:
+        return _within(cat, driver, source, [t for t in others if t is not source], min_score, limit)
+    conditions, params = _conditions(others, min_score)
     if driver.kind == "thing":
         return _by_labels(cat, driver, conditions, params, min_score, limit)
-    if driver.kind == "colour":
-        rows = cat.db.execute(
-            # CROSS JOIN keeps SQLite reading the colour index in share order (and stopping at LIMIT)
-            # rather than starting from a date or camera index and sorting everything it finds.
-            f"SELECT c.id, k.share FROM colours k CROSS JOIN contents c ON c.id = k.content_id"
-            f" WHERE k.colour = ? AND k.share >= ? AND {conditions} ORDER BY k.share DESC, k.content_id LIMIT ?",
-            [driver.value, COLOUR_MIN_SHARE, *params, limit],
-        )
-        return [(cid, float(share), {"colour": driver.value}) for cid, share in rows]
-    sql, values = _condition(driver, len(used), min_score)
     rows = cat.db.execute(
-        f"SELECT c.id FROM contents c WHERE {sql} AND {conditions} ORDER BY c.taken_at DESC, c.id DESC LIMIT ?",
-        [*values, *params, limit],
+        # CROSS JOIN keeps SQLite reading the colour index in share order (and stopping at LIMIT)
+        # rather than starting from a date or camera index and sorting everything it finds.
+        f"SELECT c.id, k.share FROM colours k CROSS JOIN contents c ON c.id = k.content_id"
+        f" WHERE k.colour = ? AND k.share >= ? AND {conditions} ORDER BY k.share DESC, k.content_id LIMIT ?",
+        [driver.value, COLOUR_MIN_SHARE, *params, limit],
+    )
+    return [(cid, float(share), {"colour": driver.value}) for cid, share in rows]
+
+
+def _conditions(terms: Sequence[Term], min_score: float, *, files: bool = True) -> tuple[str, list]:
+    """The terms as one SQL condition on ``contents c``, cheapest first (then the files check)."""
+    where, params = [], []
+    for number, term in sorted(enumerate(terms), key=lambda item: _COST[item[1].kind]):
+        sql, values = _condition(term, number, min_score)
+        where.append(sql)
+        params += values
+    if files:
+        where.append(_OK)
+    return " AND ".join(where) or "1", params
+
+
+def _by_date(cat: Catalog, terms: Sequence[Term], min_score: float, limit: int) -> list[tuple[int, float, dict]]:
+    """Photos meeting date, month, time-of-day, camera and place terms, newest first."""
+    conditions, params = _conditions(terms, min_score)
+    rows = cat.db.execute(
+        f"SELECT c.id FROM contents c WHERE {conditions} ORDER BY c.taken_at DESC, c.id DESC LIMIT ?", [*params, limit]
     )
     return [(cid, 1.0, {}) for (cid,) in rows]
 
@@ -148,42 +184,90 @@ _BANDS = (0.99, 0.98, 0.96, 0.94, 0.92, 0.9, 0.87, 0.84, 0.8, 0.76, 0.72, 0.68, 
           0.48, 0.44, 0.4, 0.36, 0.32, 0.28, 0.24, 0.2, 0.15, 0.1, 0.05, 0.0)  # narrow: a band is read whole
 
 
-# Below this many photos, a date, camera or place term is read first and the rest checked on each.
-_NARROW = 20_000
+def _count(cat: Catalog, term: Term, min_score: float, cap: int) -> int:
+    """How many photos ``term`` matches, counted on its index up to ``cap``."""
+    sql, values = _listing(term, min_score)
+    return int(cat.db.execute(f"SELECT count(*) FROM (SELECT 1 FROM ({sql}) LIMIT ?)", [*values, cap]).fetchone()[0])
 
 
-def _narrowest(cat: Catalog, terms: list[Term]) -> Term | None:
-    """The column term matching fewest photos, if it matches fewer than :data:`_NARROW` (counted up to there)."""
-    best = None
-    for term in terms:
-        sql, values = _condition(term, 0, 0.0)
-        count = cat.db.execute(f"SELECT count(*) FROM (SELECT 1 FROM contents c WHERE {sql} LIMIT ?)",
-                               [*values, _NARROW]).fetchone()[0]
-        if count < _NARROW and (best is None or count < best[0]):
-            best = (count, term)
-    return None if best is None else best[1]
+def _listing(term: Term, min_score: float) -> tuple[str, list]:
+    """SQL listing the ids (column ``id``) of the photos ``term`` matches, read from its index."""
+    if term.kind == "thing":
+        parts, params = [], []
+        for model_id, labels in term.value.items():
+            parts.append(f"SELECT content_id AS id FROM predictions WHERE model_id = ? AND label IN ({','.join('?' * len(labels))})"
+                         " AND score >= ?")
+            params += [model_id, *labels, min_score]
+        return " UNION ALL ".join(parts), params
+    if term.kind == "colour":
+        return "SELECT content_id AS id FROM colours WHERE colour = ? AND share >= ?", [term.value, COLOUR_MIN_SHARE]
+    sql, values = _condition(term, 0, min_score)
+    return f"SELECT c.id AS id FROM contents c WHERE {sql}", values
 
 
-def _within(cat, driver: Term, conditions: str, params: list, min_score: float, limit: int):
-    """Rank the few photos a narrow date, camera or place term allows by the driver's score.
+def _narrowest(cat: Catalog, terms: Sequence[Term], min_score: float, limit: int) -> Term | None:
+    """The term whose photos are cheaper to read whole than scanning the driver's, if any.
 
-    SQLite starts from that term's index (its conditions come first) and sorts what passes."""
+    Scanning reads about ``limit / share`` candidates when the other terms let ``share`` of the
+    photos through; reading a term whose ``count`` photos are listed on an index costs ``count``.
+    With ``share = count / photos`` the narrow term wins when ``count < sqrt(limit × photos)``,
+    so each term is counted up to there and no further (a few milliseconds at most).
+    """
+    indexed = [t for t in terms if t.kind in _INDEXED]
+    if not indexed:
+        return None
+    photos = cat.db.execute("SELECT coalesce(max(id), 0) FROM contents").fetchone()[0]  # the rowid: instant
+    cap = max(1000, math.isqrt(limit * max(photos, 1)) + 1)
+    counted = sorted((_count(cat, term, min_score, cap), number) for number, term in enumerate(indexed))
+    count, number = counted[0]
+    return indexed[number] if count < cap else None
+
+
+def _within(cat: Catalog, driver: Term, source: Term, rest: Sequence[Term], min_score: float, limit: int):
+    """Rank the photos of a narrow ``source`` term that meet the ``rest`` by the driver's score.
+
+    Whether each photo still has a file is asked of the page only (a third of the cost when asked of
+    every candidate), unless some of the page had none: then of every candidate."""
     if driver.kind == "colour":
-        score = "(SELECT share FROM colours k WHERE k.content_id = c.id AND k.colour = ?)"
-        values = [driver.value]
+        score = "(SELECT k.share FROM colours k WHERE k.content_id = c.id AND k.colour = ? AND k.share >= ?)"
+        values = [driver.value, COLOUR_MIN_SHARE]
     else:
         body, values = _thing_predictions(driver, min_score, "q")
         score = f"(SELECT max(q.score) {body})"
-    floor = COLOUR_MIN_SHARE if driver.kind == "colour" else min_score
-    # Photos without the colour or thing score NULL, which sorts last: dropped here, not in SQL,
-    # so the score subquery runs once per photo.
-    rows = [row for row in cat.db.execute(
-        f"SELECT c.id, {score} AS s FROM contents c WHERE {conditions} ORDER BY s DESC, c.id LIMIT ?",
-        [*values, *params, limit],
-    ) if row[1] is not None and row[1] >= floor]
+    listing, listed = _listing(source, min_score)
+    columns = any(t.kind not in ("thing", "colour") for t in rest)
+    # The listing drives (CROSS JOIN); a contents row is read only when a term needs its columns.
+    if source.kind == "thing":  # a photo may have several of the labels
+        listing = f"SELECT DISTINCT id FROM ({listing})"
+    origin = f"({listing}) s CROSS JOIN contents c ON c.id = s.id" if columns else f"({listing}) c"
+
+    def run(files: bool) -> list:
+        conditions, params = _conditions(rest, min_score, files=files)
+        # Photos without the driving colour or thing score NULL, which sorts last: dropped here, not
+        # in SQL, so the score subquery runs once per photo.
+        return [row for row in cat.db.execute(
+            f"SELECT c.id, {score} AS s FROM {origin} WHERE {conditions} ORDER BY s DESC, c.id LIMIT ?",
+            [*values, *listed, *params, limit],
+        ) if row[1] is not None]
+
+    rows = run(files=False)
+    kept = _with_files(cat, [cid for cid, _ in rows])
+    if len(kept) < len(rows) and len(rows) == limit:
+        rows = run(files=True)  # some of the page has no file any more: let SQL skip them all
+    else:
+        rows = [row for row in rows if row[0] in kept]
     if driver.kind == "colour":
         return [(cid, float(share), {"colour": driver.value}) for cid, share in rows]
     return _with_labels(cat, driver, rows)
+
+
+def _with_files(cat: Catalog, ids: list[int]) -> set[int]:
+    """The contents among ``ids`` that have a file in the library (status ``ok``)."""
+    if not ids:
+        return set()
+    marks = ",".join("?" * len(ids))
+    return {cid for (cid,) in cat.db.execute(
+        f"SELECT DISTINCT content_id FROM files WHERE status = 'ok' AND content_id IN ({marks})", ids)}
 
 
 def _with_labels(cat, driver: Term, rows: list) -> list[tuple[int, float, dict]]:

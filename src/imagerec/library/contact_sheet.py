@@ -53,16 +53,19 @@ def thumbnail_data_uri(path: str | os.PathLike[str], size: int = 200) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def write_contact_sheet(hits: Sequence, out: str | os.PathLike[str], *, title: str = "imagerec") -> Path:
+def write_contact_sheet(
+    hits: Sequence, out: str | os.PathLike[str], *, title: str = "imagerec", score_name: str = "score"
+) -> Path:
     """Write ``hits`` (objects with ``file``, ``path``, ``score`` and maybe ``label``, ``why``, ``description``) as HTML:
-    under each photo, its score and label, why it matched and its generated description."""
+    under each photo, why it matched — its ``score_name`` ("score" of a search, "similarity" of a similar
+    photo) and label, and what each query term matched in it — and its generated description."""
 
     def figure(hit) -> str:
         try:
             picture = f'<img src="{thumbnail_data_uri(hit.file)}" alt="{html.escape(hit.path)}">'
         except (ImageDecodeError, OSError) as exc:
             picture = f'<div class="missing">{html.escape(str(exc))}</div>'
-        caption = f'<span class="score">{hit.score:.3f}</span>'
+        caption = f'<span class="score">{html.escape(score_name)} {hit.score:.3f}</span>'
         if getattr(hit, "label", None):
             caption += f" {html.escape(hit.label)}"
         why = why_text(getattr(hit, "why", None) or [])

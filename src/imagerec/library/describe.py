@@ -29,15 +29,22 @@ from typing import Sequence
 
 from .hierarchy import Hierarchy, _table
 
-__all__ = ["DESCRIBE_MIN_SCORE", "Description", "describe_contents", "describe_missing", "general_word"]
+__all__ = ["DESCRIBE_MIN_SCORE", "Description", "describe_contents", "describe_image", "answer_labels", "describe_missing",
+           "describe_photos", "general_word"]
 
 DESCRIBE_MIN_SCORE = 0.3  # search's measured default (docs/library.md): a label below it is not said
 _MAX_GENERAL = 130  # classes under a general word: "dog" (118) yes, "carnivore" (158) no
 
 
 @cache
+def _hierarchy() -> Hierarchy:
+    """Built once per process: building it takes about 0.1 s, and indexing asks once per label."""
+    return Hierarchy()
+
+
+@cache
 def _coverage() -> dict[int, int]:
-    table, hierarchy = _table(), Hierarchy()
+    table, hierarchy = _table(), _hierarchy()
     counts: dict[int, int] = {}
     for offset in table.classes:
         for up in hierarchy.ancestors(offset) | {offset}:
@@ -51,7 +58,7 @@ def general_word(label: str, labels: Sequence[str] | None = None) -> str | None:
     >>> general_word("golden retriever"), general_word("Egyptian cat"), general_word("macaw")
     ('dog', 'cat', 'bird')
     """
-    hierarchy, table = Hierarchy(), _table()
+    hierarchy, table = _hierarchy(), _table()
     if labels is not None:
         synsets = hierarchy.class_synsets(labels)[list(labels).index(label)]
     elif label in table.labels:
@@ -91,6 +98,10 @@ class Description:
 
     title: str
     description: str
+
+    def to_dict(self) -> dict:
+        """The JSON form (``imagerec describe --json``, ``POST /v1/describe``)."""
+        return {"title": self.title, "description": self.description}
 
     @classmethod
     def build(
@@ -182,6 +193,39 @@ def describe_missing(cat, batch: int = 500) -> int:
         done += len(ids)
 
 
+def answer_labels(answer) -> list[tuple[str, float]]:
+    """The (label, score) pairs a description may name: none when the answer was "unknown".
+
+    A learned recognizer's closest class is not what the photo shows (a
+    parrot is not "a food (hot dog)" because hot dog came closest).
+
+    >>> from imagerec.answers import Answer, Prediction
+    >>> answer_labels(Answer([Prediction("hot dog", 0.9, 0)], match=0.2, threshold=0.5))
+    []
+    >>> answer_labels(Answer([Prediction("macaw", 0.9, 88)]))
+    [('macaw', 0.9)]
+    """
+    if getattr(answer, "unknown", False):
+        return []
+    return [(prediction.label, prediction.score) for prediction in answer]
+
+
+def describe_image(data: bytes, labels: Sequence[tuple[str, float]]) -> Description:
+    """One photo's description from its file bytes (EXIF date, camera and GPS place; colours) and the
+    labels a model gave it, best first with their scores. Nothing is written anywhere.
+
+    >>> from pathlib import Path
+    >>> data = Path("../shared/photos/pets.jpg").read_bytes()
+    >>> describe_image(data, [("Italian greyhound", 0.83)]).title    # doctest: +SKIP
+    'Dog (Italian greyhound), July 2010'
+    """
+    from .facts import facts_of, place_name
+
+    facts = facts_of(data)
+    place = place_name(facts.latitude, facts.longitude) if facts.latitude is not None else None
+    return Description.build(labels, colours=facts.colours, taken_at=facts.taken_at, place=place, camera=facts.camera)
+
+
 def describe_photos(
     photos: Sequence[str], *, catalog=None, model: str = "mobilenet_v2"
 ) -> list[tuple[str, Description]]:
@@ -192,7 +236,6 @@ def describe_photos(
 
     from ..core.errors import UsageError
     from .catalog import Catalog, CatalogError, find_catalog
-    from .facts import facts_of, place_name
 
     cat = None
     try:
@@ -217,11 +260,8 @@ def describe_photos(
                 from ..loading import load
 
                 recognizer = load(model)
-            labels = [(p.label, p.score) for p in recognizer.predict(photo, top_k=3)[0]]
-            facts = facts_of(data)
-            place = place_name(facts.latitude, facts.longitude) if facts.latitude is not None else None
-            out.append((photo, Description.build(labels, colours=facts.colours, taken_at=facts.taken_at,
-                                                 place=place, camera=facts.camera)))
+            labels = answer_labels(recognizer.predict(photo, top_k=3)[0])
+            out.append((photo, describe_image(data, labels)))
     finally:
         if cat is not None and not isinstance(catalog, Catalog):
             cat.close()

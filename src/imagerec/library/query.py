@@ -4,12 +4,17 @@ The query is cut into terms, longest first (up to three words: "hot dog",
 "golden retriever", "new york"), and each term is read, in this order, as:
 
 1. a **date**: a year (``2019``), a month (``2019-06``, ``june 2019``), a day
-   (``2019-06-01``) or a range (``2018..2020``, ``2019-06..2019-08``);
-2. a **colour**: one of the eleven basic colour names (:mod:`.colours`);
-3. a **camera**: words of a camera make/model seen in this catalog ("iphone",
+   (``2019-06-01``) or a range (``2018..2020``, ``2019-06..2019-08``); a
+   month name alone (``june``, ``in june``) is that month of any year
+   (kind ``month``);
+2. a **time of day**: ``sunrise``, ``sunset``, ``night``, ``morning``,
+   ``afternoon``, ``evening`` (``dawn``, ``dusk``; plurals too), matched
+   against the EXIF time and GPS position (:mod:`.daytime`);
+3. a **colour**: one of the eleven basic colour names (:mod:`.colours`);
+4. a **camera**: words of a camera make/model seen in this catalog ("iphone",
    "canon eos");
-4. a **place**: words of a place name seen in this catalog ("paris", "france");
-5. a **thing**: a word the labels mean, through WordNet (:mod:`.hierarchy`);
+5. a **place**: words of a place name seen in this catalog ("paris", "france");
+6. a **thing**: a word the labels mean, through WordNet (:mod:`.hierarchy`);
 6. otherwise an English stop word ("on", "a", "the": scikit-learn's list) is
    skipped, and anything else is a term nothing can match — which, as terms
    are combined with AND, makes the query match nothing (and says why).
@@ -20,6 +25,8 @@ The query is cut into terms, longest first (up to three words: "hot dog",
 ('2019:06', '2019:07')
 >>> read_query("2018..2020")[0].reading
 'taken from 2018 to 2020'
+>>> [(t.kind, t.value) for t in read_query("sunset in june")]
+[('daytime', 'sunset'), ('skipped', None), ('month', 6)]
 """
 
 from __future__ import annotations
@@ -30,11 +37,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from .colours import colour_name
+from .daytime import read_daytime
+from .daytime import reading as daytime_reading
 
 __all__ = ["Term", "read_query", "date_range"]
 
 _MONTHS = {name.lower(): number for number, name in enumerate(calendar.month_name) if name}
 _MONTHS.update({name.lower(): number for number, name in enumerate(calendar.month_abbr) if name})
+# A month alone is only its full name ("june", not "jun" or "mar"), so short words stay words.
+_MONTH_NAMES = {name.lower(): number for number, name in enumerate(calendar.month_name) if name}
 _DATE = re.compile(r"^(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?$")
 
 
@@ -42,10 +53,11 @@ _DATE = re.compile(r"^(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?$")
 class Term:
     """One term of a query and how it was read.
 
-    ``kind`` is ``date``, ``colour``, ``camera``, ``place``, ``thing``,
-    ``skipped`` or ``unknown``; ``value`` what the search uses (a date range
-    of EXIF-style strings, a colour name, camera or place names, label
-    indices per model); ``reading`` says it in words.
+    ``kind`` is ``date``, ``month``, ``daytime``, ``colour``, ``camera``,
+    ``place``, ``thing``, ``skipped`` or ``unknown``; ``value`` what the
+    search uses (a date range of EXIF-style strings, a month number, a time
+    of day, a colour name, camera or place names, label indices per model);
+    ``reading`` says it in words.
     """
 
     text: str
@@ -187,6 +199,12 @@ def _read_span(text: str, cameras, places, things) -> Term | None:
     if dates is not None:
         return Term(text, "date", _describe_range(text, dates), dates)
     if " " not in text:
+        if text in _MONTH_NAMES:
+            name = calendar.month_name[_MONTH_NAMES[text]]
+            return Term(text, "month", f"taken in {name} of any year (the EXIF date)", _MONTH_NAMES[text])
+        part = read_daytime(text)
+        if part is not None:
+            return Term(text, "daytime", daytime_reading(part), part)
         colour = colour_name(text)
         if colour is not None:
             return Term(text, "colour", f"mostly {colour} (a colour)", colour)

@@ -12,9 +12,16 @@ The workers must see the library under the same path as the driver (a
 shared or network file system) and be able to load the models (zoo models
 from ``IMAGEREC_MODEL_DIR`` or the cache; ``.imagerec`` files by path).
 
-Ray's own logs (start-up, the execution plan, its workers' output) go to its
-session folder (``/tmp/ray/session_latest/logs``), not to the user's
-terminal; ``IMAGEREC_RAY_VERBOSE=1`` shows them there too.
+Ray's own logs (start-up, the execution plan, its workers' output, what its
+C++ core writes to the driver's stderr, the retries it announces when a node
+is lost) go to its session folder (``/tmp/ray/session_latest/logs``), not to
+the user's terminal; ``IMAGEREC_RAY_VERBOSE=1`` shows them there too.
+
+Losing a node mid-run loses nothing: Ray Data restarts the actors that ran
+there and retries their batches (its defaults: ``max_restarts=-1``,
+``max_task_retries=-1``), and each result reaches the catalog once, since only
+the driver writes it (``tests/test_library_ray_cluster.py`` kills a node of a
+three-node cluster half-way through a run).
 
 >>> from imagerec.library import index_library
 >>> index_library("/shared/photos", ray="auto")   # doctest: +SKIP
@@ -22,18 +29,23 @@ terminal; ``IMAGEREC_RAY_VERBOSE=1`` shows them there too.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import re
+import sys
+from contextlib import contextmanager
 from typing import Collection, Iterator, Sequence
 
 import numpy as np
 
 from ..core.errors import ImagerecError, UsageError
 from .analysis import Analysed, ModelOutput, analyse
+from .facts import Facts
 from .walker import Entry
 
-__all__ = ["analyse_on_ray", "RayAnalyser"]
+__all__ = ["RayAnalyser", "analyse_on_ray", "from_columns", "ray_output_in_its_logs", "to_columns"]
 
 _TEXT_COLUMNS = ("sha256", "taken_at", "camera", "error")
 
@@ -82,6 +94,7 @@ def to_columns(results: Sequence[Analysed], recognizers, top_k: int) -> dict[str
     }
     for name in _TEXT_COLUMNS:
         columns[name] = np.array([getattr(r, name) or "" for r in results], dtype=object)
+    columns["facts"] = np.array([facts_to_text(r.facts) for r in results], dtype=object)
     for m, recognizer in enumerate(recognizers):
         k = _k(recognizer, top_k)
         labels = np.full((n, k), -1, np.int32)
@@ -118,6 +131,7 @@ def from_columns(batch: dict[str, np.ndarray], model_count: int) -> list[Analyse
             camera=text["camera"],
             error=text["error"],
             known=bool(batch["known"][row]),
+            facts=facts_from_text(str(batch["facts"][row])),
         )
         if bool(batch["analysed"][row]):
             outputs = []
@@ -130,6 +144,28 @@ def from_columns(batch: dict[str, np.ndarray], model_count: int) -> list[Analyse
             result.outputs = outputs
         results.append(result)
     return results
+
+
+def facts_to_text(facts: Facts | None) -> str:
+    """A photo's facts (colours, GPS position...) as JSON; "" for none. Floats survive exactly.
+
+    >>> facts_from_text(facts_to_text(Facts(width=4, latitude=48.8566, colours=[("red", 0.6)])))
+    Facts(width=4, height=None, taken_at=None, camera=None, latitude=48.8566, longitude=None, colours=[('red', 0.6)])
+    """
+    if facts is None:
+        return ""
+    return json.dumps(dataclasses.asdict(facts), default=lambda value: value.item())  # numpy scalars
+
+
+def facts_from_text(text: str) -> Facts | None:
+    """The inverse of :func:`facts_to_text`."""
+    if not text:
+        return None
+    data = json.loads(text)
+    known = {f.name for f in dataclasses.fields(Facts)}
+    facts = Facts(**{name: value for name, value in data.items() if name in known})
+    facts.colours = [tuple(pair) for pair in facts.colours]  # JSON has no tuples
+    return facts
 
 
 def _k(recognizer, top_k: int) -> int:
@@ -222,6 +258,98 @@ def _verbose() -> bool:
     return os.environ.get("IMAGEREC_RAY_VERBOSE", "").lower() in ("1", "true", "yes")
 
 
+@contextmanager
+def ray_output_in_its_logs(active: bool = True) -> Iterator[None]:
+    """While active, what Ray writes to this process's terminal goes to Ray's log folder instead.
+
+    Two things reach a driver's terminal whatever ``ray.init`` is told: its
+    C++ core worker copies every error-level line to file descriptor 2 (e.g.
+    "core_worker.cc: ... has constructor arguments in the object store and
+    max_restarts > 0", which every Ray Data actor pool triggers), and the
+    thread that relays the cluster's error messages prints "(raylet) Task ...
+    will be retried" to ``sys.stdout`` when a node is lost. So descriptor 2
+    is pointed at ``imagerec-driver-PID.err`` in Ray's log folder (the C++
+    lines are also in its ``python-core-driver-*.log``) while Python's
+    ``sys.stderr`` keeps the terminal, and the relayed messages are written
+    to that file too. Ray's retries and restarts themselves are untouched.
+    """
+    if not active:
+        yield
+        return
+    undo = [_descriptor_2_to(_driver_log_path()), _relayed_errors_to_descriptor_2()]
+    try:
+        yield
+    finally:
+        for step in reversed(undo):
+            step()
+
+
+def _driver_log_path() -> str:
+    try:  # Ray has no public name for its session's log folder
+        from ray._private.worker import _global_node
+
+        return os.path.join(_global_node.get_logs_dir_path(), f"imagerec-driver-{os.getpid()}.err")
+    except Exception:
+        return os.devnull
+
+
+def _descriptor_2_to(path: str):
+    """Point descriptor 2 at ``path``; ``sys.stderr`` (if it wrote there) moves to a copy of the old one."""
+    python_stderr = sys.stderr
+    try:
+        python_stderr.flush()
+        writes_to_2 = python_stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # pytest's capture, Jupyter: not descriptor 2
+        writes_to_2 = False
+    try:
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        target = os.open(os.devnull, os.O_WRONLY)
+    saved = os.dup(2)
+    replacement = None
+    if writes_to_2:
+        replacement = open(os.dup(saved), "w", buffering=1,  # closed by undo()  # noqa: SIM115
+                           encoding=getattr(python_stderr, "encoding", None) or "utf-8",
+                           errors=getattr(python_stderr, "errors", None) or "backslashreplace")
+        sys.stderr = replacement
+    os.dup2(target, 2)
+    os.close(target)
+
+    def undo() -> None:
+        if replacement is not None:
+            replacement.flush()
+            if sys.stderr is replacement:
+                sys.stderr = python_stderr
+        os.dup2(saved, 2)
+        os.close(saved)
+        if replacement is not None:
+            replacement.close()
+
+    return undo
+
+
+def _relayed_errors_to_descriptor_2():
+    """Write Ray's relayed cluster messages ("(raylet) ...") to descriptor 2 (its log file), not stdout."""
+    try:  # the relay thread looks this function up for each message; Ray has no public switch for it
+        from ray._private import worker
+    except ImportError:
+        return lambda: None
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None:
+        return lambda: None
+
+    def to_descriptor_2(data, ignore_prefix: bool = False) -> None:
+        text = "".join(f"({data.get('pid', 'ray')}) {line}\n" for line in data.get("lines", []))
+        os.write(2, text.encode("utf-8", "replace"))
+
+    worker.print_to_stdstream = to_descriptor_2
+
+    def undo() -> None:
+        worker.print_to_stdstream = original
+
+    return undo
+
+
 def _quiet_ray_data(context) -> None:
     """Ray Data's execution logs to its log file only (its console handler is raised to errors)."""
     if _verbose():
@@ -250,6 +378,13 @@ def analyse_on_ray(
     if not entries:
         return
     started = connect(address)  # first: its error says how to install Ray
+    with ray_output_in_its_logs(started and not _verbose()):
+        yield from _analyse(entries, root, recognizers, sources, known, top_k, batch_size, cpus_per_actor, actors,
+                            started)
+
+
+def _analyse(entries, root, recognizers, sources, known, top_k, batch_size, cpus_per_actor, actors,
+             started: bool) -> Iterator[list[Analysed]]:
     import ray  # connect() succeeded, so this import does
 
     try:

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..core.errors import UsageError
 from .catalog import Catalog, ModelRow, find_catalog
+from . import daytime
 from .combined import combined_search, read_terms
 from .hierarchy import Hierarchy, normalize
 from .vectors import EXACT_LIMIT, ApproximateIndex, build_index
@@ -105,8 +106,10 @@ def why_text(why: Sequence[dict]) -> str:
             parts.append(f"{entry['label']} {entry['score']:.3f}")
         elif kind == "colour" and entry.get("share") is not None:
             parts.append(f"{entry.get('colour', entry['term'])} {entry['share']:.0%}".replace("%", " %"))
-        elif kind == "date" and entry.get("taken_at"):
+        elif kind in ("date", "month") and entry.get("taken_at"):
             parts.append("taken " + entry["taken_at"].split(" ")[0])
+        elif kind == "daytime" and entry.get("taken_at"):
+            parts.append(f"{entry['term']} ({entry['taken_at'][11:16]}, by the {entry.get('by') or 'clock'})")
         elif kind in ("camera", "place") and entry.get(kind):
             parts.append(entry[kind])
     return ", ".join(parts)
@@ -170,7 +173,11 @@ def _combined(cat: Catalog, terms: list, min_score: float, limit: int) -> list[H
     facts = _facts(cat, ids)
     paths = cat.paths_of(ids)
     models = {row.id: row for row in cat.models()}
+    # The driving thing's label and score come with each hit: look up only the other terms.
+    leader = next((t for t in terms if t.kind == "thing"), None) if found and "label" in found[0][2] else None
+    looked_up = [{} if term is leader else _look_up(cat, term, ids) for term in terms]
     hits, owners = [], []
+    root = str(cat.root)  # once: each call reads the catalog's meta table
     for content_id, score, matched in found:
         label = model = None
         via = driver = None
@@ -181,13 +188,13 @@ def _combined(cat: Catalog, terms: list, min_score: float, limit: int) -> list[H
             driver = next(t for t in terms if t.kind == "thing")
             via = driver.value[matched["model_id"]][matched["label"]]
         why = []
-        for term in terms:
+        for number, term in enumerate(terms):
             if label is not None and term is driver:  # already known: no query
                 why.append({"term": term.text, "read_as": "thing", "label": label, "score": round(float(score), 6)})
             else:
-                why.append(_why(cat, term, content_id, facts.get(content_id, {}), models))
+                why.append(_why(term, looked_up[number].get(content_id), facts.get(content_id, {}), models))
         for path in paths.get(content_id, []):
-            hits.append(Hit(path, score, str(cat.root), label, model or "", via, why))
+            hits.append(Hit(path, score, root, label, model or "", via, why))
             owners.append(content_id)
     _add_descriptions(cat, hits, owners)
     return hits[:limit]
@@ -198,34 +205,51 @@ def _facts(cat: Catalog, ids: list[int]) -> dict[int, dict]:
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        for cid, taken, camera, place in cat.db.execute(
-            f"SELECT id, taken_at, camera, place FROM contents WHERE id IN ({marks})", chunk
+        for cid, taken, camera, place, latitude, longitude in cat.db.execute(
+            f"SELECT id, taken_at, camera, place, latitude, longitude FROM contents WHERE id IN ({marks})", chunk
         ):
-            found[cid] = {"taken_at": taken, "camera": camera, "place": place}
+            found[cid] = {"taken_at": taken, "camera": camera, "place": place, "latitude": latitude, "longitude": longitude}
     return found
 
 
-def _why(cat: Catalog, term, content_id: int, facts: dict, models: dict[int, ModelRow]) -> dict:
-    """What ``term`` matched in one photo: the label and score, colour share, date, camera or place."""
+def _look_up(cat: Catalog, term, ids: list[int]) -> dict[int, tuple]:
+    """What a thing or colour term matched in each photo of ``ids``, in one query for the page:
+    ``{content id: (model id, label, score)}`` or ``{content id: (share,)}``."""
+    found: dict[int, tuple] = {}
+    if not ids or term.kind not in ("thing", "colour"):
+        return found
+    marks = ",".join("?" * len(ids))
+    if term.kind == "colour":
+        for content_id, share in cat.db.execute(
+            f"SELECT content_id, share FROM colours WHERE colour = ? AND content_id IN ({marks})", [term.value, *ids]
+        ):
+            found[content_id] = (share,)
+        return found
+    for model_id, labels in term.value.items():
+        wanted = set(labels)
+        for content_id, label, score in cat.db.execute(
+            f"SELECT content_id, label, score FROM predictions WHERE model_id = ? AND content_id IN ({marks})", [model_id, *ids]
+        ):
+            if label in wanted and (content_id not in found or score > found[content_id][2]):
+                found[content_id] = (model_id, label, score)
+    return found
+
+
+def _why(term, looked_up: tuple | None, facts: dict, models: dict[int, ModelRow]) -> dict:
+    """What ``term`` matched in one photo (``looked_up``: from :func:`_look_up`): the label and score,
+    colour share, date, time of day, camera or place."""
     why = {"term": term.text, "read_as": term.kind}
     if term.kind == "thing":
-        best = None
-        for model_id, labels in term.value.items():
-            marks = ",".join("?" * len(labels))
-            row = cat.db.execute(
-                f"SELECT label, score FROM predictions WHERE content_id = ? AND model_id = ? AND label IN ({marks})"
-                " ORDER BY score DESC LIMIT 1",
-                [content_id, model_id, *labels],
-            ).fetchone()
-            if row and (best is None or row[1] > best[2]):
-                best = (model_id, row[0], row[1])
-        if best:
-            why.update(label=models[best[0]].labels[best[1]], score=round(float(best[2]), 6))
+        if looked_up:
+            model_id, label, score = looked_up
+            why.update(label=models[model_id].labels[label], score=round(float(score), 6))
     elif term.kind == "colour":
-        row = cat.db.execute("SELECT share FROM colours WHERE content_id = ? AND colour = ?", (content_id, term.value)).fetchone()
-        why.update(colour=term.value, share=round(float(row[0]), 3) if row else None)
-    elif term.kind == "date":
+        why.update(colour=term.value, share=round(float(looked_up[0]), 3) if looked_up else None)
+    elif term.kind in ("date", "month"):
         why["taken_at"] = facts.get("taken_at")
+    elif term.kind == "daytime":
+        moment = daytime.moment(term.value, facts.get("taken_at"), facts.get("latitude"), facts.get("longitude"))
+        why.update(taken_at=facts.get("taken_at"), by=moment["by"], how=moment["how"])
     elif term.kind in ("camera", "place"):
         why[term.kind] = facts.get(term.kind)
     return why

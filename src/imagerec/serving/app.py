@@ -33,7 +33,7 @@ from .config import ServeConfig
 from .metrics import Metrics
 from .origins import CrossOriginGuard
 from .payloads import BodyBudget
-from .routers import predict, system, teach, ui, vision
+from .routers import describe, explain, predict, system, teach, ui, vision
 from .routers._http import ApiError, error_response
 from .service import ModelRegistry
 from .teach import Teacher
@@ -101,7 +101,7 @@ def create_app(
     app.state.api_keys = ApiKeys(config.api_keys)
     app.state.body_budget = BodyBudget(config.max_inflight_bytes)
     app.state.teacher = Teacher(registry) if config.teach else None
-    for module in (predict, vision, system, teach, ui):
+    for module in (predict, vision, system, teach, ui, explain, describe):
         app.include_router(module.router)
     _install_error_handlers(app)
     # The last added runs first: log everything, then check Host, then Origin.

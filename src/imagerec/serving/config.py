@@ -51,6 +51,8 @@ class ServeConfig:
     # Without keys, callers are told apart only by address: one address (other
     # than this machine's) may create this many taught models.
     max_taught_per_client: int = 3
+    # Where kept taught models are saved and loaded at start (None: nothing is kept).
+    taught_dir: str | None = None
     # Host headers answered (port excluded); None answers any. `imagerec serve`
     # derives the list from the address it listens on.
     allowed_hosts: tuple[str, ...] | None = None

@@ -7,7 +7,10 @@ Nothing here knows about HTTP. A :class:`ModelHost` wraps one
 loop never decodes, queues the pixel arrays for the batcher and returns one
 :class:`~imagerec.recognizer.FileResult` per image: predictions, or the error
 for that image.
-A :class:`ModelRegistry` holds the hosts by name.
+A :class:`ModelRegistry` holds the hosts by name; a taught model may also
+belong to a *scope* (the API key that taught it, :func:`key_scope`), so the
+same name under two keys is two models and :meth:`ModelRegistry.scoped`
+gives the view one caller sees.
 
 >>> import asyncio, imagerec
 >>> registry = ModelRegistry(ServeConfig())
@@ -22,6 +25,7 @@ A :class:`ModelRegistry` holds the hosts by name.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +45,8 @@ __all__ = [
     "NamedImage",
     "ModelHost",
     "ModelRegistry",
+    "ScopedRegistry",
+    "key_scope",
     "UploadTooLargeError",
     "QueueFullError",
     "BatcherClosedError",
@@ -75,8 +81,10 @@ class ModelHost:
         metrics: Metrics,
         decode_pool: ThreadPoolExecutor,
         heavy_pool: ThreadPoolExecutor | None = None,
+        scope: str | None = None,
     ) -> None:
         self.name = name
+        self.scope = scope  # the API key's scope of a taught model; None: every caller's
         self.recognizer = recognizer
         self.config = config
         self.metrics = metrics
@@ -234,7 +242,7 @@ class ModelRegistry:
     def __init__(self, config: ServeConfig, metrics: Metrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
-        self._hosts: dict[str, ModelHost] = {}
+        self._hosts: dict[tuple[str | None, str], ModelHost] = {}  # by (scope, name)
         self._lock = threading.Lock()
         self.decode_pool = ThreadPoolExecutor(
             max_workers=config.decode_threads, thread_name_prefix="imagerec-serve-decode"
@@ -245,39 +253,59 @@ class ModelRegistry:
             max_workers=1, thread_name_prefix="imagerec-serve-heavy", initializer=_lower_priority
         )
 
-    def add(self, name: str, recognizer: Recognizer, *, replace: bool = False) -> ModelHost:
-        """Serve ``recognizer`` as ``name``; ``replace`` swaps out an existing one."""
-        host = ModelHost(name, recognizer, self.config, self.metrics, self.decode_pool, self.heavy_pool)
+    def add(self, name: str, recognizer: Recognizer, *, replace: bool = False, scope: str | None = None) -> ModelHost:
+        """Serve ``recognizer`` as ``name`` (in ``scope``); ``replace`` swaps out an existing one."""
+        host = ModelHost(name, recognizer, self.config, self.metrics, self.decode_pool, self.heavy_pool, scope)
         with self._lock:
-            old = self._hosts.get(name)
+            old = self._hosts.get((scope, name))
             if old is not None and not replace:
                 host.close()
                 raise UsageError(f"a model named {name!r} is already being served")
-            self._hosts[name] = host
+            self._hosts[(scope, name)] = host
         if old is not None:
             old.close()
         return host
 
-    def get(self, name: str | None = None) -> ModelHost:
-        """The host named ``name``, or the default one when ``name`` is empty."""
+    def remove(self, name: str, *, scope: str | None = None) -> None:
+        """Stop serving ``name`` of ``scope`` (its queued images are answered first)."""
+        with self._lock:
+            host = self._hosts.pop((scope, name), None)
+        if host is None:
+            raise UnknownModelError(f"no model named {name!r} is served here", name=name)
+        host.close()
+
+    def get(self, name: str | None = None, *, scope: str | None = None) -> ModelHost:
+        """The host named ``name`` (``scope``'s own first), or the default one when ``name`` is empty."""
         with self._lock:
             if not self._hosts:
                 raise UnknownModelError("no model is loaded", name=name)
             if not name:
                 return next(iter(self._hosts.values()))
-            try:
-                return self._hosts[name]
-            except KeyError:
-                known = ", ".join(self._hosts)
-                raise UnknownModelError(f"no model named {name!r} is served here; served: {known}", name=name) from None
+            host = self._hosts.get((scope, name)) or self._hosts.get((None, name))
+            if host is None:
+                known = ", ".join(h.name for (owner, _), h in self._hosts.items() if owner in (None, scope))
+                raise UnknownModelError(f"no model named {name!r} is served here; served: {known}", name=name)
+            return host
 
     def __contains__(self, name: str) -> bool:
-        return name in self._hosts
+        return (None, name) in self._hosts
+
+    def has(self, name: str, scope: str | None = None) -> bool:
+        """Whether ``scope`` sees a model named ``name`` (its own or everyone's)."""
+        return (scope, name) in self._hosts or (None, name) in self._hosts
 
     @property
     def hosts(self) -> list[ModelHost]:
         with self._lock:
             return list(self._hosts.values())
+
+    def visible(self, scope: str | None) -> list[ModelHost]:
+        """The hosts a caller of ``scope`` sees: everyone's and its own."""
+        with self._lock:
+            return [host for (owner, _), host in self._hosts.items() if owner in (None, scope)]
+
+    def scoped(self, scope: str | None) -> "ScopedRegistry":
+        return ScopedRegistry(self, scope)
 
     @property
     def ready(self) -> bool:
@@ -289,6 +317,43 @@ class ModelRegistry:
             host.close()
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
         self.heavy_pool.shutdown(wait=False, cancel_futures=True)
+
+
+class ScopedRegistry:
+    """A :class:`ModelRegistry` as one caller sees it: names resolve to that caller's taught models first."""
+
+    def __init__(self, registry: ModelRegistry, scope: str | None) -> None:
+        self.registry = registry
+        self.scope = scope
+
+    def get(self, name: str | None = None) -> ModelHost:
+        return self.registry.get(name, scope=self.scope)
+
+    def __contains__(self, name: str) -> bool:
+        return self.registry.has(name, self.scope)
+
+    @property
+    def hosts(self) -> list[ModelHost]:
+        return self.registry.visible(self.scope)
+
+    @property
+    def ready(self) -> bool:
+        return self.registry.ready
+
+    def __getattr__(self, name: str):
+        # Everything else (decode pools, config, metrics) is the registry's own.
+        return getattr(self.registry, name)
+
+
+def key_scope(key: str | None) -> str | None:
+    """The scope of taught models made with API key ``key``: a digest that never shows the key.
+
+    >>> key_scope(None) is None, len(key_scope("correct-horse-battery-staple"))
+    (True, 16)
+    """
+    if not key:
+        return None
+    return hashlib.sha256(b"imagerec-taught-scope\0" + key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 HEAVY_PIXELS = 4_000_000  # above this, a picture JPEG draft mode cannot shrink is decoded at low priority

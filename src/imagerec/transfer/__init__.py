@@ -25,7 +25,7 @@ layers of a Keras backbone). This package only re-exports their public names.
 from __future__ import annotations
 
 from .finetune import fine_tune
-from .learning import add_examples, gather, learn
+from .learning import add_examples, gather, learn, recalibrated
 from .learned import LearnedRecognizer, load_learned
 
-__all__ = ["learn", "add_examples", "gather", "load_learned", "fine_tune", "LearnedRecognizer"]
+__all__ = ["learn", "add_examples", "gather", "recalibrated", "load_learned", "fine_tune", "LearnedRecognizer"]

@@ -83,6 +83,23 @@ class LearnedRecognizer(Recognizer):
         """Write this recognizer to a ``.imagerec`` file, atomically; ``imagerec.load`` reads it back."""
         return save_recognizer(self, path)
 
+    # Grad-CAM through a Keras backbone and the head (imagerec.transfer.gradients); None: occlusion.
+    @property
+    def gives_gradients(self) -> bool:
+        return self._gradients() is not None
+
+    def gradients(self):
+        source = self._gradients()
+        return source() if source is not None else None
+
+    def _gradients(self):
+        if "_gradient_source" not in self.__dict__:
+            from .gradients import gradient_source
+
+            self._gradient_source = gradient_source(self.metadata.get("backbone"), self.preprocessing.normalization,
+                                                    lambda: self.head)
+        return self._gradient_source
+
 
 def timestamp() -> str:
     """Now, in UTC to the second, as the manifest's ``created`` and ``saved`` record it."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from .features import extract, variants_for
 from .heads import Head, ImprintHead, calibrate, held_out_scores, make_head
 from .learned import LearnedRecognizer, timestamp
 
-__all__ = ["learn", "add_examples", "gather"]
+__all__ = ["learn", "add_examples", "gather", "recalibrated"]
 
 
 # -- what to learn from ---------------------------------------------------------------
@@ -123,6 +123,12 @@ def _calibrate(head: Head, X: np.ndarray, y: np.ndarray, classes: list[str], thr
     # threshold's evidence comes from cheap imprint fits; the head itself is
     # refitted only to measure its held-out accuracy.
     known, correct, untaught = held_out_scores(ImprintHead().clone, X, y, classes, seed=seed)
+    copies_only = len(known) == 0 and len(untaught) == 0
+    if copies_only:
+        # One class of near-copies only (a single camera burst): nothing else to
+        # measure against, so "unknown" is anything unlike those very photos,
+        # until a second class or a different photo recalibrates it.
+        known, correct, untaught = held_out_scores(ImprintHead().clone, X, y, classes, seed=seed, duplicates=None)
     if not isinstance(head, ImprintHead):
         _, correct, _ = held_out_scores(head.clone, X, y, classes, seed=seed, max_left_out_classes=0)
     metrics = {}
@@ -131,6 +137,8 @@ def _calibrate(head: Head, X: np.ndarray, y: np.ndarray, classes: list[str], thr
     calibration = calibrate(known, untaught)
     if calibration is None:
         return None, None, metrics
+    if copies_only:
+        calibration.method += " (all near-copies of one photo: only photos like it are answered)"
     calibration.held_out_accuracy = metrics.get("held_out_accuracy")
     calibration.counts = {"known_examples": int(len(known)), "untaught_examples": int(len(untaught))}
     return calibration.threshold, calibration.to_dict(), metrics
@@ -218,6 +226,46 @@ def learn(
     return LearnedRecognizer(
         backbone.backend, classes, backbone.preprocessing, name=name, sha256=None,
         head=model, threshold=value, metadata=metadata,
+    )
+
+
+def recalibrated(recognizer: LearnedRecognizer, embeddings: np.ndarray, labels: Sequence[str], *,
+                 seed: int = 0) -> LearnedRecognizer:
+    """``recognizer`` with its "auto" threshold calibrated again on these examples (one embedding, one class each).
+
+    For whoever keeps a recognizer's examples beside it (the teaching
+    server): a head that does not keep them (imprint) cannot recalibrate
+    itself in :func:`add_examples`, so after teaching, forgetting or renaming
+    the threshold would stay where the first lesson put it. A recognizer
+    whose threshold was given, or turned off, is returned as it is.
+
+    >>> import imagerec, numpy as np
+    >>> shots = "../shared/photos/few-shot/"
+    >>> model = imagerec.learn({"cat": [shots + "cat_train_0.bmp"] * 3}, head="imprint", cache=False)
+    >>> model.threshold > 0.99   # three copies of one photo: only that photo is a cat
+    True
+    >>> more = imagerec.transfer.add_examples(model, {"hot dog": [shots + "hotdog_train_0.bmp", shots + "hotdog_train_1.bmp"]})
+    >>> X = np.stack([model.embed(shots + n)[0] for n in ["cat_train_0.bmp"] * 3 + ["hotdog_train_0.bmp", "hotdog_train_1.bmp"]])
+    >>> recalibrated(more, X, ["cat"] * 3 + ["hot dog"] * 2).threshold < 0.9
+    True
+    """
+    training = recognizer.metadata.get("training") or {}
+    if training.get("threshold_mode") != "auto" or len(embeddings) == 0:
+        return recognizer
+    classes = list(recognizer.labels)
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise UsageError(f"examples of classes the recognizer does not know: {', '.join(map(repr, unknown))}")
+    y = np.array([classes.index(label) for label in labels], np.int64)
+    threshold, calibration, found = _calibrate(recognizer.head, np.asarray(embeddings, np.float32), y, classes,
+                                               "auto", seed)
+    if threshold is None:
+        return recognizer
+    metadata = {**recognizer.metadata, "calibration": calibration,
+                "metrics": {**(recognizer.metadata.get("metrics") or {}), **found}}
+    return LearnedRecognizer(
+        recognizer.backend, classes, recognizer.preprocessing, name=recognizer.name, sha256=None,
+        limits=recognizer.limits, head=recognizer.head, threshold=threshold, metadata=metadata,
     )
 
 

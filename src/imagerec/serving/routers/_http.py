@@ -22,7 +22,7 @@ from ..batching import BatcherClosedError, QueueFullError
 from ..config import ServeConfig
 from ..metrics import Metrics
 from ..payloads import RequestTooLargeError, UnsupportedMediaTypeError
-from ..service import ModelRegistry, UploadTooLargeError
+from ..service import ScopedRegistry, UploadTooLargeError, key_scope
 
 log = logging.getLogger("imagerec.serving")
 
@@ -113,8 +113,15 @@ def rpc_status(exc: ImagerecError) -> dict:
     return {"code": RPC_CODES.get(name, 2), "message": str(exc)}
 
 
-def registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry
+def registry(request: Request) -> ScopedRegistry:
+    """The served models as this caller sees them: its own taught models, and everyone's."""
+    return request.app.state.registry.scoped(caller_scope(request))
+
+
+def caller_scope(request: Request) -> str | None:
+    """The scope of the caller's taught models: its API key's (None without keys: one shared scope)."""
+    keys = request.app.state.api_keys
+    return key_scope(keys.presented(request.headers, request.query_params)) if keys.enabled else None
 
 
 def config(request: Request) -> ServeConfig:

@@ -1,7 +1,12 @@
 """The web page at ``/`` and its static files (plain HTML, CSS and JavaScript).
 
 Only files that ship in ``serving/static/`` are served, looked up by exact
-name, so no path can reach outside that folder.
+name, so no path can reach outside that folder. The page's Content Security
+Policy lets it load and call nothing but this server (and the camera), so it
+works the same with no internet and leaks nothing to other hosts.
+
+>>> "connect-src 'self'" in PAGE_POLICY
+True
 """
 
 from __future__ import annotations
@@ -25,9 +30,19 @@ def _shipped() -> dict[str, Path]:
     return {path.name: path for path in STATIC.iterdir() if path.is_file() and path.suffix in _TYPES}
 
 
+# data: and blob: are the page's own thumbnails, heat maps and photos; mediastream: the camera.
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+    "connect-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
 @router.get("/")
 async def index() -> FileResponse:
-    return _file("index.html")
+    page = _file("index.html")
+    page.headers["Content-Security-Policy"] = PAGE_POLICY
+    return page
 
 
 @router.get("/static/{name}")

@@ -24,7 +24,12 @@ import numpy as np
 
 from .base import Head
 
-__all__ = ["Calibration", "calibrate", "held_out_scores"]
+__all__ = ["Calibration", "calibrate", "held_out_scores", "DUPLICATE_SIMILARITY"]
+
+# Embeddings this similar are the same scene: frames of one camera burst, a
+# photo and its resized copy (cat_720p / cat_1080p: 0.998), while two
+# different photos of a cat in the shared set are at 0.69.
+DUPLICATE_SIMILARITY = 0.97
 
 
 @dataclass
@@ -59,6 +64,7 @@ def held_out_scores(
     max_examples: int = 2000,
     max_left_out_classes: int = 10,
     seed: int = 0,
+    duplicates: float | None = DUPLICATE_SIMILARITY,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scores of examples the head did not see: ``(known, correct, untaught)``.
 
@@ -69,18 +75,20 @@ def held_out_scores(
     fitted *without* — leaving each class out in turn simulates photos of
     a class nobody taught. ``new_head`` makes an unfitted head for each fit
     (``head.clone``).
+
+    Near-copies (embeddings at cosine similarity ``duplicates`` or more:
+    frames of one camera burst, the same photo taught twice) share a fold,
+    so a held-out example is never measured against its own twin — which
+    would score ~1.0 and put the threshold where only copies of the taught
+    photos pass. ``None`` folds every example on its own.
     """
     rng = np.random.default_rng(seed)
     y = np.asarray(y, np.int64)
     if len(X) > max_examples:  # calibration needs a fair sample, not every example
         keep = np.sort(rng.choice(len(X), max_examples, replace=False))
         X, y = X[keep], y[keep]
-    fold_of = np.full(len(y), -1)
     counts = np.bincount(y, minlength=len(labels))
-    k = int(min(folds, counts.max())) if len(counts) else 0
-    for c in np.flatnonzero(counts >= 2):
-        members = rng.permutation(np.flatnonzero(y == c))
-        fold_of[members] = np.arange(len(members)) % k
+    fold_of, k = _folds(X, y, len(labels), folds, rng, duplicates)
     known, correct = [], []
     for f in range(k):
         test = fold_of == f
@@ -102,6 +110,38 @@ def held_out_scores(
             untaught.append(head.confidence(X[y == c][:200]))
     cat = lambda parts, dtype: np.concatenate(parts) if parts else np.zeros(0, dtype)  # noqa: E731
     return cat(known, np.float32), cat(correct, bool), cat(untaught, np.float32)
+
+
+def _folds(X: np.ndarray, y: np.ndarray, n_classes: int, folds: int, rng: np.random.Generator,
+           duplicates: float | None) -> tuple[np.ndarray, int]:
+    """``(fold of each example or -1, number of folds)``: groups of near-copies, spread over the folds per class.
+
+    A class with a single group (one photo, or one burst) cannot be held out.
+    """
+    fold_of = np.full(len(y), -1)
+    groups = {c: _near_copy_groups(X[y == c], duplicates) for c in range(n_classes) if (y == c).any()}
+    most = max((len(set(g)) for g in groups.values()), default=0)
+    k = int(min(folds, most))
+    for c, group_of in groups.items():
+        names = np.unique(group_of)
+        if len(names) < 2:
+            continue
+        order = rng.permutation(names)
+        fold_of_group = {int(g): position % k for position, g in enumerate(order)}
+        fold_of[np.flatnonzero(y == c)] = [fold_of_group[int(g)] for g in group_of]
+    return fold_of, k
+
+
+def _near_copy_groups(X: np.ndarray, duplicates: float | None) -> np.ndarray:
+    """A group number per row: rows linked by cosine similarity ≥ ``duplicates`` (transitively) share one."""
+    if duplicates is None or len(X) < 2:
+        return np.arange(len(X))
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    unit = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    linked = (unit @ unit.T) >= duplicates
+    return connected_components(csr_matrix(linked), directed=False)[1]
 
 
 def calibrate(known: np.ndarray, untaught: np.ndarray, *, keep_known: float = 0.95) -> Calibration | None:
