@@ -45,7 +45,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IMAGEREC_SHARED", ROOT.parent / "shared"))
@@ -153,7 +153,7 @@ def measure(kind: str, photos: list[Path], rounds: int) -> list[dict]:
             recognizer.predict(photos[0])
             explain_s, predict_s = [], []
             for _ in range(rounds):  # interleaved, so a busy moment on the shared machine hits both
-                explain_s.append(_seconds(lambda photo: recognizer.explain(photo, method=method), photos))
+                explain_s.append(_seconds(lambda photo, m=method: recognizer.explain(photo, method=m), photos))
                 predict_s.append(_seconds(lambda photo: recognizer.predict(photo, top_k=1), photos))
             row = {"kind": kind, "model": Path(model).name, "method": heat.method,
                    "input": list(recognizer.preprocessing.size), "runs": heat.runs, "first_s": round(first_s, 3),

@@ -206,7 +206,7 @@ def _jpeg_round_trip(array: np.ndarray) -> np.ndarray:
 
 # cProfile's name for the C functions doing each kind of work (substrings of the entry).
 _KINDS = (
-    ("decode (JPEG, libjpeg-turbo)", ("ImagingDecoder", "decode_jpeg")),
+    ("decode (JPEG, libjpeg-turbo)", ("ImagingDecoder", "decode_jpeg", "decode_turbo")),
     ("resize + turn upright", ("'resize' of", "'transpose' of", "'reduce' of")),
     ("inference (LiteRT invoke)", ("Invoke", "invoke")),
     ("file reads", ("'read' of", "read_bytes")),

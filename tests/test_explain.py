@@ -297,3 +297,20 @@ def test_a_recognizer_learned_on_a_keras_backbone_is_explained_through_its_head(
 def test_a_recognizer_learned_on_the_int8_zoo_model_is_explained_by_occlusion(photos_dir: Path) -> None:
     learned = imagerec.load(str(LEGACY / "pets.imagerec"))
     assert not learned.gives_gradients and learned.explain(photos_dir / "hot_dog.jpg").method == "occlusion"
+
+
+@pytest.mark.slow  # imports Keras and exports the model to ONNX
+def test_a_keras_model_without_a_feature_map_falls_back_to_occlusion(tmp_path: Path, photos_dir: Path) -> None:
+    from imagerec.core.keras_backend import import_keras
+    from imagerec.formats.keras import save_model
+
+    keras = import_keras()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs))
+    path = save_model(keras.Model(inputs, outputs), tmp_path / "flat.keras", classes=["a", "b"],
+                      preprocessing=imagerec.Preprocessing(size=(8, 8), normalization="unit"))
+    flat = imagerec.load(str(path))
+    assert flat.explain(photos_dir / "hot_dog.jpg").method == "occlusion"
+    with pytest.raises(UsageError, match="no convolutional feature map"):
+        flat.explain(photos_dir / "hot_dog.jpg", method="grad-cam")

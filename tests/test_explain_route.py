@@ -120,9 +120,9 @@ def test_a_large_photo_is_answered_in_its_own_pixels(client, photos_dir: Path) -
 
 
 def test_a_photo_over_the_pixel_limit_is_refused_in_one_line(recognizer, photos_dir: Path) -> None:
-    with TestClient(create_app([recognizer], ServeConfig(max_pixels=400_000))) as small:
-        with open(photos_dir / "cat_720p.jpg", "rb") as photo:  # 921,600 pixels
-            reply = small.post("/v1/explain", files={"file": ("cat.jpg", photo, "image/jpeg")})
+    with TestClient(create_app([recognizer], ServeConfig(max_pixels=400_000))) as small, \
+            open(photos_dir / "cat_720p.jpg", "rb") as photo:  # 921,600 pixels
+        reply = small.post("/v1/explain", files={"file": ("cat.jpg", photo, "image/jpeg")})
     assert reply.status_code == 400
     error = reply.json()["results"][0]["error"]
     assert "pixels" in error["message"] and "\n" not in error["message"]

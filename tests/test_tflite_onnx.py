@@ -23,7 +23,6 @@ def photos(photos_dir: Path) -> list[str]:
     return [str(photos_dir / name) for name in PHOTOS]
 
 
-@pytest.mark.slow
 def test_the_int8_zoo_model_exports_to_onnx_with_the_same_answers(models_dir, photos, tmp_path):
     import onnx
 

@@ -72,11 +72,17 @@ def explain(
 
     ``gradients``, when given, returns the model's :data:`GradientFn` (or
     None when it has none); it is only called for Grad-CAM, since making it
-    may build a Keras model.
+    may build a Keras model. With ``auto``, a model whose gradients cannot
+    make a Grad-CAM (no convolutional feature map) is explained by occlusion.
     """
     check_method(method)
     if method != "occlusion":
-        function = gradients() if gradients is not None else None
+        try:
+            function = gradients() if gradients is not None else None
+        except UsageError:  # e.g. a Keras model with no convolutional feature map
+            if method == "grad-cam":
+                raise
+            function = None
         if function is not None:
             return grad_cam(photo, function, score, preprocessing, labels=labels, label=label,
                             predictable=predictable)

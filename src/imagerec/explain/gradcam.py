@@ -41,7 +41,7 @@ from ..core.images import resize
 from ..core.preprocessing import Preprocessing
 from .heatmap import HeatMap, finish, label_index
 
-__all__ = ["METHOD", "GradientFn", "grad_cam", "cam"]
+__all__ = ["METHOD", "GradientFn", "cam", "grad_cam"]
 
 METHOD = "grad-cam"
 

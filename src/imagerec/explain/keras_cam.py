@@ -99,11 +99,18 @@ def lazy_keras_gradients(build: Callable[[], Any], normalization: str, *,
     """A zero-argument source of :func:`keras_gradients` that builds the model (``build()``) on first use only."""
     lock = threading.Lock()
     made: list[GradientFn] = []
+    refused: list[UsageError] = []  # a model Grad-CAM cannot explain is not rebuilt at every photo
 
     def source() -> GradientFn:
         with lock:
+            if refused:
+                raise refused[0]
             if not made:
-                made.append(keras_gradients(build(), normalization, top=top))
+                try:
+                    made.append(keras_gradients(build(), normalization, top=top))
+                except UsageError as exc:
+                    refused.append(exc)
+                    raise
             return made[0]
 
     return source
@@ -140,6 +147,8 @@ def target_layer(model: Any) -> Any:
     """The last layer (nested models searched too) whose output is a spatial map ``N×h×w×C``, ``h, w > 1``."""
     found = None
     for layer in _leaves(model):
+        if type(layer).__name__ == "InputLayer":  # the pixels themselves are no feature map
+            continue
         try:
             shape = tuple(layer.output.shape)
         except (AttributeError, ValueError):  # never called, or called more than once

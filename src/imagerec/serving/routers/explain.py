@@ -44,7 +44,15 @@ from ...recognizer import Recognizer
 from .. import payloads
 from ..batching import QueueFullError
 from ..service import NamedImage, UploadTooLargeError
-from ._http import api_error, config, error_body, image_error, metrics, registry, require_api_key
+from ._http import (
+    api_error,
+    config,
+    error_body,
+    image_error,
+    metrics,
+    registry,
+    require_api_key,
+)
 
 router = APIRouter(prefix="/v1", tags=["explain"], dependencies=[Depends(require_api_key)])
 
