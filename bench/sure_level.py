@@ -45,9 +45,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 
-from class_weight import per_class_indices  # noqa: E402
+from class_weight import split  # noqa: E402
 from imagerec.answers import SURE_LEVEL  # noqa: E402
-from imagerec.data import load_dataset  # noqa: E402
 
 BANDS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95, 1.0 + 1e-9)
 
@@ -99,11 +98,7 @@ def run(args) -> dict:
     from imagerec.transfer.backbones import default_frame, get_backbone
     from imagerec.transfer.features import extract
 
-    dataset = load_dataset(args.data)
-    train_pool, val_pool = dataset.split_indices(0.1, seed=0)
-    targets = np.asarray(dataset.targets)
-    train_idx = per_class_indices(targets, train_pool, args.per_class, seed=1)
-    val_idx = per_class_indices(targets, val_pool, args.val_per_class, seed=2)
+    dataset, targets, train_idx, val_idx = split(args)  # class_weight's split: the same photos
 
     backbone = get_backbone("mobilenet_v2")
     backbone = backbone.framed(default_frame(backbone.preprocessing))

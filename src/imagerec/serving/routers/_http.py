@@ -18,6 +18,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from ...core.errors import ImageDecodeError, ImagerecError, UnknownModelError, UsageError
+from .. import payloads
 from ..batching import BatcherClosedError, QueueFullError
 from ..config import ServeConfig
 from ..metrics import Metrics
@@ -105,6 +106,33 @@ def image_error(exc: ImagerecError) -> dict:
     """The per-image error object of ``/v1/predict`` (HTTP-style code)."""
     status = http_status(exc)
     return {"code": status, "status": STATUS_NAMES.get(status, "UNKNOWN"), "message": str(exc)}
+
+
+def per_image_response(request: Request, route: str, model: str, results: list[dict], verb: str) -> JSONResponse:
+    """The answer of a route with one result per image (``/v1/predict``, ``/v1/describe``, ``/v1/explain``).
+
+    Each failed result (``{"name", "error"}``) counts in the metrics. The
+    status is 200 when at least one image succeeded; when every one failed it
+    is the first failure's, and the body also carries a top-level ``error``
+    ("none of the N images could be <verb>; first: …").
+    """
+    failures = [result["error"] for result in results if "error" in result]
+    for _ in failures:
+        metrics(request).errors.inc(route=route, kind="image")
+    document: dict = {"model": model, "results": results}
+    if not results or len(failures) < len(results):
+        return JSONResponse(document, status_code=200)
+    first = failures[0]
+    message = first["message"] if len(results) == 1 else (
+        f"none of the {len(results)} images could be {verb}; first: {first['message']}")
+    return JSONResponse({**error_body(first["code"], message), **document}, status_code=first["code"])
+
+
+async def request_body(request: Request, ticket) -> bytes:
+    """The request's body, read within the size limit and the body budget's ``ticket``."""
+    return await payloads.read_body(
+        request.stream(), request.headers.get("content-length"), config(request).max_request_bytes, ticket
+    )
 
 
 def rpc_status(exc: ImagerecError) -> dict:

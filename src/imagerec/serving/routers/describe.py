@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse
 from ...core.errors import ImagerecError, UsageError
 from ...library.describe import answer_labels, describe_image
 from .. import payloads
-from ._http import api_error, config, error_body, image_error, metrics, registry, require_api_key
+from ._http import api_error, config, image_error, per_image_response, registry, request_body, require_api_key
 
 router = APIRouter(prefix="/v1", tags=["describe"], dependencies=[Depends(require_api_key)])
 
@@ -49,9 +49,7 @@ async def describe(
     try:
         with request.app.state.body_budget.ticket() as ticket:
             async with asyncio.timeout(settings.request_timeout):
-                body = await payloads.read_body(
-                    request.stream(), request.headers.get("content-length"), settings.max_request_bytes, ticket
-                )
+                body = await request_body(request, ticket)
                 parsed = await payloads.parse_predict(request.headers, body, settings.max_images)
                 host = registry(request).get(model or parsed.model)
                 if not host.recognizer.classifies:
@@ -60,18 +58,7 @@ async def describe(
                 results = [await _describe_one(image, outcome) for image, outcome in zip(parsed.images, outcomes)]
     except (ImagerecError, TimeoutError) as exc:
         raise api_error(exc, settings) from exc
-    failures = [result for result in results if "error" in result]
-    for _ in failures:
-        metrics(request).errors.inc(route="/v1/describe", kind="image")
-    document: dict = {"model": host.name, "results": results}
-    status = 200
-    if results and len(failures) == len(results):
-        first = failures[0]["error"]
-        status = first["code"]
-        message = first["message"] if len(results) == 1 else (
-            f"none of the {len(results)} images could be described; first: {first['message']}")
-        document = {**error_body(status, message), **document}
-    return JSONResponse(document, status_code=status)
+    return per_image_response(request, "/v1/describe", host.name, results, "described")
 
 
 async def _describe_one(image, outcome) -> dict:

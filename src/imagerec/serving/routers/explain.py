@@ -44,15 +44,7 @@ from ...recognizer import Recognizer
 from .. import payloads
 from ..batching import QueueFullError
 from ..service import NamedImage, UploadTooLargeError
-from ._http import (
-    api_error,
-    config,
-    error_body,
-    image_error,
-    metrics,
-    registry,
-    require_api_key,
-)
+from ._http import api_error, config, image_error, per_image_response, registry, request_body, require_api_key
 
 router = APIRouter(prefix="/v1", tags=["explain"], dependencies=[Depends(require_api_key)])
 
@@ -81,9 +73,7 @@ async def explain(
         with request.app.state.body_budget.ticket() as ticket:
             # Up to 82 model runs a photo: allow more time than a prediction.
             async with asyncio.timeout(settings.request_timeout * 4):
-                body = await payloads.read_body(
-                    request.stream(), request.headers.get("content-length"), settings.max_request_bytes, ticket
-                )
+                body = await request_body(request, ticket)
                 parsed = await payloads.parse_predict(request.headers, body, settings.max_images)
                 host = registry(request).get(model or parsed.model)
                 recognizer = host.recognizer
@@ -97,18 +87,7 @@ async def explain(
                 results = await _explain_all(parsed.images, recognizer, label, method, settings)
     except (ImagerecError, TimeoutError) as exc:
         raise api_error(exc, settings) from exc
-    for result in results:
-        if "error" in result:
-            metrics(request).errors.inc(route="/v1/explain", kind="image")
-    document: dict = {"model": host.name, "results": results}
-    status = 200
-    if all("error" in result for result in results):
-        first = results[0]["error"]
-        status = first["code"]
-        message = first["message"] if len(results) == 1 else (
-            f"none of the {len(results)} images could be explained; first: {first['message']}")
-        document = {**error_body(status, message), **document}
-    return JSONResponse(document, status_code=status)
+    return per_image_response(request, "/v1/explain", host.name, results, "explained")
 
 
 async def _explain_all(images: list[NamedImage], recognizer: Recognizer, label: str | None, method: str,

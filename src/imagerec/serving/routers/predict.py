@@ -35,7 +35,7 @@ from fastapi.responses import JSONResponse
 
 from ...core.errors import ImagerecError
 from .. import payloads
-from ._http import api_error, config, error_body, http_status, image_error, metrics, registry, require_api_key
+from ._http import api_error, config, image_error, per_image_response, registry, request_body, require_api_key
 
 router = APIRouter(prefix="/v1", tags=["predict"], dependencies=[Depends(require_api_key)])
 
@@ -52,33 +52,14 @@ async def predict(
     try:
         with request.app.state.body_budget.ticket() as ticket:
             async with asyncio.timeout(settings.request_timeout):
-                body = await payloads.read_body(
-                    request.stream(), request.headers.get("content-length"), settings.max_request_bytes, ticket
-                )
+                body = await request_body(request, ticket)
                 parsed = await payloads.parse_predict(request.headers, body, settings.max_images)
                 host = registry(request).get(model or parsed.model)
                 wanted = top_k if top_k is not None else parsed.top_k if parsed.top_k is not None else DEFAULT_TOP_K
                 outcomes = await host.predict(parsed.images, wanted)
     except (ImagerecError, TimeoutError) as exc:
         raise api_error(exc, settings) from exc
-    results = []
-    for outcome in outcomes:
-        if outcome.ok:
-            results.append({"name": outcome.path, **outcome.predictions.to_dict()})
-        else:
-            metrics(request).errors.inc(route="/v1/predict", kind="image")
-            results.append({"name": outcome.path, "error": image_error(outcome.error)})
-    document: dict = {"model": host.name, "results": results}
-    status = 200
-    if not any(outcome.ok for outcome in outcomes):
-        first = outcomes[0].error
-        status = http_status(first)
-        document = {**error_body(status, _all_failed(outcomes)), **document}
-    return JSONResponse(document, status_code=status)
-
-
-def _all_failed(outcomes) -> str:
-    if len(outcomes) == 1:
-        return str(outcomes[0].error)
-    return f"none of the {len(outcomes)} images could be recognised; first: {outcomes[0].error}"
+    results = [{"name": outcome.path, **outcome.predictions.to_dict()} if outcome.ok
+               else {"name": outcome.path, "error": image_error(outcome.error)} for outcome in outcomes]
+    return per_image_response(request, "/v1/predict", host.name, results, "recognised")
 

@@ -45,7 +45,7 @@ from ...transfer.examples import read_examples
 from ...transfer.learned import load_learned
 from .. import payloads
 from ..teach import Teacher
-from ._http import ApiError, api_error, caller_scope, config, require_api_key
+from ._http import ApiError, api_error, caller_scope, config, request_body, require_api_key
 
 router = APIRouter(prefix="/v1", tags=["teach"], dependencies=[Depends(require_api_key)])
 
@@ -69,9 +69,7 @@ async def teach(request: Request) -> JSONResponse:
         with request.app.state.body_budget.ticket() as ticket:
             # Learning embeds the photos on the CPU: allow it more time than a prediction.
             async with asyncio.timeout(settings.request_timeout * 4):
-                body = await payloads.read_body(
-                    request.stream(), request.headers.get("content-length"), settings.max_request_bytes, ticket
-                )
+                body = await request_body(request, ticket)
                 images, fields = await payloads.parse_form(request.headers, body, settings.max_images)
                 model = fields.get("model") or DEFAULT_MODEL
                 host = await teacher.teach(model, fields.get("label", ""), images,
@@ -136,9 +134,7 @@ async def open_model(request: Request, model: str) -> JSONResponse:
     try:
         with request.app.state.body_budget.ticket() as ticket:
             async with asyncio.timeout(settings.request_timeout * 4):
-                body = await payloads.read_body(
-                    request.stream(), request.headers.get("content-length"), settings.max_request_bytes, ticket
-                )
+                body = await request_body(request, ticket)
                 files, _ = await payloads.parse_form(request.headers, body, 1)
                 if len(files) != 1:
                     raise UsageError("send one .imagerec file as a file field of the form")

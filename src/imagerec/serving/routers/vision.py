@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 
 from ...core.errors import ImagerecError
 from .. import payloads
-from ._http import api_error, config, metrics, registry, require_api_key, rpc_status
+from ._http import api_error, config, metrics, registry, request_body, require_api_key, rpc_status
 
 router = APIRouter(prefix="/v1", tags=["cloud vision"], dependencies=[Depends(require_api_key)])
 
@@ -46,9 +46,7 @@ async def annotate(
         payloads.check_json_content_type(request.headers.get("content-type"))
         with request.app.state.body_budget.ticket() as ticket:
             async with asyncio.timeout(settings.request_timeout):
-                body = await payloads.read_body(
-                    request.stream(), request.headers.get("content-length"), settings.max_request_bytes, ticket
-                )
+                body = await request_body(request, ticket)
                 items = await payloads.parse_annotate_async(body, settings.max_images)
                 host = registry(request).get(model)
                 deepest = min(settings.max_top_k, max(item.max_results for item in items))
