@@ -124,6 +124,54 @@ def imagerec_api(recognizer, paths: list[Path]) -> tuple[float, list[int]]:
     return time.perf_counter() - start, top1
 
 
+def index_run(recognizer, folder: Path, paths: list[Path]) -> tuple[float, float, list[int]]:
+    """``imagerec index`` of the same photos into a new catalog: (seconds, CPU seconds, top-1 label per photo).
+
+    The first pass of an index does everything predict does (draft decode,
+    inference, near-ties again in full) plus the file's hash, its EXIF facts,
+    colours and the catalog's writes; the top-1 is read back from the catalog.
+    """
+    import sqlite3
+
+    from imagerec.library import index_library
+
+    with tempfile.TemporaryDirectory() as scratch:
+        catalog = Path(scratch) / "catalog.db"
+        cpu, start = time.process_time(), time.perf_counter()
+        summary = index_library(folder, catalog=catalog, models=[recognizer], workers=recognizer.workers)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        if summary.failed:
+            raise SystemExit(f"index: {summary.failed} of the photos failed: {summary.failures[:3]}")
+        with sqlite3.connect(catalog) as db:
+            best = dict(db.execute(
+                "SELECT f.path, (SELECT p.label FROM predictions p WHERE p.content_id = f.content_id"
+                " ORDER BY p.score DESC, p.label LIMIT 1) FROM files f"))
+    return seconds, cpu, [best[path.name] for path in paths]
+
+
+def margin_sweep(draft: np.ndarray, full: np.ndarray, plain: np.ndarray, margins, costs: dict[str, float]) -> list[dict]:
+    """What each refine margin would give on these photos: the share decoded again, the agreement, the rate.
+
+    ``draft``/``full``/``plain`` are probabilities from the draft decode,
+    imagerec's full decode and a plain full decode. The rate is the limit
+    the measured per-photo core-seconds imply (``costs``: decode, inference
+    and full decode rates in photos/s), so the margins compare without a
+    timed run each.
+    """
+    ordered = np.sort(draft, axis=1)
+    margin_of = ordered[:, -1] - ordered[:, -2]
+    rows = []
+    for margin in margins:
+        near = margin_of < margin
+        top1 = np.where(near, full.argmax(axis=1), draft.argmax(axis=1))
+        seconds = 1 / costs["decode"] + 1 / costs["inference"] + near.mean() * (1 / costs["full"] + 1 / costs["inference"])
+        rows.append({"margin": margin, "share_refined": round(float(near.mean()), 4),
+                     "agreement_imagerec_full": round(float(np.mean(top1 == full.argmax(axis=1))), 4),
+                     "agreement_plain_full": round(float(np.mean(top1 == plain.argmax(axis=1))), 4),
+                     "limit_photos_per_s": round(1 / seconds, 1)})
+    return rows
+
+
 def decode_only(recognizer, paths: list[Path]) -> float:
     start = time.perf_counter()
     for _ in decode_ordered(paths, recognizer.preprocessing, workers=recognizer.workers):
@@ -383,6 +431,9 @@ def main() -> None:
     api_top1: list[int] = []
     draft_top1: list[int] = []
     before_top1: list[int] = []
+    index_times: list[float] = []
+    index_cpu: list[float] = []
+    index_top1: list[int] = []
     for run in range(args.runs):
         cpu = time.process_time()
         seconds, decoding, _ = naive(paths, model_path)
@@ -401,11 +452,14 @@ def main() -> None:
         seconds, before_top1 = imagerec_api(before, paths)
         before_cpu.append(time.process_time() - cpu)
         before_times.append(seconds)
+        seconds, cpu, index_top1 = index_run(recognizer, args.folder, paths)
+        index_times.append(seconds)
+        index_cpu.append(cpu)
         decode_times.append(decode_only(recognizer, paths))
         infer_times.append(inference_only(recognizer, batch))
         full_times.append(full_decode_only(recognizer, near_paths))
         print(f"run {run + 1}: naive {naive_times[-1]:.1f} s, imagerec {api_times[-1]:.1f} s, before {before_times[-1]:.1f} s, "
-              f"refinement off {draft_times[-1]:.1f} s", file=sys.stderr)
+              f"refinement off {draft_times[-1]:.1f} s, index {index_times[-1]:.1f} s", file=sys.stderr)
 
     probabilities = reference(recognizer, paths)
     ref = probabilities["reference"]
@@ -434,6 +488,11 @@ def main() -> None:
     full_rate = len(near_paths) / statistics.median(full_times)
     limit = 1 / (1 / decode_rate + 1 / infer_rate)  # serial: each alone keeps both cores busy
     limit_answer = 1 / (1 / decode_rate + 1 / infer_rate + refined_share * (1 / full_rate + 1 / infer_rate))
+    b_index = n / statistics.median(index_times)
+    index_agreement = float(np.mean(np.array(index_top1) == np.array(api_top1)))
+    sweep = margin_sweep(recognizer.predict_proba(batch), probabilities["imagerec_full"], ref,
+                         (0.0, 0.02, 0.04, 0.05, 0.06, 0.08, 0.1),
+                         {"decode": decode_rate, "inference": infer_rate, "full": full_rate})
     memory = peak_memory(paths) if args.runs else []
     result = {
         "photos": n,
@@ -474,6 +533,11 @@ def main() -> None:
         "noise_floor_imagerec_full_vs_plain_full": round(floor_own, 4),
         "agreement_draft_one_step_finer_1_4": round(floor_draft, 4),
         "agreement_fine_1_2_alone": round(floor_fine, 4),
+        "index_photos_per_s": round(b_index, 2),
+        "index_cpu_ms_per_photo": round(statistics.median(index_cpu) / n * 1000, 2),
+        "index_share_of_predict": round(b_index / b, 3),
+        "index_top1_same_as_predict": round(index_agreement, 4),
+        "margin_sweep": sweep,
         "peak_rss": memory,
         "decode_workers": args.workers or "cores",
         "inference_threads": recognizer.backend.num_threads,
@@ -511,6 +575,15 @@ def main() -> None:
         ("  draft one step finer (1/4, 2× the pixels a side)", f"{floor_draft:.1%}"),
         ("  a 1/2-scale decode for every photo", f"{floor_fine:.1%}"),
     ]
+    rows += [
+        ("imagerec index of the same photos (first pass), photos/s", f"{b_index:.1f}"),
+        ("  CPU ms a photo", f"{result['index_cpu_ms_per_photo']:.1f}"),
+        ("  as a share of predict (b)", f"{b_index / b:.0%}"),
+        ("  top-1 in the catalog the same as predict's", f"{index_agreement:.1%}"),
+        ("refine margin sweep (from this run's rates): margin → refined, agreement own/plain, limit/s", ""),
+    ]
+    rows += [(f"  {row['margin']:.2f} → {row['share_refined']:.1%}, {row['agreement_imagerec_full']:.1%} / "
+              f"{row['agreement_plain_full']:.1%}", f"{row['limit_photos_per_s']:.1f}") for row in sweep]
     rows += [(f"peak RSS predicting {m['photos']} photos, MB", f"{m['peak_rss_mb']:.0f}") for m in memory]
     width = max(len(r[0]) for r in rows)
     print(f"\npredict throughput: {n} photos, median of {args.runs} runs, {result['cores']} cores, "

@@ -131,11 +131,45 @@ def test_a_catalog_of_the_released_version_migrates_in_place_without_recognising
     assert sqlite3.connect(catalog).execute("PRAGMA user_version").fetchone()[0] == 2
     first = index_library(root, models=[recognizer])
     # Only the missing facts were computed: nothing was recognised again.
-    assert (first.decoded, first.unchanged, first.facts_added) == (0, 2, 2)
+    assert (first.decoded, first.unchanged, first.facts_added, first.daytimes_added) == (0, 2, 2, 2)
     assert paths("red bird", catalog) == ["red_parrot.jpg"] and paths("paris 2019", catalog) == ["red_parrot.jpg"]
-    assert paths("blue", catalog) == ["blue.png"]
+    assert paths("blue", catalog) == ["blue.png"] and paths("afternoon", catalog) == ["red_parrot.jpg"]  # 12:00
     again = index_library(root, models=[recognizer])
-    assert (again.decoded, again.facts_added, again.unchanged) == (0, 0, 2)
+    assert (again.decoded, again.facts_added, again.daytimes_added, again.unchanged) == (0, 0, 0, 2)
+
+
+def test_a_catalog_of_the_previous_schema_gets_its_times_of_day_without_reading_a_photo(library, tmp_path: Path, monkeypatch):
+    import builtins
+
+    from imagerec.library import daytime
+
+    root = tmp_path / "photos"
+    shutil.copytree(library[0], root)  # photos and catalog, times kept: the files are unchanged
+    catalog = root / ".imagerec" / "catalog.db"
+    queries = ["morning", "sunset", "evening cat", "afternoon", "night", "sunrise bird"]
+    answers = {query: paths(query, library[1]) for query in queries}
+    with sqlite3.connect(catalog) as db:  # back to schema 3, as the previous release wrote it
+        db.executescript("DROP INDEX contents_by_daytime; ALTER TABLE contents DROP COLUMN daytime; PRAGMA user_version = 3;")
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def watching(file, *args, **kwargs):
+        if str(file).startswith(str(root)) and not str(file).startswith(str(root / ".imagerec")):
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", watching)
+    first = index_library(root, models=["mobilenet_v2"])
+    assert (first.decoded, first.facts_added, first.daytimes_added, first.unchanged) == (0, 0, 5, 5) and opened == []
+
+    def tested(*args):
+        raise AssertionError("a photo was tested in Python: the index was not used")
+
+    monkeypatch.setattr(daytime, "matches", tested)
+    assert {query: paths(query, catalog) for query in queries} == answers
+    assert answers["morning"] == ["dog.jpg", "owl.jpg"] and answers["sunset"] == ["cat.jpg"]
+    again = index_library(root, models=["mobilenet_v2"])
+    assert (again.decoded, again.daytimes_added, again.unchanged) == (0, 0, 5) and opened == []
 
 
 def test_an_up_to_date_catalog_reads_no_photo_again(library, monkeypatch):
@@ -152,7 +186,7 @@ def test_an_up_to_date_catalog_reads_no_photo_again(library, monkeypatch):
 
     monkeypatch.setattr(builtins, "open", watching)
     summary = index_library(root, models=["mobilenet_v2"])
-    assert (summary.decoded, summary.facts_added, summary.unchanged) == (0, 0, 5) and opened == []
+    assert (summary.decoded, summary.facts_added, summary.daytimes_added, summary.unchanged) == (0, 0, 0, 5) and opened == []
 
 
 def test_each_photo_gets_a_title_and_description_from_what_was_recognised_and_read(library, photos_dir: Path):

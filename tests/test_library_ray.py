@@ -31,7 +31,7 @@ def catalog_with_facts(path: Path) -> dict:
     dump = catalog_dump(path)
     db = sqlite3.connect(path)
     dump["facts"] = sorted(db.execute(
-        "SELECT sha256, latitude, longitude, place, facts, title, description FROM contents"
+        "SELECT sha256, latitude, longitude, place, facts, title, description, daytime FROM contents"
     ).fetchall(), key=str)
     dump["colours"] = sorted(db.execute(
         "SELECT c.sha256, k.colour, k.share FROM colours k JOIN contents c ON c.id = k.content_id"
@@ -97,6 +97,7 @@ def test_ray_index_writes_the_same_catalog_as_a_local_run(local_ray, tmp_path: P
     summary = index_library(root, catalog=remote, ray="auto", batch_size=4)
     assert (summary.new, summary.failed, summary.decoded) == (20, 1, 20)
     assert summary.facts_added == 0  # the facts came back from the workers: the driver read no photo again
+    assert summary.daytimes_added == 0  # each photo's parts of the day were computed as it was recorded
     index_library(root, catalog=local, models=[recognizer])
     assert catalog_with_facts(remote) == catalog_with_facts(local)
     assert "Paris, Île-de-France, France" in {row[3] for row in catalog_with_facts(remote)["facts"]}

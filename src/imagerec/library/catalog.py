@@ -436,7 +436,7 @@ class Catalog:
         self.db.execute(
             "INSERT INTO contents (sha256, width, height, taken_at, camera) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT(sha256) DO UPDATE SET width = excluded.width, height = excluded.height,"
-            " taken_at = excluded.taken_at, camera = excluded.camera",
+            " taken_at = excluded.taken_at, camera = excluded.camera, daytime = NULL",  # its time of day: again
             (sha256, width, height, taken_at, camera),
         )
         return int(self.db.execute("SELECT id FROM contents WHERE sha256 = ?", (sha256,)).fetchone()[0])

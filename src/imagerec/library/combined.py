@@ -15,7 +15,15 @@ the cheaper is chosen per query from counts read off the indexes:
   read more candidates than that term has), read that term's photos, test
   the rest, score each by the driving term and sort ("blue june 2019":
   3,300 photos of a million; "dog on a beach": the few beach photos).
-  Whether each photo still has a file is checked on the page only.
+  Whether each photo still has a file is checked on the page only. A
+  query with no thing or colour, ranked newest first, is planned the same
+  way ("night" in a library of few night photos: those few, sorted).
+
+A time of day ("sunset", "night") is read off the catalog's index of each
+photo's parts of the day (:mod:`.daytime_index`); the time-of-day terms of a
+query are read together ("afternoon night": the photos taken at both), so a
+time of day no photo was taken at costs one look at the index. A catalog
+whose parts of the day are not all computed yet tests each photo instead.
 
 >>> from imagerec.library import search
 >>> hits = search("red bird 2019", catalog="photos/.imagerec/catalog.db")   # doctest: +SKIP
@@ -26,9 +34,10 @@ the cheaper is chosen per query from counts read off the indexes:
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Sequence
 
-from . import daytime
+from . import daytime, daytime_index
 from .catalog import Catalog
 from .hierarchy import Hierarchy
 from .query import Term, read_query
@@ -40,10 +49,11 @@ __all__ = ["COLOUR_MIN_SHARE", "read_terms", "combined_search"]
 COLOUR_MIN_SHARE = 0.15
 _OK = "EXISTS (SELECT 1 FROM files f WHERE f.content_id = c.id AND f.status = 'ok')"
 _DAYTIME = "imagerec_daytime"  # the SQL function of daytime.matches, registered on the connection when needed
-# SQLite tests the conditions in the order written: the cheap column tests first, then lookups, the
-# time of day (Python, a few microseconds) next, the files check last (measured: 8x at 1M rows).
-_COST = {"date": 0, "month": 0, "camera": 0, "place": 0, "colour": 1, "thing": 2, "daytime": 3}
-_INDEXED = ("thing", "colour", "date", "camera", "place")  # kinds whose photos an index lists
+# SQLite tests the conditions in the order written: the cheap column tests first (the indexed parts of
+# the day are one), then lookups, the time of day tested in Python (a catalog whose parts of the day are
+# not all computed yet, a few microseconds) next, the files check last (measured: 8x at 1M rows).
+_COST = {"date": 0, "month": 0, "camera": 0, "place": 0, "parts": 0, "colour": 1, "thing": 2, "daytime": 3}
+_INDEXED = ("thing", "colour", "date", "camera", "place", "parts")  # kinds whose photos an index lists
 
 
 def _known_terms(cat: Catalog, kind: str) -> list[str]:
@@ -125,6 +135,8 @@ def _condition(term: Term, number: int, min_score: float) -> tuple[str, list]:
                 f" ELSE {_DAYTIME}(?, c.taken_at, c.latitude, c.longitude) END)", [*hours, term.value])
     if term.kind in ("camera", "place"):
         return f"c.{term.kind} IN ({','.join('?' * len(term.value))})", list(term.value)
+    if term.kind == "parts":  # the parts of the day, indexed: every mask holding all the query's parts
+        return f"c.daytime IN ({','.join('?' * len(term.value))})", list(term.value)
     raise ValueError(f"no condition for a {term.kind} term")
 
 
@@ -134,7 +146,10 @@ def combined_search(cat: Catalog, terms: Sequence[Term], *, min_score: float, li
     if not used or any(t.kind == "unknown" for t in used):
         return []
     if any(t.kind == "daytime" for t in used):
-        cat.db.create_function(_DAYTIME, 4, daytime.matches, deterministic=True)
+        if daytime_index.ready(cat):
+            used = _with_parts(used)
+        else:  # some photos' parts of the day are not computed yet: test each photo, as before the index
+            cat.db.create_function(_DAYTIME, 4, daytime.matches, deterministic=True)
     driver = next((t for t in used if t.kind == "thing"), None) or next((t for t in used if t.kind == "colour"), None)
     if driver is None:
         return _by_date(cat, used, min_score, limit)
@@ -155,6 +170,20 @@ def combined_search(cat: Catalog, terms: Sequence[Term], *, min_score: float, li
     return [(cid, float(share), {"colour": driver.value}) for cid, share in rows]
 
 
+def _with_parts(terms: Sequence[Term]) -> list[Term]:
+    """The time-of-day terms as one term read off the index (kind ``parts``: the masks holding all of them),
+    where the first of them was."""
+    parts = [t.value for t in terms if t.kind == "daytime"]
+    merged = replace(next(t for t in terms if t.kind == "daytime"), kind="parts", value=daytime_index.masks_with(parts))
+    out: list[Term] = []
+    for term in terms:
+        if term.kind != "daytime":
+            out.append(term)
+        elif not any(t is merged for t in out):
+            out.append(merged)
+    return out
+
+
 def _conditions(terms: Sequence[Term], min_score: float, *, files: bool = True) -> tuple[str, list]:
     """The terms as one SQL condition on ``contents c``, cheapest first (then the files check)."""
     where, params = [], []
@@ -168,12 +197,37 @@ def _conditions(terms: Sequence[Term], min_score: float, *, files: bool = True) 
 
 
 def _by_date(cat: Catalog, terms: Sequence[Term], min_score: float, limit: int) -> list[tuple[int, float, dict]]:
-    """Photos meeting date, month, time-of-day, camera and place terms, newest first."""
-    conditions, params = _conditions(terms, min_score)
-    rows = cat.db.execute(
-        f"SELECT c.id FROM contents c WHERE {conditions} ORDER BY c.taken_at DESC, c.id DESC LIMIT ?", [*params, limit]
-    )
-    return [(cid, 1.0, {}) for (cid,) in rows]
+    """Photos meeting date, month, time-of-day, camera and place terms, newest first.
+
+    Read newest first, testing each photo, unless a term's photos are fewer than that would read
+    (:func:`_narrowest`): then those photos, tested and sorted."""
+    source = _narrowest(cat, terms, min_score, limit)
+    if source is None:
+        conditions, params = _conditions(terms, min_score)
+        rows = cat.db.execute(
+            f"SELECT c.id FROM contents c WHERE {conditions} ORDER BY c.taken_at DESC, c.id DESC LIMIT ?", [*params, limit]
+        )
+        return [(cid, 1.0, {}) for (cid,) in rows]
+    listing, listed = _listing(source, min_score)
+    rest = [t for t in terms if t is not source]
+
+    def run(files: bool) -> list:
+        conditions, params = _conditions(rest, min_score, files=files)
+        return cat.db.execute(
+            f"SELECT c.id, 1.0 FROM ({listing}) s CROSS JOIN contents c ON c.id = s.id WHERE {conditions}"
+            " ORDER BY c.taken_at DESC, c.id DESC LIMIT ?", [*listed, *params, limit]).fetchall()
+
+    return [(cid, 1.0, {}) for cid, _ in _page_with_files(cat, run, limit)]
+
+
+def _page_with_files(cat: Catalog, run, limit: int) -> list:
+    """``run(files)``'s rows, whether each photo still has a file asked of the page only (a third of the cost
+    when asked of every candidate), unless some of a full page had none: then of every candidate."""
+    rows = run(False)
+    kept = _with_files(cat, [row[0] for row in rows])
+    if len(kept) < len(rows) and len(rows) == limit:
+        return run(True)  # some of the page has no file any more: let SQL skip them all
+    return [row for row in rows if row[0] in kept]
 
 
 # Score bands read from the top: a photo in a lower band can never outrank one in a higher band,
@@ -250,12 +304,7 @@ def _within(cat: Catalog, driver: Term, source: Term, rest: Sequence[Term], min_
             [*values, *listed, *params, limit],
         ) if row[1] is not None]
 
-    rows = run(files=False)
-    kept = _with_files(cat, [cid for cid, _ in rows])
-    if len(kept) < len(rows) and len(rows) == limit:
-        rows = run(files=True)  # some of the page has no file any more: let SQL skip them all
-    else:
-        rows = [row for row in rows if row[0] in kept]
+    rows = _page_with_files(cat, run, limit)
     if driver.kind == "colour":
         return [(cid, float(share), {"colour": driver.value}) for cid, share in rows]
     return _with_labels(cat, driver, rows)

@@ -26,6 +26,12 @@ True
 False
 >>> moment("sunset", "2019:12:01 18:30:00", None, None)["how"]
 '18:30 by the clock (no GPS position): sunset is 17:00–21:00'
+
+Indexing stores the parts of the day a photo falls in as one number, a bit
+per part (:func:`parts_mask`), so a search reads them off an index:
+
+>>> parts_mask("2019:06:01 21:30:00", 48.8566, 2.3522) == bit("sunset") | bit("evening")
+True
 """
 
 from __future__ import annotations
@@ -33,14 +39,14 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 
-__all__ = ["DAYTIMES", "BY_SUN", "clock_window", "read_daytime", "moment", "matches", "reading"]
+__all__ = ["DAYTIMES", "BY_SUN", "bit", "clock_window", "read_daytime", "moment", "matches", "parts_mask", "reading"]
 
 # The clock windows [start, end) in hours; a window past midnight wraps (22 -> 5).
 _CLOCK = {"sunrise": (5, 8), "sunset": (17, 21), "night": (22, 5),
           "morning": (5, 12), "afternoon": (12, 17), "evening": (17, 22)}
 _BY_SUN = BY_SUN = ("sunrise", "sunset", "night")  # read by the sun when a photo has a GPS position
 _WORDS = {"dawn": "sunrise", "daybreak": "sunrise", "dusk": "sunset", "nighttime": "night", "night-time": "night"}
-DAYTIMES = tuple(_CLOCK)
+DAYTIMES = tuple(_CLOCK)  # never reordered: a part's bit in the catalog's ``daytime`` column is 1 << its place here
 
 
 def clock_window(part: str) -> tuple[int, int]:
@@ -202,3 +208,25 @@ def matches(part: str, taken_at: str | None, latitude: float | None, longitude: 
     """1 if the photo was taken at ``part`` of the day, else 0 (the SQL function the search registers)."""
     clock = _clock(taken_at)
     return 0 if clock is None else int(_verdict(part, clock, latitude, longitude)[0])
+
+
+def bit(part: str) -> int:
+    """``part``'s bit in a :func:`parts_mask` ("sunrise" 1, "sunset" 2, "night" 4, "morning" 8 …)."""
+    return 1 << DAYTIMES.index(part)
+
+
+def parts_mask(taken_at: str | None, latitude: float | None, longitude: float | None) -> int:
+    """The parts of the day a photo falls in, one :func:`bit` each (they overlap: sunset and evening).
+
+    Exactly the parts :func:`matches` says yes to, so a search on the stored mask answers as testing each
+    photo would; 0 without an EXIF time.
+
+    >>> parts_mask("2019:12:01 18:30:00", None, None) == bit("sunset") | bit("evening")
+    True
+    >>> parts_mask(None, 48.8566, 2.3522)
+    0
+    """
+    clock = _clock(taken_at)
+    if clock is None:
+        return 0
+    return sum(1 << number for number, part in enumerate(DAYTIMES) if _verdict(part, clock, latitude, longitude)[0])

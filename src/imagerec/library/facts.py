@@ -152,7 +152,7 @@ def put_facts(cat, content_id: int, facts: Facts) -> None:
     cat.db.execute(
         "UPDATE contents SET width = coalesce(?, width), height = coalesce(?, height),"
         " taken_at = coalesce(?, taken_at), camera = coalesce(?, camera),"
-        " latitude = ?, longitude = ?, place = ?, facts = ? WHERE id = ?",
+        " latitude = ?, longitude = ?, place = ?, facts = ?, daytime = NULL WHERE id = ?",  # time of day: again
         (facts.width, facts.height, facts.taken_at, facts.camera, facts.latitude, facts.longitude, place,
          FACTS_VERSION, content_id),
     )

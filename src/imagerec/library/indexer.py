@@ -35,6 +35,7 @@ from ..loading import load
 from .analysis import Analysed, analyse
 from .catalog import Catalog, FileRow, default_catalog_path
 from .damage import set_aside, write_recipe
+from .daytime_index import fill_daytimes, put_daytimes
 from .describe import describe_missing
 from .facts import fill_missing_facts, put_facts
 from .walker import Entry, walk
@@ -61,6 +62,7 @@ class IndexSummary:
     updated: int = 0  # unchanged files analysed by a model added to the catalog
     decoded: int = 0  # photos actually decoded and recognised
     facts_added: int = 0  # photos indexed earlier given their colours, place... (library.facts) this run
+    daytimes_added: int = 0  # photos indexed earlier given their parts of the day (library.daytime_index) this run
     kept: int = 0  # not seen, but kept (marked stale): their folder could not be read
     failures: list[tuple[str, str]] = field(default_factory=list)
     walk_errors: list[tuple[str, str]] = field(default_factory=list)
@@ -204,6 +206,8 @@ class _Run:
         self.summary.removed = len(self.vanished)
         # Contents from before the facts existed (an older catalog): read again, not recognised again.
         self.summary.facts_added = fill_missing_facts(self.cat, str(self.root), workers=self.workers)
+        # Their parts of the day (sunset, night...): from the stored time and position, no photo is read.
+        self.summary.daytimes_added = fill_daytimes(self.cat)
         describe_missing(self.cat)  # titles and descriptions: from the catalog alone, no photo is read
 
     def _walk_error(self, path: str, exc: OSError) -> None:
@@ -263,6 +267,7 @@ class _Run:
             content_id = self.cat.put_content(item.sha256, item.width, item.height, item.taken_at, item.camera)
             if item.facts is not None:
                 put_facts(self.cat, content_id, item.facts)
+            put_daytimes(self.cat, [content_id])  # in the same transaction: a search never sees it uncomputed
             for model_id, output in zip(self.model_ids, item.outputs):
                 self.cat.put_analysis(content_id, model_id, zip(output.labels, output.scores), output.embedding)
             self.complete[item.sha256] = content_id

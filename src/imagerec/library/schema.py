@@ -109,6 +109,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE terms (kind TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, value)) WITHOUT ROWID;
     INSERT OR IGNORE INTO terms (kind, value) SELECT DISTINCT 'camera', camera FROM contents WHERE camera IS NOT NULL;
     """,
+    # 3 -> 4: the parts of the day each photo was taken in (library/daytime.py: a bit per part, 0 without
+    # an EXIF time), on an index so "sunset" or "night" is read off it. NULL until computed: the next
+    # index run computes it from the stored time and position (library/daytime_index.py), decoding nothing.
+    """
+    ALTER TABLE contents ADD COLUMN daytime INTEGER;
+    CREATE INDEX contents_by_daytime ON contents (daytime);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
