@@ -86,7 +86,8 @@ def test_each_query_form_combines_its_terms_with_and(library):
     _, catalog = library
     assert paths("bird", catalog) == ["owl.jpg", "red_parrot.jpg"]
     assert paths("red bird", catalog) == ["red_parrot.jpg"]
-    assert paths("blue", catalog) == ["blue.png"] and paths("red", catalog) == ["red_parrot.jpg"]
+    # The dog runs through blue water (few-shot/dog_train_0.bmp): half of that photo is blue.
+    assert paths("blue", catalog) == ["blue.png", "dog.jpg"] and paths("red", catalog) == ["red_parrot.jpg"]
     assert paths("cat 2019", catalog) == ["cat.jpg"] and paths("cat 2018", catalog) == []
     assert paths("june 2019", catalog) == paths("2019-06", catalog) == ["red_parrot.jpg"]
     assert paths("2019..2021", catalog) == ["cat.jpg", "owl.jpg", "red_parrot.jpg"]
@@ -138,7 +139,7 @@ def test_a_catalog_of_the_released_version_migrates_in_place_without_recognising
     assert (again.decoded, again.facts_added, again.daytimes_added, again.unchanged) == (0, 0, 0, 2)
 
 
-def test_a_catalog_of_the_previous_schema_gets_its_times_of_day_without_reading_a_photo(library, tmp_path: Path, monkeypatch):
+def test_a_catalog_of_schema_3_gets_its_times_of_day_without_reading_a_photo_for_them(library, tmp_path: Path, monkeypatch):
     import builtins
 
     from imagerec.library import daytime
@@ -149,7 +150,8 @@ def test_a_catalog_of_the_previous_schema_gets_its_times_of_day_without_reading_
     queries = ["morning", "sunset", "evening cat", "afternoon", "night", "sunrise bird"]
     answers = {query: paths(query, library[1]) for query in queries}
     with sqlite3.connect(catalog) as db:  # back to schema 3, as the previous release wrote it
-        db.executescript("DROP INDEX contents_by_daytime; ALTER TABLE contents DROP COLUMN daytime; PRAGMA user_version = 3;")
+        db.executescript("DROP INDEX contents_by_daytime; ALTER TABLE contents DROP COLUMN daytime;"
+                         " ALTER TABLE contents DROP COLUMN colours_version; PRAGMA user_version = 3;")
     opened: list[str] = []
     real_open = builtins.open
 
@@ -160,7 +162,10 @@ def test_a_catalog_of_the_previous_schema_gets_its_times_of_day_without_reading_
 
     monkeypatch.setattr(builtins, "open", watching)
     first = index_library(root, models=["mobilenet_v2"])
-    assert (first.decoded, first.facts_added, first.daytimes_added, first.unchanged) == (0, 0, 5, 5) and opened == []
+    assert (first.decoded, first.facts_added, first.daytimes_added, first.unchanged) == (0, 0, 5, 5)
+    # Schema 3's colours were named the old way: each photo is read once, for its colours only (below).
+    assert first.colours_added == 5 and sorted(opened) == sorted({*opened}) and len(opened) == 5
+    opened.clear()
 
     def tested(*args):
         raise AssertionError("a photo was tested in Python: the index was not used")
@@ -187,6 +192,50 @@ def test_an_up_to_date_catalog_reads_no_photo_again(library, monkeypatch):
     monkeypatch.setattr(builtins, "open", watching)
     summary = index_library(root, models=["mobilenet_v2"])
     assert (summary.decoded, summary.facts_added, summary.daytimes_added, summary.unchanged) == (0, 0, 0, 5) and opened == []
+    assert summary.colours_added == 0
+
+
+def test_a_catalog_of_schema_4_has_only_its_colours_named_again(library, tmp_path: Path, monkeypatch):
+    """Schema 4's colours were the nearest of 33 centroids by area ("grey" for muted pixels): the next index
+    names them again from one small decode per photo, re-describes the photos, and reads nothing else."""
+    import builtins
+
+    from imagerec.library import facts
+
+    root = tmp_path / "photos"
+    shutil.copytree(library[0], root)  # photos and catalog, times kept: the files are unchanged
+    catalog = root / ".imagerec" / "catalog.db"
+    colours_sql = "SELECT f.path, k.colour, k.share FROM files f JOIN colours k ON k.content_id = f.content_id ORDER BY 1, 2"
+    fresh = sqlite3.connect(library[1]).execute(colours_sql).fetchall()
+    with sqlite3.connect(catalog) as db:  # as schema 4 wrote it: no colours_version, colours named the old way
+        db.executescript("ALTER TABLE contents DROP COLUMN colours_version; PRAGMA user_version = 4;"
+                         "DELETE FROM colours; INSERT INTO colours SELECT id, 'grey', 0.9 FROM contents;"
+                         "UPDATE contents SET description = 'A photo, mostly grey.'")
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def watching(file, *args, **kwargs):
+        if str(file).startswith(str(root)) and not str(file).startswith(str(root / ".imagerec")):
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("EXIF, GPS or place read again: only the colours were out of date")
+
+    monkeypatch.setattr(builtins, "open", watching)
+    monkeypatch.setattr(facts, "facts_of", not_again)
+    monkeypatch.setattr(facts, "place_name", not_again)
+    first = index_library(root, models=["mobilenet_v2"])
+    assert (first.decoded, first.facts_added, first.daytimes_added, first.colours_added, first.unchanged) == (0, 0, 0, 5, 5)
+    assert len(opened) == len(set(opened)) == 5  # each photo read once, for its colours
+    db = sqlite3.connect(catalog)
+    assert db.execute(colours_sql).fetchall() == fresh  # the same colours as a catalog indexed now
+    assert paths("red bird", catalog) == ["red_parrot.jpg"]
+    description = dict(db.execute("SELECT f.path, c.description FROM files f JOIN contents c ON c.id = f.content_id"))
+    assert description["red_parrot.jpg"].startswith("A bird (macaw), mostly red and brown, taken on 1 June 2019")
+    opened.clear()
+    again = index_library(root, models=["mobilenet_v2"])
+    assert (again.decoded, again.colours_added, again.facts_added) == (0, 0, 0) and opened == []
 
 
 def test_each_photo_gets_a_title_and_description_from_what_was_recognised_and_read(library, photos_dir: Path):
@@ -194,7 +243,7 @@ def test_each_photo_gets_a_title_and_description_from_what_was_recognised_and_re
     rows = dict(sqlite3.connect(catalog).execute(
         "SELECT f.path, c.title || ' | ' || c.description FROM files f JOIN contents c ON c.id = f.content_id"))
     assert rows["red_parrot.jpg"] == (
-        "Bird (macaw), Paris, June 2019 | A bird (macaw), mostly red and grey, taken on 1 June 2019"
+        "Bird (macaw), Paris, June 2019 | A bird (macaw), mostly red and brown, taken on 1 June 2019"
         " in Paris, Île-de-France, France with an Apple iPhone 8.")
     # Nothing recognised with confidence is said as such, never guessed.
     assert rows["blue.png"] == "Mostly blue | Nothing recognised with confidence, mostly blue."
@@ -222,7 +271,7 @@ def test_contact_sheet_shows_why_each_photo_matched_and_its_description(library,
     assert result.exit_code == 0, result.output
     page = sheet.read_text(encoding="utf-8")
     assert "red_parrot.jpg" in page and "owl.jpg" not in page
-    assert "macaw 0.9" in page and "red " in page and "A bird (macaw), mostly red and grey" in page
+    assert "macaw 0.9" in page and "red " in page and "A bird (macaw), mostly red and brown" in page
     assert "score 0.9" in page
 
 
@@ -233,7 +282,7 @@ def test_similar_contact_sheet_shows_each_photos_similarity_and_description(libr
     assert result.exit_code == 0, result.output
     page = sheet.read_text(encoding="utf-8")
     assert page.count("<figure>") == 4 and "similarity 0." in page  # the four other photos, each with its similarity
-    assert "A bird (macaw), mostly red and grey, taken on 1 June 2019" in page  # red_parrot.jpg's description
+    assert "A bird (macaw), mostly red and brown, taken on 1 June 2019" in page  # red_parrot.jpg's description
     assert "Nothing recognised with confidence, mostly blue." in page  # blue.png's
 
 

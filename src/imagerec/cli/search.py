@@ -15,7 +15,8 @@ from ..library.search import DEFAULT_MIN_SCORE, Hit, why_text
 from ..library.search import duplicates as find_duplicates
 from ..library.search import search as search_photos
 from ..library.search import similar as similar_photos
-from ..library.search import explain, suggest
+from ..library.no_match import term_line
+from ..library.search import why_no_match
 from ..library.contact_sheet import write_contact_sheet
 from ._app import app, check_output_file, fail
 from .index import printable
@@ -38,17 +39,13 @@ def search(
         check_output_file("--html", html)
     hits = search_photos(query, catalog=catalog, model=model, min_score=min_score, limit=limit)
     _emit(hits, json_output, html, title=f"imagerec search: {query}", label=True)
-    if not hits and not json_output:
-        err = Console(stderr=True, highlight=False)
-        terms = explain(query, catalog=catalog, model=model)
-        unknown = [t["term"] for t in terms if t["read_as"] == "unknown"]
-        asked = unknown or ([query] if len(terms) <= 1 else [])
-        hint = [h for word in asked for h in suggest(word, catalog=catalog)][:5]
-        more = f" (did you mean: {', '.join(hint)}?)" if hint else ""
-        err.print(f"no photos match {escape(repr(query))}{escape(more)}")
-        if len(terms) > 1 or unknown:
+    if not hits:  # why, on stderr (stdout stays JSON Lines): how each term was read and what it matches
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        line, terms = why_no_match(query, catalog=catalog, model=model, min_score=min_score)
+        err.print(escape(line))
+        if len([t for t in terms if t["read_as"] != "skipped"]) > 1:
             for term in terms:
-                err.print(f"  {escape(term['term'])}: {escape(term['read_as'])} — {escape(term['reading'])}")
+                err.print("  " + escape(term_line(term)))
 
 
 @app.command()

@@ -42,10 +42,12 @@ from .catalog import Catalog
 from .hierarchy import Hierarchy
 from .query import Term, read_query
 
-__all__ = ["COLOUR_MIN_SHARE", "read_terms", "combined_search"]
+__all__ = ["COLOUR_MIN_SHARE", "best_score", "combined_search", "colours_present", "dated_photos", "read_terms",
+           "term_photos"]
 
-# A photo is "red" when red covers at least this share of it (measured on the
-# shared photos: the macaw's red feathers are 5 %, a red car fills 20-60 %).
+# A photo is "red" when red has at least this share of it (library/colours.py: pixels counted by how vivid
+# they are). Measured on the shared photos: the macaw's red is 18 % (a tenth of its pixels), a tabby cat's
+# reddish fur and the rug beside it 10 %, a hot dog's ketchup 10 %.
 COLOUR_MIN_SHARE = 0.15
 _OK = "EXISTS (SELECT 1 FROM files f WHERE f.content_id = c.id AND f.status = 'ok')"
 _DAYTIME = "imagerec_daytime"  # the SQL function of daytime.matches, registered on the connection when needed
@@ -357,3 +359,42 @@ def _by_labels(cat, driver: Term, conditions: str, params: list, min_score: floa
         high = low
     ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))[:limit]
     return [(cid, score, {"model_id": model_id, "label": label}) for cid, (score, model_id, label) in ranked]
+
+
+# -- what the catalog holds for one term (to say why a search found nothing) ---------------------------
+
+
+def term_photos(cat: Catalog, term: Term, *, min_score: float, cap: int = 1000) -> int:
+    """How many photos still in the library ``term`` alone matches, counted up to ``cap``."""
+    return len(combined_search(cat, [term], min_score=min_score, limit=cap))
+
+
+def best_score(cat: Catalog, term: Term) -> float | None:
+    """The best score a photo still in the library has for one of a thing term's labels; None if none has one."""
+    best = None
+    for model_id, labels in term.value.items():
+        (score,) = cat.db.execute(
+            f"SELECT max(p.score) FROM predictions p WHERE p.model_id = ? AND p.label IN ({','.join('?' * len(labels))})"
+            " AND EXISTS (SELECT 1 FROM files f WHERE f.content_id = p.content_id AND f.status = 'ok')",
+            [model_id, *labels],
+        ).fetchone()
+        if score is not None and (best is None or score > best):
+            best = float(score)
+    return best
+
+
+def dated_photos(cat: Catalog) -> tuple[int, str | None, str | None, int]:
+    """(how many photos still in the library record when they were taken, the first and last EXIF date,
+    how many do not)."""
+    count, first, last, undated = cat.db.execute(
+        "SELECT count(c.taken_at), min(c.taken_at), max(c.taken_at), count(*) - count(c.taken_at)"
+        f" FROM contents c WHERE {_OK}"
+    ).fetchone()
+    return int(count), first, last, int(undated)
+
+
+def colours_present(cat: Catalog) -> list[str]:
+    """The colours that some photo still in the library has (at :data:`COLOUR_MIN_SHARE`), the commonest first."""
+    return [colour for colour, _ in cat.db.execute(
+        f"SELECT k.colour, count(*) AS n FROM colours k JOIN contents c ON c.id = k.content_id WHERE k.share >= ? AND {_OK}"
+        " GROUP BY k.colour ORDER BY n DESC, k.colour", [COLOUR_MIN_SHARE])]

@@ -36,7 +36,7 @@ from ..core.errors import ImageDecodeError
 from ..core.images import DEFAULT_LIMITS, load_image
 from ..core.pipeline import batches, default_workers, ordered_map
 from ..core.preprocessing import Preprocessing
-from .colours import dominant_colours
+from .colours import COLOURS_VERSION, dominant_colours
 
 __all__ = ["FACTS_VERSION", "Facts", "facts_of", "fill_missing_facts", "gps_position", "place_name", "put_facts"]
 
@@ -152,9 +152,10 @@ def put_facts(cat, content_id: int, facts: Facts) -> None:
     cat.db.execute(
         "UPDATE contents SET width = coalesce(?, width), height = coalesce(?, height),"
         " taken_at = coalesce(?, taken_at), camera = coalesce(?, camera),"
-        " latitude = ?, longitude = ?, place = ?, facts = ?, daytime = NULL WHERE id = ?",  # time of day: again
+        " latitude = ?, longitude = ?, place = ?, facts = ?, colours_version = ?,"
+        " daytime = NULL WHERE id = ?",  # time of day: again
         (facts.width, facts.height, facts.taken_at, facts.camera, facts.latitude, facts.longitude, place,
-         FACTS_VERSION, content_id),
+         FACTS_VERSION, COLOURS_VERSION, content_id),
     )
     cat.db.execute("DELETE FROM colours WHERE content_id = ?", (content_id,))
     cat.db.executemany(

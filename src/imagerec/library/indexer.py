@@ -37,6 +37,7 @@ from .catalog import Catalog, FileRow, default_catalog_path
 from .damage import set_aside, write_recipe
 from .daytime_index import fill_daytimes, put_daytimes
 from .describe import describe_missing
+from .colour_refresh import refresh_colours
 from .facts import fill_missing_facts, put_facts
 from .walker import Entry, walk
 
@@ -63,6 +64,7 @@ class IndexSummary:
     decoded: int = 0  # photos actually decoded and recognised
     facts_added: int = 0  # photos indexed earlier given their colours, place... (library.facts) this run
     daytimes_added: int = 0  # photos indexed earlier given their parts of the day (library.daytime_index) this run
+    colours_added: int = 0  # photos indexed earlier whose colours were named again (library.colour_refresh) this run
     kept: int = 0  # not seen, but kept (marked stale): their folder could not be read
     failures: list[tuple[str, str]] = field(default_factory=list)
     walk_errors: list[tuple[str, str]] = field(default_factory=list)
@@ -206,6 +208,8 @@ class _Run:
         self.summary.removed = len(self.vanished)
         # Contents from before the facts existed (an older catalog): read again, not recognised again.
         self.summary.facts_added = fill_missing_facts(self.cat, str(self.root), workers=self.workers)
+        # Colours named by an older naming: a small decode each for the colours, nothing else read again.
+        self.summary.colours_added = refresh_colours(self.cat, str(self.root), workers=self.workers)
         # Their parts of the day (sunset, night...): from the stored time and position, no photo is read.
         self.summary.daytimes_added = fill_daytimes(self.cat)
         describe_missing(self.cat)  # titles and descriptions: from the catalog alone, no photo is read

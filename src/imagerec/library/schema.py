@@ -116,6 +116,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE contents ADD COLUMN daytime INTEGER;
     CREATE INDEX contents_by_daytime ON contents (daytime);
     """,
+    # 4 -> 5: which naming computed each content's colours (library/colours.py: COLOURS_VERSION). NULL on the
+    # rows of older catalogs, whose colours were the nearest xkcd centroid by area: the next index run names
+    # them again (library/colour_refresh.py: a small decode for the colours, nothing else) and re-describes them.
+    """
+    ALTER TABLE contents ADD COLUMN colours_version INTEGER;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -32,9 +32,11 @@ from .catalog import Catalog, ModelRow, find_catalog
 from . import daytime
 from .combined import combined_search, read_terms
 from .hierarchy import Hierarchy, normalize
+from .no_match import account, headline
 from .vectors import EXACT_LIMIT, ApproximateIndex, build_index
 
-__all__ = ["DEFAULT_MIN_SCORE", "Hit", "DuplicateGroup", "search", "explain", "why_text", "similar", "duplicates", "suggest", "open_catalog"]
+__all__ = ["DEFAULT_MIN_SCORE", "Hit", "DuplicateGroup", "search", "explain", "why_no_match", "why_text", "similar",
+           "duplicates", "suggest", "open_catalog"]
 
 _HIERARCHY: Hierarchy | None = None
 # Chosen from bench/search_quality.py (docs/library.md): on 1,000 CIFAR-10 photos + the shared photos,
@@ -269,22 +271,53 @@ def _add_descriptions(cat: Catalog, hits: list[Hit], owners: list[int]) -> None:
         hit.description = rows.get(owner)
 
 
-def explain(query: str, catalog: str | os.PathLike[str] | Catalog | None = None, model: str | None = None) -> list[dict]:
+def explain(
+    query: str,
+    catalog: str | os.PathLike[str] | Catalog | None = None,
+    model: str | None = None,
+    *,
+    min_score: float | None = None,
+) -> list[dict]:
     """How each term of ``query`` is read: ``[{"term", "read_as", "reading", ...}]``.
 
-    ``read_as`` is ``thing``, ``colour``, ``date``, ``camera``, ``place``,
-    ``skipped`` (a common word) or ``unknown`` (matches nothing).
+    ``read_as`` is ``thing``, ``colour``, ``date``, ``month``, ``daytime``, ``camera``, ``place``,
+    ``skipped`` (a common word) or ``unknown`` (matches nothing). Given ``min_score``, each term also
+    says how many photos it alone matches (``photos``) and, when none, why (``why_none``, and a thing's
+    ``best_score``): :mod:`.no_match`.
     """
     with _Opened(catalog) as cat:
-        return [term.to_dict() for term in read_terms(query, cat, _hierarchy(), model)]
+        terms = read_terms(query, cat, _hierarchy(), model)
+        if min_score is None:
+            return [term.to_dict() for term in terms]
+        return account(cat, terms, min_score=min_score)
+
+
+def why_no_match(
+    query: str,
+    catalog: str | os.PathLike[str] | Catalog | None = None,
+    model: str | None = None,
+    *,
+    min_score: float = DEFAULT_MIN_SCORE,
+) -> tuple[str, list[dict]]:
+    """Why ``query`` found no photo: one line, and each term's reading with what it matches (:func:`explain`).
+
+    "Did you mean" is offered only for words that were not understood, and never the word typed.
+    """
+    with _Opened(catalog) as cat:
+        entries = explain(query, cat, model, min_score=min_score)
+        unknown = [e["term"] for e in entries if e["read_as"] == "unknown"]
+        hints = list(dict.fromkeys(h for word in unknown for h in suggest(word, catalog=cat)))[:5]
+    return headline(query, entries, hints), entries
 
 
 def suggest(query: str, catalog: str | os.PathLike[str] | Catalog | None = None, n: int = 5) -> list[str]:
-    """Label names close to ``query``, for "did you mean" when nothing matched."""
+    """Label names close to ``query`` (never ``query`` itself), for "did you mean" when a word is not understood."""
     with _Opened(catalog) as cat:
         names = {normalize(name) for row in cat.models() for names in row.synonyms for name in names}
     names |= _hierarchy().all_lemmas()
-    return difflib.get_close_matches(normalize(query), sorted(names), n=n, cutoff=0.6)
+    typed = normalize(query)
+    names.discard(typed)
+    return difflib.get_close_matches(typed, sorted(names), n=n, cutoff=0.6)
 
 
 # -- similar photos -----------------------------------------------------------
