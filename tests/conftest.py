@@ -83,14 +83,19 @@ class LocalServer:
     callable that writes to the socket itself (to cut a transfer short).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_alive: bool = False) -> None:
         self.routes: dict[str, tuple[int, dict[str, str], bytes | Callable]] = {}
         self.requests: list[str] = []
+        self.clients: list[tuple[str, int]] = []  # the client's address of each request: one per connection
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            # HTTP/1.1 keeps a connection open between requests (only for routes with a bytes body).
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 server.requests.append(self.path)
+                server.clients.append(self.client_address)
                 status, headers, body = server.routes.get(self.path, (404, {}, b"not found"))
                 self.send_response(status)
                 for key, value in headers.items():

@@ -15,6 +15,8 @@ from imagerec.core.errors import ImageDecodeError, ImageTooLargeError, UsageErro
 from imagerec.core.images import Limits, load_image, load_pil, resize, stack
 from imagerec.core.preprocessing import Preprocessing
 
+from conftest import LocalServer
+
 P224 = Preprocessing(size=(224, 224))
 
 
@@ -62,6 +64,18 @@ def test_gif_gives_its_first_frame() -> None:
     buffer = io.BytesIO()
     frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
     assert tuple(load_image(buffer.getvalue())[0, 0]) == (255, 0, 0)
+
+
+def test_urls_from_one_host_are_fetched_over_one_connection() -> None:
+    # A new client (and connection) per URL cost 24 ms a photo and halved predict's rate from URLs.
+    server = LocalServer(keep_alive=True)
+    try:
+        server.routes["/q.png"] = (200, {"Content-Type": "image/png"}, _encode(_quadrants(), "PNG"))
+        for _ in range(3):
+            assert load_image(server.url + "/q.png").shape == (48, 64, 3)
+        assert len(server.requests) == 3 and len(set(server.clients)) == 1
+    finally:
+        server.close()
 
 
 def test_url_is_fetched(http_server) -> None:
