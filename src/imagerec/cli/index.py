@@ -59,7 +59,7 @@ def index(
     if json_output:
         sys.stdout.write(json.dumps(summary.to_dict(), ensure_ascii=False) + "\n")
         return
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)  # each summary line stays one line in a pipe or a file
     for path, error in summary.failures:
         errors.print(f"[red]failed:[/] {escape(printable(path))}: {escape(error)}")
     for path, error in summary.walk_errors:
@@ -79,6 +79,33 @@ def index(
         + (f" ({rate:.1f} photos/s)" if summary.decoded else "")
         + f"; catalog {escape(summary.catalog)}"
     )
+    brought_up = caught_up(summary)
+    if brought_up:
+        out.print(brought_up)
+
+
+def caught_up(summary) -> str | None:
+    """One line of what was added to photos indexed earlier (a catalog of an older imagerec), or None.
+
+    >>> from imagerec.library import IndexSummary
+    >>> caught_up(IndexSummary("photos", "photos/.imagerec/catalog.db", [], colours_added=61, daytimes_added=1))
+    'photos indexed earlier, brought up to date (no photo recognised again): colours named again for 61 photos, times of day for 1 photo'
+    >>> caught_up(IndexSummary("photos", "photos/.imagerec/catalog.db", [])) is None
+    True
+    """
+    def photos(count: int) -> str:
+        return f"{count} photo{'s' if count != 1 else ''}"
+
+    parts = [
+        f"dates, cameras, places and colours read for {photos(summary.facts_added)}" if summary.facts_added else "",
+        f"colours named again for {photos(summary.colours_added)}" if summary.colours_added else "",
+        f"times of day for {photos(summary.daytimes_added)}" if summary.daytimes_added else "",
+        f"descriptions written again for {photos(summary.reworded)}" if summary.reworded else "",
+    ]
+    parts = [part for part in parts if part]
+    if not parts:
+        return None
+    return "photos indexed earlier, brought up to date (no photo recognised again): " + ", ".join(parts)
 
 
 class _IndexProgress:

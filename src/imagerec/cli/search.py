@@ -62,7 +62,8 @@ def similar(
     if html:
         check_output_file("--html", html)
     hits = similar_photos(photo, catalog=catalog, model=model, limit=limit, min_score=min_score)
-    _emit(hits, json_output, html, title=f"imagerec similar: {photo}", label=False, score_name="similarity")
+    _emit(hits, json_output, html, title=f"imagerec similar: {photo}", label=False, score_name="similarity",
+          reference=photo)
 
 
 @app.command()
@@ -102,29 +103,34 @@ def duplicates(
 
 
 def _emit(hits: Sequence[Hit], json_output: bool, html: str | None, *, title: str, label: bool,
-          score_name: str = "score") -> None:
+          score_name: str = "score", reference: str | None = None) -> None:
     if json_output:
         for hit in hits:
             sys.stdout.write(json.dumps(hit.to_dict(), ensure_ascii=False) + "\n")
     elif hits:
+        with_label = label and any(hit.label for hit in hits)  # a query of dates, places or colours labels nothing
         table = Table()
         table.add_column("photo", overflow="fold", style="bold")
-        table.add_column("score", justify="right")
-        if label:
+        table.add_column(score_name, justify="right")  # "similarity" for similar: a cosine, not a probability
+        if with_label:
             table.add_column("label", overflow="fold")
+        if label:
             table.add_column("why", overflow="fold")
         for hit in hits:
             row = [escape(printable(hit.path)), f"{hit.score:.3f}"]
+            if with_label:
+                row.append(escape(hit.label or ""))
             if label:
-                row += [escape(hit.label or ""), escape(why_text(hit.why))]
+                row.append(escape(why_text(hit.why)))
             table.add_row(*row)
         Console(highlight=False).print(table)
     if html:
-        _write_sheet(hits, html, title=title, score_name=score_name)
+        _write_sheet(hits, html, title=title, score_name=score_name, reference=reference)
 
 
-def _write_sheet(hits: Sequence[Hit], html: str, *, title: str, score_name: str = "score") -> None:
+def _write_sheet(hits: Sequence[Hit], html: str, *, title: str, score_name: str = "score",
+                 reference: str | None = None) -> None:
     try:
-        write_contact_sheet(hits, html, title=title, score_name=score_name)
+        write_contact_sheet(hits, html, title=title, score_name=score_name, reference=reference)
     except OSError as exc:
         raise fail(f"cannot write the contact sheet to {escape(html)} ({escape(exc.strerror or str(exc))})") from exc

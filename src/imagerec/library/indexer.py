@@ -36,7 +36,7 @@ from .analysis import Analysed, analyse
 from .catalog import Catalog, FileRow, default_catalog_path
 from .damage import set_aside, write_recipe
 from .daytime_index import fill_daytimes, put_daytimes
-from .describe import describe_missing
+from .describe import describe_missing, reword_descriptions
 from .colour_refresh import refresh_colours
 from .facts import fill_missing_facts, put_facts
 from .walker import Entry, walk
@@ -65,6 +65,7 @@ class IndexSummary:
     facts_added: int = 0  # photos indexed earlier given their colours, place... (library.facts) this run
     daytimes_added: int = 0  # photos indexed earlier given their parts of the day (library.daytime_index) this run
     colours_added: int = 0  # photos indexed earlier whose colours were named again (library.colour_refresh) this run
+    reworded: int = 0  # photos indexed earlier whose description an older wording wrote, written again this run
     kept: int = 0  # not seen, but kept (marked stale): their folder could not be read
     failures: list[tuple[str, str]] = field(default_factory=list)
     walk_errors: list[tuple[str, str]] = field(default_factory=list)
@@ -212,6 +213,7 @@ class _Run:
         self.summary.colours_added = refresh_colours(self.cat, str(self.root), workers=self.workers)
         # Their parts of the day (sunset, night...): from the stored time and position, no photo is read.
         self.summary.daytimes_added = fill_daytimes(self.cat)
+        self.summary.reworded = reword_descriptions(self.cat)  # worded the old way: written again below
         describe_missing(self.cat)  # titles and descriptions: from the catalog alone, no photo is read
 
     def _walk_error(self, path: str, exc: OSError) -> None:

@@ -6,7 +6,7 @@ same three forms as ``/v1/predict`` (multipart file fields, JSON
 
     {"model": "mobilenet_v2",
      "results": [{"name": "pets.jpg", "title": "Dog (Italian greyhound), July 2010",
-                  "description": "A dog (Italian greyhound), mostly grey and white, taken on 31 July 2010 with a Panasonic DMC-G1."},
+                  "description": "A dog (Italian greyhound), mostly green, taken on 31 July 2010 with a Panasonic DMC-G1."},
                  {"name": "notes.txt", "error": {"code": 400, "status": "INVALID_ARGUMENT", "message": ...}}]}
 
 Each result holds the fields of :class:`imagerec.library.describe.Description`
