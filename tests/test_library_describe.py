@@ -149,5 +149,6 @@ def test_a_search_with_nothing_to_label_shows_no_empty_label_column(indexed):
     assert dated.exit_code == 0, dated.output
     header = dated.stdout.splitlines()[1]
     assert "why" in header and "label" not in header and "parrot.jpg" in dated.stdout
+    assert "score" not in header and "1.000" not in dated.stdout  # a date matches or not: no score to show
     labelled = CliRunner().invoke(app, ["search", "bird 2009", "--catalog", catalog])
-    assert "label" in labelled.stdout.splitlines()[1]
+    assert "label" in labelled.stdout.splitlines()[1] and "score" in labelled.stdout.splitlines()[1]

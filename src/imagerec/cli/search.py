@@ -109,15 +109,18 @@ def _emit(hits: Sequence[Hit], json_output: bool, html: str | None, *, title: st
             sys.stdout.write(json.dumps(hit.to_dict(), ensure_ascii=False) + "\n")
     elif hits:
         with_label = label and any(hit.label for hit in hits)  # a query of dates, places or colours labels nothing
+        # A query of dates, cameras or places matches or not: every score is 1, a column that says nothing.
+        with_score = not label or with_label or any(hit.score != 1.0 for hit in hits)
         table = Table()
         table.add_column("photo", overflow="fold", style="bold")
-        table.add_column(score_name, justify="right")  # "similarity" for similar: a cosine, not a probability
+        if with_score:
+            table.add_column(score_name, justify="right")  # "similarity" for similar: a cosine, not a probability
         if with_label:
             table.add_column("label", overflow="fold")
         if label:
             table.add_column("why", overflow="fold")
         for hit in hits:
-            row = [escape(printable(hit.path)), f"{hit.score:.3f}"]
+            row = [escape(printable(hit.path))] + ([f"{hit.score:.3f}"] if with_score else [])
             if with_label:
                 row.append(escape(hit.label or ""))
             if label:

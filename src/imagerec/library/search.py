@@ -96,10 +96,10 @@ class DuplicateGroup:
 
 
 def why_text(why: Sequence[dict]) -> str:
-    """The ``why`` of a hit in a few words: "red 41 %, macaw 0.916, 2019:06:01, Apple iPhone 8".
+    """The ``why`` of a hit in a few words: "red 41 %, macaw 0.916, taken 2019-06-01, Apple iPhone 8".
 
     >>> why_text([{"term": "red", "read_as": "colour", "share": 0.41}, {"term": "2019", "read_as": "date", "taken_at": "2019:06:01 12:00:00"}])
-    'red 41 %, taken 2019:06:01'
+    'red 41 %, taken 2019-06-01'
     """
     parts = []
     for entry in why:
@@ -109,7 +109,7 @@ def why_text(why: Sequence[dict]) -> str:
         elif kind == "colour" and entry.get("share") is not None:
             parts.append(f"{entry.get('colour', entry['term'])} {entry['share']:.0%}".replace("%", " %"))
         elif kind in ("date", "month") and entry.get("taken_at"):
-            parts.append("taken " + entry["taken_at"].split(" ")[0])
+            parts.append("taken " + entry["taken_at"].split(" ")[0].replace(":", "-"))  # EXIF writes 2019:06:01
         elif kind == "daytime" and entry.get("taken_at"):
             parts.append(f"{entry['term']} ({entry['taken_at'][11:16]}, by the {entry.get('by') or 'clock'})")
         elif kind in ("camera", "place") and entry.get(kind):
