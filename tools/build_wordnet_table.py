@@ -45,8 +45,10 @@ How a label line is matched to its synset: ImageNet's label lines are the
 synset's lemmas ("tench, Tinca tinca") in the order of the sorted WordNet ids,
 and a WordNet 3.0 noun id is its byte offset in ``data.noun``. So each line's
 candidates are the noun synsets with the same lemmas, and the one sequence of
-candidates whose offsets strictly increase is the answer; the script fails if
-a line has no candidate or the choice is not forced.
+candidates whose offsets strictly increase is the answer. For 41 lines the
+order alone does not decide ("abacus": the calculator or the slab on a
+column?); ``IMAGENET_SENSES`` gives ImageNet's own ids for those. The script
+fails if a line has no candidate or its choice is still not forced.
 """
 
 from __future__ import annotations
@@ -124,6 +126,21 @@ def read_nouns(wordnet_dir: Path) -> tuple[dict[int, tuple[str, ...]], dict[int,
     return lemmas, parents
 
 
+# ImageNet-1k's own WordNet ids (ILSVRC2012's LOC_synset_mapping.txt) for the 41 label lines whose
+# sense the sorted-id order leaves open, by the line's first name: "abacus" is n02666196, the
+# calculator, not n02666347, the slab on top of a column; "monitor" is the display, not the warship.
+IMAGENET_SENSES = {
+    "echidna": 1872401, "abacus": 2666196, "apron": 2730930, "balloon": 2782093, "bassinet": 2804414,
+    "beaker": 2815834, "bib": 2834397, "bow": 2879718, "cannon": 2950826, "chain": 2999410, "cloak": 3045698,
+    "dutch oven": 3259280, "envelope": 3291819, "half track": 3478589, "hammer": 3481172, "harp": 3495258,
+    "holster": 3527444, "library": 3661043, "mask": 3724870, "monitor": 3782006, "palace": 3877845,
+    "pier": 3933933, "planetarium": 3956157, "pole": 3976657, "projector": 4009552, "radiator": 4040759,
+    "reel": 4067472, "rotisserie": 4111531, "safe": 4125021, "schooner": 4147183, "screw": 4153751,
+    "shovel": 4208210, "spatula": 4270147, "spider web": 4275548, "spindle": 4277352, "stretcher": 4336792,
+    "tractor": 4465501, "whistle": 4579432, "wooden spoon": 4597913, "groom": 10148035, "corn": 12144580,
+}
+
+
 def match_labels(label_lines: list[str], lemmas: dict[int, tuple[str, ...]]) -> list[int]:
     """The synset offset of each label line (see the module docstring)."""
     by_first: dict[str, list[int]] = {}
@@ -139,26 +156,37 @@ def match_labels(label_lines: list[str], lemmas: dict[int, tuple[str, ...]]) -> 
         chosen = exact or covering or pool
         if not chosen:
             raise SystemExit(f"no WordNet noun synset has the lemma {wanted[0]!r} (label line {line!r})")
+        sense = IMAGENET_SENSES.get(wanted[0])
+        if sense is not None:
+            if sense not in chosen:
+                raise SystemExit(f"IMAGENET_SENSES gives {wanted[0]!r} the synset {sense}, not one named {line!r}")
+            chosen = [sense]
         candidates.append(chosen)
-    # Longest strictly increasing choice, one candidate per line (dynamic programming).
-    best: list[dict[int, int | None]] = []
+    low, high = _bounds(candidates, label_lines)
+    open_lines = [line for line, first, last in zip(label_lines, low, high) if first != last]
+    if open_lines:  # the order alone would pick a sense at random: say which, rather than guess
+        raise SystemExit(f"the sorted-id order leaves the synset of {len(open_lines)} label line(s) open "
+                         f"({'; '.join(open_lines[:5])}): add ImageNet's ids to IMAGENET_SENSES")
+    return low
+
+
+def _bounds(candidates: list[list[int]], label_lines: list[str]) -> tuple[list[int], list[int]]:
+    """The smallest and the largest offset each line can take in a strictly increasing choice of one candidate
+    per line; a line whose two bounds are equal has its synset forced by the order."""
+    low: list[int] = []
+    previous = -1
     for row, options in enumerate(candidates):
-        reachable: dict[int, int | None] = {}
-        for offset in options:
-            if row == 0:
-                reachable[offset] = None
-                continue
-            previous = [p for p in best[row - 1] if p < offset]
-            if previous:
-                reachable[offset] = max(previous)  # the largest keeps the most room for later ones
-        if not reachable:
+        above = [o for o in options if o > previous]
+        if not above:
             raise SystemExit(f"label line {row + 1} ({label_lines[row]!r}) breaks the sorted-id order")
-        best.append(reachable)
-    chain = [min(best[-1])]
-    for row in range(len(candidates) - 1, 0, -1):
-        chain.append(best[row][chain[-1]])  # type: ignore[arg-type]
-    chain.reverse()
-    return chain
+        previous = min(above)
+        low.append(previous)
+    high: list[int] = [0] * len(candidates)
+    following = float("inf")
+    for row in range(len(candidates) - 1, -1, -1):
+        following = max(o for o in candidates[row] if o < following)
+        high[row] = following
+    return low, high
 
 
 def ancestors(offset: int, parents: dict[int, tuple[int, ...]]) -> set[int]:

@@ -38,9 +38,11 @@ __all__ = ["DESCRIBE_MIN_SCORE", "DESCRIPTIONS_VERSION", "Description", "answer_
 
 DESCRIBE_MIN_SCORE = 0.3  # search's measured default (docs/library.md): a label below it is not said
 SOME_SHARE = 0.10  # a colour on 10-15 % of a photo is said as "with some"; under 10 % it is not said
-# How descriptions are worded: 1 = "mostly" and the two largest colours; 2 = colour_phrase. A catalog whose
-# descriptions an older wording wrote has them written again, from the catalog alone, by the next index run.
-DESCRIPTIONS_VERSION = 2
+# How descriptions are worded: 1 = "mostly" and the two largest colours; 2 = colour_phrase; 3 = the general
+# words of the 41 ImageNet labels whose sense the WordNet table used to get wrong ("a slab (abacus)" is now
+# "a device (abacus)"). A catalog whose descriptions an older wording wrote has them written again, from the
+# catalog alone, by the next index run.
+DESCRIPTIONS_VERSION = 3
 MOSTLY_SHARE = 0.5  # "mostly red" only when red has half the photo (or is the only colour said)
 _MAX_GENERAL = 130  # classes under a general word: "dog" (118) yes, "carnivore" (158) no
 
