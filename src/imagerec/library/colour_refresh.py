@@ -23,9 +23,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from ..core.errors import ImageDecodeError
 from ..core.images import DEFAULT_LIMITS, load_image
-from ..core.pipeline import batches, default_workers, ordered_map
+from .backfill import backfill
 from .colours import COLOURS_VERSION, dominant_colours
 from .facts import _COLOUR_VIEW
 
@@ -44,14 +43,17 @@ def stale_colours(cat) -> list[tuple[int, str]]:
     ).fetchall()
 
 
-def _colours_of(root: str, item: tuple[int, str]) -> tuple[int, list[tuple[str, float]] | None]:
-    content_id, path = item
-    try:
-        with open(os.path.join(root, path), "rb") as handle:
-            data = handle.read(DEFAULT_LIMITS.max_bytes + 1)
-        return content_id, dominant_colours(load_image(data, _COLOUR_VIEW, limits=DEFAULT_LIMITS))
-    except (OSError, ImageDecodeError, ValueError):
-        return content_id, None  # changed or broken since: the next run's stat sees to it
+def _colours_of(data: bytes) -> list[tuple[str, float]]:
+    return dominant_colours(load_image(data, _COLOUR_VIEW, limits=DEFAULT_LIMITS))
+
+
+def _store(cat, content_id: int, colours: list[tuple[str, float]]) -> None:
+    cat.db.execute("DELETE FROM colours WHERE content_id = ?", (content_id,))
+    cat.db.executemany("INSERT INTO colours (content_id, colour, share) VALUES (?, ?, ?)",
+                       [(content_id, name, share) for name, share in colours])
+    # The description says the colours: written again from the catalog by describe_missing.
+    cat.db.execute("UPDATE contents SET colours_version = ?, description = NULL WHERE id = ?",
+                   (COLOURS_VERSION, content_id))
 
 
 def refresh_colours(
@@ -63,23 +65,5 @@ def refresh_colours(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Name again the colours of every content an older naming computed; how many (0 when up to date)."""
-    todo = stale_colours(cat)
-    if not todo:
-        return 0
-    done = 0
-    results = ordered_map(lambda item: _colours_of(os.fspath(root), item), todo, workers or default_workers())
-    for chunk in batches(results, batch_size):
-        with cat.transaction():
-            for content_id, colours in chunk:
-                if colours is None:
-                    continue
-                cat.db.execute("DELETE FROM colours WHERE content_id = ?", (content_id,))
-                cat.db.executemany("INSERT INTO colours (content_id, colour, share) VALUES (?, ?, ?)",
-                                   [(content_id, name, share) for name, share in colours])
-                # The description says the colours: written again from the catalog by describe_missing.
-                cat.db.execute("UPDATE contents SET colours_version = ?, description = NULL WHERE id = ?",
-                               (COLOURS_VERSION, content_id))
-                done += 1
-        if on_progress:
-            on_progress(done, len(todo))
-    return done
+    return backfill(cat, root, stale_colours(cat), _colours_of, _store,
+                    workers=workers, batch_size=batch_size, on_progress=on_progress)

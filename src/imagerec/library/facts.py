@@ -32,10 +32,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.errors import ImageDecodeError
 from ..core.images import DEFAULT_LIMITS, load_image
-from ..core.pipeline import batches, default_workers, ordered_map
 from ..core.preprocessing import Preprocessing
+from .backfill import backfill
 from .colours import COLOURS_VERSION, dominant_colours
 
 __all__ = ["FACTS_VERSION", "Facts", "facts_of", "fill_missing_facts", "gps_position", "place_name", "put_facts"]
@@ -185,29 +184,6 @@ def fill_missing_facts(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Compute the facts of contents that lack them (a catalog from before they existed); how many."""
-
-    todo = missing_facts(cat)
-    if not todo:
-        return 0
-
-    def read(item: tuple[int, str]) -> tuple[int, Facts | None]:
-        content_id, path = item
-        try:
-            with open(os.path.join(root, path), "rb") as handle:
-                data = handle.read(DEFAULT_LIMITS.max_bytes + 1)
-            return content_id, facts_of(data)
-        except (OSError, ImageDecodeError, ValueError):
-            return content_id, None  # changed or broken since: the next run's stat sees to it
-
-    done = 0
-    results = ordered_map(read, todo, workers or default_workers())
-    for chunk in batches(results, batch_size):
-        with cat.transaction():
-            for content_id, facts in chunk:
-                if facts is not None:
-                    put_facts(cat, content_id, facts)
-                    done += 1
-        if on_progress:
-            on_progress(done, len(todo))
-    return done
+    return backfill(cat, root, missing_facts(cat), facts_of, put_facts,
+                    workers=workers, batch_size=batch_size, on_progress=on_progress)
 
