@@ -42,7 +42,7 @@ import numpy as np
 
 from ..core.sqlite import open_database
 from ..core.errors import CatalogBusyError, CatalogError, UsageError
-from .damage import CatalogDamagedError, GuardedConnection
+from .damage import CatalogDamagedError, GuardedConnection, damaged_error
 from .writer_lock import WriterLock
 from .schema import MIGRATIONS, SCHEMA_VERSION, statements
 
@@ -172,6 +172,9 @@ class Catalog:
         except sqlite3.DatabaseError as exc:
             if not readonly and isinstance(exc, sqlite3.OperationalError) and not os.access(self.path.parent, os.W_OK):
                 raise _unwritable(self.path, exc) from exc
+            if getattr(exc, "sqlite_errorname", "").startswith("SQLITE_CORRUPT"):
+                # A catalog damaged where opening reads it (its header pages): rebuildable, like damage found later.
+                raise damaged_error(str(self.path), exc) from None
             raise CatalogError(f"{self.path}: not a usable catalog ({exc})", path=str(self.path)) from exc
         if version > SCHEMA_VERSION:
             self.db.close()

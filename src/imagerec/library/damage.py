@@ -35,12 +35,13 @@ from typing import Any
 
 from ..core.errors import CatalogDamagedError
 
-__all__ = ["CatalogDamagedError", "GuardedConnection", "Salvage", "set_aside", "write_recipe"]
+__all__ = ["CatalogDamagedError", "GuardedConnection", "Salvage", "damaged_error", "set_aside", "write_recipe"]
 
 
 
 
-def _damaged(path: str, exc: sqlite3.DatabaseError) -> CatalogDamagedError:
+def damaged_error(path: str, exc: sqlite3.DatabaseError) -> CatalogDamagedError:
+    """The one-line error for a damaged catalog: what SQLite said, and how to rebuild it."""
     return CatalogDamagedError(
         f"{path}: the catalog is damaged ({exc}); rebuild it from the photos with `imagerec index ROOT --rebuild` "
         "(its models and settings are kept; the damaged file is set aside, not deleted)",
@@ -63,7 +64,7 @@ class _GuardedCursor:
             return getattr(self._cursor, method)(*args)
         except sqlite3.DatabaseError as exc:
             if _is_damage(exc):
-                raise _damaged(self._path, exc) from None
+                raise damaged_error(self._path, exc) from None
             raise
 
     def fetchone(self) -> Any:
@@ -102,7 +103,7 @@ class GuardedConnection:
             return getattr(self._db, method)(*args)
         except sqlite3.DatabaseError as exc:
             if _is_damage(exc):
-                raise _damaged(self._path, exc) from None
+                raise damaged_error(self._path, exc) from None
             raise
 
     def __getattr__(self, name: str) -> Any:
