@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -388,3 +390,13 @@ def test_sunset_follows_the_sun_at_the_photos_gps_position_and_the_clock_without
     assert why["paris_june_2130.jpg"]["read_as"] == "daytime" and why["paris_june_2130.jpg"]["by"] == "sun"
     assert "Europe/Paris" in why["paris_june_2130.jpg"]["how"] and "sunset 21:45" in why["paris_june_2130.jpg"]["how"]
     assert why["no_gps_1830.jpg"]["by"] == "clock" and "no GPS" in why["no_gps_1830.jpg"]["how"]
+
+
+def test_reading_a_query_with_common_words_does_not_import_scikit_learn():
+    # Its stop-word list was imported with scikit-learn (and SciPy): 1.7 s for every new `imagerec search`.
+    code = ("import sys; from imagerec.library.query import read_query; "
+            "kinds = [t.kind for t in read_query('dog on a beach')]; "
+            "print(kinds, 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("False") and out.stdout.count("skipped") == 2, out.stdout

