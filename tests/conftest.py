@@ -121,6 +121,22 @@ class LocalServer:
         self._httpd.server_close()
 
 
+def insert_generated_photos(cat, model_id: int, taken, cameras, where, labels, scores) -> None:
+    """Catalog rows for generated photos, ids 1..n (in the caller's transaction): each content with its EXIF
+    time, camera and GPS position (``where[i]``: (latitude, longitude) or None), one file ``pNNNNN.jpg`` each
+    — every tenth from the fourth deleted ("gone", never listed) — and its predictions by ``model_id``."""
+    for i in range(len(taken)):
+        cid = i + 1
+        cat.db.execute(
+            "INSERT INTO contents (id, sha256, taken_at, camera, latitude, longitude, facts) VALUES (?, ?, ?, ?, ?, ?, 1)",
+            (cid, f"{cid:064x}", taken[i], cameras[i], *(where[i] or (None, None))))
+        status = "gone" if i % 10 == 3 else "ok"
+        cat.db.execute("INSERT INTO files (path, size, mtime_ns, content_id, status, indexed_at)"
+                       " VALUES (?, 1, 0, ?, ?, 'x')", (f"p{cid:05d}.jpg", cid, status))
+        for label, score in zip(dict.fromkeys(labels[i].tolist()), scores[i]):
+            cat.db.execute("INSERT INTO predictions VALUES (?, ?, ?, ?)", (cid, model_id, label, float(score)))
+
+
 @pytest.fixture
 def http_server() -> Iterator[LocalServer]:
     server = LocalServer()

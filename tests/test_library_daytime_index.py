@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import insert_generated_photos
 
 from imagerec.library import Catalog, Hierarchy, daytime, search
 from imagerec.library.daytime import moment
@@ -36,18 +37,8 @@ def generated(tmp_path_factory, recognizer):
     with Catalog(catalog, root=folder) as cat:
         model_id = cat.register_model(recognizer, top_k=5, source="mobilenet_v2")
         with cat.transaction():
-            for i in range(n):
-                cid = i + 1
-                cat.db.execute(
-                    "INSERT INTO contents (id, sha256, taken_at, camera, latitude, longitude, facts) VALUES (?, ?, ?, ?, ?, ?, 1)",
-                    (cid, f"{cid:064x}", taken[i], cameras[i], *(where[i] or (None, None))))
-                status = "gone" if i % 10 == 3 else "ok"  # deleted photos: never listed
-                cat.db.execute("INSERT INTO files (path, size, mtime_ns, content_id, status, indexed_at)"
-                               " VALUES (?, 1, 0, ?, ?, 'x')", (f"p{cid:05d}.jpg", cid, status))
-                for label, score in zip(dict.fromkeys(labels[i].tolist()), scores[i]):
-                    cat.db.execute("INSERT INTO predictions VALUES (?, ?, ?, ?)", (cid, model_id, label, float(score)))
-                if red[i]:
-                    cat.db.execute("INSERT INTO colours VALUES (?, 'red', 0.5)", (cid,))
+            insert_generated_photos(cat, model_id, taken, cameras, where, labels, scores)  # deleted photos: never listed
+            cat.db.executemany("INSERT INTO colours VALUES (?, 'red', 0.5)", [(i + 1,) for i in range(n) if red[i]])
             cat.db.executemany("INSERT OR IGNORE INTO terms VALUES ('camera', ?)", [(c,) for c in set(cameras)])
         dogs = set(Hierarchy().match("dog", cat.model().labels))
     facts = {"n": n, "labels": labels, "scores": scores, "taken": taken, "where": where, "cameras": cameras,

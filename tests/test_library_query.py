@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import insert_generated_photos
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -141,9 +142,23 @@ def test_a_catalog_of_the_released_version_migrates_in_place_without_recognising
     assert (again.decoded, again.facts_added, again.daytimes_added, again.unchanged) == (0, 0, 0, 2)
 
 
-def test_a_catalog_of_schema_3_gets_its_times_of_day_without_reading_a_photo_for_them(library, tmp_path: Path, monkeypatch):
+def _photo_reads(monkeypatch, root: Path) -> list[str]:
+    """The photo files under ``root`` opened from now on (the catalog's own files not counted), as a list that fills."""
     import builtins
 
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def watching(file, *args, **kwargs):
+        if str(file).startswith(str(root)) and not str(file).startswith(str(root / ".imagerec")):
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", watching)
+    return opened
+
+
+def test_a_catalog_of_schema_3_gets_its_times_of_day_without_reading_a_photo_for_them(library, tmp_path: Path, monkeypatch):
     from imagerec.library import daytime
 
     root = tmp_path / "photos"
@@ -154,15 +169,8 @@ def test_a_catalog_of_schema_3_gets_its_times_of_day_without_reading_a_photo_for
     with sqlite3.connect(catalog) as db:  # back to schema 3, as the previous release wrote it
         db.executescript("DROP INDEX contents_by_daytime; ALTER TABLE contents DROP COLUMN daytime;"
                          " ALTER TABLE contents DROP COLUMN colours_version; PRAGMA user_version = 3;")
-    opened: list[str] = []
-    real_open = builtins.open
+    opened = _photo_reads(monkeypatch, root)
 
-    def watching(file, *args, **kwargs):
-        if str(file).startswith(str(root)) and not str(file).startswith(str(root / ".imagerec")):
-            opened.append(str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", watching)
     first = index_library(root, models=["mobilenet_v2"])
     assert (first.decoded, first.facts_added, first.daytimes_added, first.unchanged) == (0, 0, 5, 5)
     # Schema 3's colours were named the old way: each photo is read once, for its colours only (below).
@@ -181,17 +189,8 @@ def test_a_catalog_of_schema_3_gets_its_times_of_day_without_reading_a_photo_for
 
 def test_an_up_to_date_catalog_reads_no_photo_again(library, monkeypatch):
     root, catalog = library
-    import builtins
+    opened = _photo_reads(monkeypatch, root)
 
-    opened: list[str] = []
-    real_open = builtins.open
-
-    def watching(file, *args, **kwargs):
-        if str(file).startswith(str(root)) and not str(file).startswith(str(root / ".imagerec")):
-            opened.append(str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", watching)
     summary = index_library(root, models=["mobilenet_v2"])
     assert (summary.decoded, summary.facts_added, summary.daytimes_added, summary.unchanged) == (0, 0, 0, 5) and opened == []
     assert summary.colours_added == 0
@@ -200,8 +199,6 @@ def test_an_up_to_date_catalog_reads_no_photo_again(library, monkeypatch):
 def test_a_catalog_of_schema_4_has_only_its_colours_named_again(library, tmp_path: Path, monkeypatch):
     """Schema 4's colours were the nearest of 33 centroids by area ("grey" for muted pixels): the next index
     names them again from one small decode per photo, re-describes the photos, and reads nothing else."""
-    import builtins
-
     from imagerec.library import facts
 
     root = tmp_path / "photos"
@@ -213,18 +210,11 @@ def test_a_catalog_of_schema_4_has_only_its_colours_named_again(library, tmp_pat
         db.executescript("ALTER TABLE contents DROP COLUMN colours_version; PRAGMA user_version = 4;"
                          "DELETE FROM colours; INSERT INTO colours SELECT id, 'grey', 0.9 FROM contents;"
                          "UPDATE contents SET description = 'A photo, mostly grey.'")
-    opened: list[str] = []
-    real_open = builtins.open
-
-    def watching(file, *args, **kwargs):
-        if str(file).startswith(str(root)) and not str(file).startswith(str(root / ".imagerec")):
-            opened.append(str(file))
-        return real_open(file, *args, **kwargs)
+    opened = _photo_reads(monkeypatch, root)
 
     def not_again(*args, **kwargs):
         raise AssertionError("EXIF, GPS or place read again: only the colours were out of date")
 
-    monkeypatch.setattr(builtins, "open", watching)
     monkeypatch.setattr(facts, "facts_of", not_again)
     monkeypatch.setattr(facts, "place_name", not_again)
     first = index_library(root, models=["mobilenet_v2"])
@@ -312,17 +302,9 @@ def test_combined_queries_rank_exactly_like_a_brute_force_reading(tmp_path: Path
         model_id = cat.register_model(recognizer, top_k=5, source="mobilenet_v2")
         names = cat.model().labels
         with cat.transaction():
-            for i in range(n):
-                cid = i + 1
-                cat.db.execute(
-                    "INSERT INTO contents (id, sha256, taken_at, camera, latitude, longitude, facts) VALUES (?, ?, ?, ?, ?, ?, 1)",
-                    (cid, f"{cid:064x}", taken[i], cameras[i], *(where[i] or (None, None))))
-                status = "gone" if i % 10 == 3 else "ok"  # deleted photos: never listed
-                cat.db.execute("INSERT INTO files (path, size, mtime_ns, content_id, status, indexed_at)"
-                               " VALUES (?, 1, 0, ?, ?, 'x')", (f"p{cid:05d}.jpg", cid, status))
-                for label, score in zip(dict.fromkeys(labels[i].tolist()), scores[i]):
-                    cat.db.execute("INSERT INTO predictions VALUES (?, ?, ?, ?)", (cid, model_id, label, float(score)))
-                cat.db.execute("INSERT INTO colours VALUES (?, ?, ?)", (cid, colour_of[i], float(share_of[i])))
+            insert_generated_photos(cat, model_id, taken, cameras, where, labels, scores)  # deleted photos: never listed
+            cat.db.executemany("INSERT INTO colours VALUES (?, ?, ?)",
+                               [(i + 1, colour_of[i], float(share_of[i])) for i in range(n)])
             cat.db.executemany("INSERT OR IGNORE INTO terms VALUES ('camera', ?)", [(c,) for c in set(cameras)])
     dogs = set(Hierarchy().match("dog", names))
 

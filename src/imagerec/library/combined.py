@@ -39,16 +39,13 @@ from typing import Sequence
 
 from . import daytime, daytime_index
 from .catalog import Catalog
+from .colours import COLOUR_MIN_SHARE
 from .hierarchy import Hierarchy
 from .query import Term, read_query
 
 __all__ = ["COLOUR_MIN_SHARE", "best_score", "combined_search", "colours_present", "dated_photos", "read_terms",
            "term_photos"]
 
-# A photo is "red" when red has at least this share of it (library/colours.py: pixels counted by how vivid
-# they are). Measured on the shared photos: the macaw's red is 18 % (a tenth of its pixels), a tabby cat's
-# reddish fur and the rug beside it 10 %, a hot dog's ketchup 10 %.
-COLOUR_MIN_SHARE = 0.15
 _OK = "EXISTS (SELECT 1 FROM files f WHERE f.content_id = c.id AND f.status = 'ok')"
 _DAYTIME = "imagerec_daytime"  # the SQL function of daytime.matches, registered on the connection when needed
 # SQLite tests the conditions in the order written: the cheap column tests first (the indexed parts of

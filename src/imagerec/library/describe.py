@@ -29,7 +29,7 @@ from typing import Callable, Iterator, Sequence
 
 from ..core.errors import ImageDecodeError, ImagerecError, ImageTooLargeError, UsageError
 from ..core.images import DEFAULT_LIMITS
-from .combined import COLOUR_MIN_SHARE
+from .colours import COLOUR_MIN_SHARE
 from .hierarchy import Hierarchy, _table
 
 __all__ = ["DESCRIBE_MIN_SCORE", "DESCRIPTIONS_VERSION", "Description", "answer_labels", "camera_said", "colour_phrase",
@@ -142,7 +142,7 @@ def _listed(words: Sequence[str]) -> str:
 def colour_phrase(colours: Sequence[tuple[str, float]]) -> tuple[str | None, str | None]:
     """How a description says a photo's colours (best first, with their shares), and the title's shorter form.
 
-    The colours a search finds (a share of at least :data:`.combined.COLOUR_MIN_SHARE`) are named
+    The colours a search finds (a share of at least :data:`.colours.COLOUR_MIN_SHARE`) are named
     first; the photo is "mostly" one colour only when it has half the photo or is the only one so
     named; colours with :data:`SOME_SHARE` or more are "some". Smaller shares are not said.
 
